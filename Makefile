@@ -1,0 +1,32 @@
+# ftlab — two commands on a fresh machine: `make lessons` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.ftlab-installed
+
+.PHONY: install lessons test lab bench clean
+
+install: $(STAMP)
+
+# Installs once; re-runs are instant until pyproject.toml changes.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ftlab)" >/dev/null
+	touch $(STAMP)
+
+lessons: $(STAMP)   ## the main job: run the lessons headless and print a summary
+	$(VENV)/bin/ftlab lessons $(ARGS)
+
+test: $(STAMP)      ## unit tests, notebook tests (nbval + papermill)
+	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+
+lab: $(STAMP)       ## JupyterLab on notebooks/ with this project's kernel
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+bench: $(STAMP)     ## benchmarks, one JSON object each
+	@for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) data/cache runs

@@ -1,0 +1,88 @@
+"""Where ftlab keeps what it computes once (decoded images, converted weights, features).
+
+The cache directory is, in order of preference:
+
+1. ``$FTLAB_CACHE`` when set;
+2. ``data/cache/`` of the source checkout when ftlab is installed editable from the
+   repository (the normal classroom set-up; the folder is gitignored);
+3. ``~/.cache/ftlab`` (``$XDG_CACHE_HOME/ftlab``) otherwise.
+
+Every file is written atomically (temporary file in the same folder, then
+``os.replace``), so an interrupted run never leaves a half-written cache entry.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+__all__ = ["cache_dir", "atomic_write", "atomic_save", "stable_hash"]
+
+
+def cache_dir(*parts: str) -> Path:
+    """Return (and create) the ftlab cache directory, or a sub-folder of it.
+
+    Args:
+        *parts: sub-folder names, e.g. ``cache_dir("features")``.
+
+    Returns:
+        The directory as a ``Path``; it exists when this returns.
+    """
+    env = os.environ.get("FTLAB_CACHE")
+    if env:
+        root = Path(env).expanduser()
+    else:
+        repo = Path(__file__).resolve().parent.parent
+        if (repo / "pyproject.toml").is_file() and (repo / "data").is_dir():
+            root = repo / "data" / "cache"
+        else:
+            xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+            root = Path(xdg) / "ftlab"
+    path = root.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
+    """Write a file atomically: ``write(tmp_path)`` then rename onto ``path``.
+
+    Args:
+        path: final destination.
+        write: a function that writes the complete file to the temporary path it gets.
+
+    Returns:
+        The destination path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` an object atomically."""
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def stable_hash(*items: Any, length: int = 16) -> str:
+    """A short hex digest of JSON-able items (and tensors, by content)."""
+    h = hashlib.sha256()
+    for item in items:
+        if isinstance(item, torch.Tensor):
+            h.update(item.detach().cpu().contiguous().numpy().tobytes())
+        else:
+            h.update(json.dumps(item, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:length]

@@ -1,0 +1,112 @@
+"""Seeded train / val / test DataLoaders with the model's preprocessing and an augmentation preset.
+
+Introduced in lesson 02. All images are resized once (as uint8 tensors) to the image size
+in use, so each batch only augments and normalises: the loader keeps well ahead of the model
+on a laptop CPU with ``num_workers=0``, which also works everywhere Jupyter does.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from .data import ImageSet, Splits
+from .errors import DataError, FtlabError
+from .transforms import transforms
+
+__all__ = ["Loaders", "loaders", "stratified_subset"]
+
+
+@dataclass
+class Loaders:
+    """The three DataLoaders of a run plus what they were built with."""
+
+    train: DataLoader
+    val: DataLoader
+    test: DataLoader
+    classes: list[str]
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def __iter__(self):  # allows ``train, val, test, classes, config = loaders(...)``
+        return iter((self.train, self.val, self.test, self.classes, self.config))
+
+
+def stratified_subset(data: ImageSet, subset: int | float, seed: int = 0) -> ImageSet:
+    """A stratified, seeded subset: ``int`` = images per class, ``float`` in (0, 1] = fraction per class.
+
+    Raises:
+        DataError: more images per class than a class has, or a fraction outside (0, 1].
+    """
+    counts = data.counts()
+    rng = np.random.default_rng(seed)
+    targets = data.targets.numpy()
+    if isinstance(subset, bool) or not isinstance(subset, (int, float)):
+        raise DataError(f"subset must be an int (images per class) or a float fraction, not {subset!r}.")
+    if isinstance(subset, float):
+        if not 0 < subset <= 1:
+            raise DataError(f"subset={subset} is not a fraction in (0, 1]; use e.g. 0.1 for 10 % "
+                            "or an int for a number of images per class.")
+        take = {c: max(1, round(n * subset)) for c, n in enumerate(counts.values())}
+    else:
+        small = {name: n for name, n in counts.items() if n < subset}
+        if subset < 1 or small:
+            raise DataError(f"subset={subset} images per class is more than {data.name} has: "
+                            f"{small or counts}. Use at most {min(counts.values())} or a fraction like 0.1.")
+        take = {c: subset for c in range(len(counts))}
+    chosen = [rng.permutation(np.flatnonzero(targets == c))[:k] for c, k in take.items()]
+    return data.subset(np.sort(np.concatenate(chosen)))
+
+
+def loaders(data: Splits, config: Mapping[str, Any], image_size: int | None = None,
+            batch_size: int = 32, augment: str = "none", subset: int | float | None = None,
+            eval_subset: int | float | None = None, seed: int = 0, num_workers: int = 0,
+            eval_batch_size: int | None = None) -> Loaders:
+    """Train / val / test DataLoaders for a model.
+
+    Args:
+        data: the :class:`Splits` of a data set (``ftlab.elpv()``, ``ftlab.image_folder()``).
+        config: the model's preprocessing (``ftlab.preprocessing(model)``), or a model.
+        image_size: side length instead of the model's input size (small = fast lessons).
+        batch_size: training batch size.
+        augment: ``"none"``, ``"light"`` or ``"strong"`` (training split only).
+        subset: a stratified subset of the training split (images per class or a fraction).
+        eval_subset: the same for the validation and test splits (quick runs only).
+        seed: shuffling and subset seed: the same seed gives the same batches.
+        num_workers: DataLoader worker processes (0 = in the main process, works in any notebook).
+        eval_batch_size: batch size of val/test (default: 2 x batch_size).
+
+    Returns:
+        :class:`Loaders` with ``train``, ``val``, ``test``, ``classes`` and ``config``.
+    """
+    if isinstance(config, torch.nn.Module):
+        from .models import preprocessing
+
+        config = preprocessing(config)
+    if not isinstance(data, Splits):
+        raise FtlabError(f"loaders() needs the Splits of a data set (ftlab.elpv(), ftlab.image_folder()), "
+                         f"not {type(data).__name__}.")
+    if batch_size < 1:
+        raise DataError(f"batch_size must be at least 1, got {batch_size}.")
+    size = int(image_size or config["input_size"][-1])
+    interp = config.get("interpolation", "bilinear")
+    parts = {"train": data.train, "val": data.val, "test": data.test}
+    if subset is not None:
+        parts["train"] = stratified_subset(parts["train"], subset, seed)
+    if eval_subset is not None:
+        parts["val"] = stratified_subset(parts["val"], eval_subset, seed)
+        parts["test"] = stratified_subset(parts["test"], eval_subset, seed)
+    made = {}
+    for split, part in parts.items():
+        train = split == "train"
+        ds = part.resized(size, interp).with_transform(transforms(config, size, augment, train=train))
+        made[split] = DataLoader(
+            ds, batch_size=batch_size if train else (eval_batch_size or 2 * batch_size),
+            shuffle=train, drop_last=False, num_workers=num_workers,
+            generator=torch.Generator().manual_seed(seed) if train else None,
+            persistent_workers=num_workers > 0)
+    used = {**dict(config), "image_size": size, "augment": augment, "batch_size": batch_size,
+            "subset": subset, "seed": seed, "data": data.name}
+    return Loaders(made["train"], made["val"], made["test"], list(data.classes), used)

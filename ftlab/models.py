@@ -1,0 +1,252 @@
+"""Pretrained backbones, new heads and the model's own preprocessing config.
+
+Introduced in lesson 01. ``pretrained()`` gives the offline default, EfficientNet-Lite0 with
+real ImageNet-1k weights (timm's ``tf_efficientnet_lite0``), or any timm / torchvision
+classifier by name through its library's own weights API (from the local cache; with
+``download=True`` on a connected machine).
+"""
+from __future__ import annotations
+
+import difflib
+from functools import lru_cache
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import FtlabError, WeightsUnavailable
+from .weights import (hf_cache_dir, lite0_state_dict, timm_weights_file, torch_hub_dir,
+                      torchvision_weights_file, unavailable)
+
+__all__ = ["ARCHITECTURES", "OFFLINE_MODELS", "architecture", "pretrained", "head_module",
+           "preprocessing", "imagenet_classes", "predict_imagenet"]
+
+OFFLINE_MODELS = {"efficientnet_lite0": "tf_efficientnet_lite0",
+                  "tf_efficientnet_lite0": "tf_efficientnet_lite0"}
+
+# Per-architecture facts, in one place (house style 6). Keyed by "<library>.<class name>".
+# groups: ordered (name, module paths) from input to output; "x.*" = one group per child of x.
+# head: the module path of the classifier that a new task replaces.
+ARCHITECTURES: dict[str, dict[str, Any]] = {
+    "timm.EfficientNet": {"groups": [("stem", ["conv_stem", "bn1"]), ("blocks.*", None),
+                                     ("final_conv", ["conv_head", "bn2"]), ("head", ["classifier"])],
+                          "head": "classifier", "gradcam": "conv_head"},
+    "timm.MobileNetV3": {"groups": [("stem", ["conv_stem", "bn1"]), ("blocks.*", None),
+                                    ("final_conv", ["conv_head", "norm_head"]), ("head", ["classifier"])],
+                         "head": "classifier", "gradcam": "blocks"},
+    "torchvision.ResNet": {"groups": [("stem", ["conv1", "bn1"]), ("layer1", ["layer1"]),
+                                      ("layer2", ["layer2"]), ("layer3", ["layer3"]),
+                                      ("layer4", ["layer4"]), ("head", ["fc"])],
+                           "head": "fc", "gradcam": "layer4"},
+    "torchvision.MobileNetV2": {"groups": [("features.*", None), ("head", ["classifier"])],
+                                "head": "classifier", "gradcam": "features"},
+    "torchvision.MobileNetV3": {"groups": [("features.*", None), ("head", ["classifier"])],
+                                "head": "classifier", "gradcam": "features"},
+    "torchvision.EfficientNet": {"groups": [("features.*", None), ("head", ["classifier"])],
+                                 "head": "classifier", "gradcam": "features"},
+}
+ARCHITECTURES["timm.ResNet"] = ARCHITECTURES["torchvision.ResNet"]
+
+
+def architecture(model: nn.Module) -> dict[str, Any] | None:
+    """The :data:`ARCHITECTURES` entry of a model, or None for an unknown architecture."""
+    lib = type(model).__module__.split(".")[0]
+    return ARCHITECTURES.get(f"{lib}.{type(model).__name__}")
+
+
+def head_module(model: nn.Module) -> nn.Module:
+    """The classifier module (from the table; the last ``nn.Linear`` for unknown architectures)."""
+    arch = architecture(model)
+    if arch is not None:
+        return model.get_submodule(arch["head"])
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise FtlabError(f"{type(model).__name__} has no nn.Linear classifier ftlab can find.")
+    return linears[-1]
+
+
+def _replace_head(model: nn.Module, num_classes: int) -> None:
+    if hasattr(model, "reset_classifier"):            # timm's own API
+        model.reset_classifier(num_classes)
+        return
+    head = head_module(model)
+    linear = head if isinstance(head, nn.Linear) else [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
+    path = next(n for n, m in model.named_modules() if m is linear)
+    parent, _, attr = path.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, attr,
+            nn.Linear(linear.in_features, num_classes))
+
+
+@lru_cache(maxsize=1)
+def _torchvision_names() -> tuple[str, ...]:
+    import torchvision
+
+    return tuple(torchvision.models.list_models(module=torchvision.models))
+
+
+def _known(name: str) -> str:
+    import timm
+
+    if name in OFFLINE_MODELS:
+        return "offline"
+    if name.startswith("torchvision/") or name in _torchvision_names():
+        return "torchvision"
+    if name.startswith("timm/") or timm.is_model(name.split(".")[0]):
+        return "timm"
+    names = [*OFFLINE_MODELS, *_torchvision_names(), *timm.list_models()]
+    close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
+    hint = f" Close matches: {', '.join(close)}." if close else ""
+    raise FtlabError(f"Unknown model {name!r}.{hint} Use 'efficientnet_lite0' (offline), a torchvision "
+                     "classifier (torchvision.models.list_models()) or a timm model (timm.list_models()).")
+
+
+def pretrained(name: str = "efficientnet_lite0", num_classes: int | None = None,
+               weights: str | None = "imagenet", download: bool = False) -> nn.Module:
+    """A classification model with ImageNet weights, optionally with a fresh head.
+
+    Args:
+        name: ``"efficientnet_lite0"`` (offline default), a torchvision classifier name
+            (``"resnet18"``) or a timm name (``"resnet50.a1_in1k"``); prefix ``"torchvision/"``
+            or ``"timm/"`` to pick the library.
+        num_classes: replace the 1000-way ImageNet classifier by a fresh ``nn.Linear`` with
+            this many outputs. None keeps the ImageNet classifier.
+        weights: ``"imagenet"`` for pretrained weights, None for the same architecture randomly
+            initialised (the from-scratch baseline).
+        download: allow timm/torchvision to download weights that are not cached yet.
+
+    Returns:
+        The model in eval mode; ``preprocessing(model)`` gives its input size, mean and std.
+
+    Raises:
+        WeightsUnavailable: the weights are not on disk and ``download`` is False (or failed).
+        FtlabError: unknown model name (with close matches) or unknown ``weights`` value.
+    """
+    if weights not in ("imagenet", None):
+        raise FtlabError(f"weights must be 'imagenet' or None, not {weights!r}.")
+    kind = _known(name)
+    arch = name.split("/", 1)[1] if "/" in name else name
+    if kind == "torchvision":
+        model = _torchvision_model(arch, weights is not None, download)
+    else:
+        import timm
+
+        arch = OFFLINE_MODELS.get(arch, arch)
+        model = timm.create_model(arch, pretrained=False)
+        if weights is not None and kind == "offline":
+            model.load_state_dict(lite0_state_dict(model))
+        elif weights is not None:
+            model = _timm_model(arch, model.pretrained_cfg, download)
+    if num_classes is not None:
+        _replace_head(model, int(num_classes))
+    model.ftlab_name = name
+    return model.eval()
+
+
+def _timm_model(arch: str, cfg: dict, download: bool) -> nn.Module:
+    import timm
+
+    found = timm_weights_file(cfg)
+    if found:
+        return timm.create_model(arch, pretrained=True, pretrained_cfg_overlay={"file": found})
+    where = hf_cache_dir()
+    if not download:
+        raise unavailable(arch, where, "or set HF_HUB_CACHE to where you put it")
+    try:
+        return timm.create_model(arch, pretrained=True)
+    except Exception as err:  # network errors come in many types from huggingface_hub/urllib
+        raise unavailable(arch, where, "download failed: " + type(err).__name__) from err
+
+
+def _torchvision_model(arch: str, with_weights: bool, download: bool) -> nn.Module:
+    import torchvision
+
+    w = torchvision.models.get_model_weights(arch).DEFAULT
+    if with_weights and not torchvision_weights_file(w).is_file() and not download:
+        raise unavailable(arch, torch_hub_dir(), "or set TORCH_HOME to where you put it")
+    try:
+        model = torchvision.models.get_model(arch, weights=w if with_weights else None)
+    except (OSError, RuntimeError) as err:      # URLError is an OSError
+        raise unavailable(arch, torch_hub_dir(), "download failed: " + type(err).__name__) from err
+    t = w.transforms()
+    model.ftlab_preprocessing = {
+        "input_size": (3, t.crop_size[0], t.crop_size[0]), "mean": tuple(t.mean), "std": tuple(t.std),
+        "interpolation": t.interpolation.value, "crop_pct": t.crop_size[0] / t.resize_size[0]}
+    return model
+
+
+def preprocessing(model: nn.Module) -> dict[str, Any]:
+    """The model's own input size, mean, std, interpolation and crop fraction.
+
+    Comes from timm's pretrained config or torchvision's weights transforms; nothing in
+    ftlab hard-codes these numbers.
+
+    Returns:
+        ``{"input_size": (3, H, W), "mean": (...), "std": (...), "interpolation": str, "crop_pct": float}``.
+    """
+    if hasattr(model, "ftlab_preprocessing"):
+        return dict(model.ftlab_preprocessing)
+    if getattr(model, "pretrained_cfg", None):
+        import timm
+
+        cfg = timm.data.resolve_data_config({}, model=model)
+        return {k: cfg[k] for k in ("input_size", "mean", "std", "interpolation", "crop_pct")}
+    raise FtlabError(f"{type(model).__name__} carries no preprocessing config. Build it with "
+                     "ftlab.pretrained(...) or set model.ftlab_preprocessing = {'input_size': (3, 224, 224), "
+                     "'mean': ..., 'std': ..., 'interpolation': 'bilinear', 'crop_pct': 0.875}.")
+
+
+@lru_cache(maxsize=1)
+def imagenet_classes() -> tuple[str, ...]:
+    """The 1,000 ImageNet-1k class names, in index order (as torchvision ships them)."""
+    from torchvision.models import ResNet18_Weights
+
+    return tuple(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def _to_chw_uint8(img) -> torch.Tensor:
+    if isinstance(img, torch.Tensor):
+        t = img
+    else:
+        t = torch.from_numpy(np.asarray(img).copy())
+        t = t.permute(2, 0, 1) if t.ndim == 3 else t.unsqueeze(0)
+    if t.ndim != 3 or t.dtype != torch.uint8:
+        raise FtlabError(f"Expected uint8 images (HxWxC arrays, PIL images or CxHxW tensors), got {tuple(t.shape)} {t.dtype}.")
+    return t[:3] if t.shape[0] >= 3 else t.expand(3, -1, -1)
+
+
+@torch.no_grad()
+def predict_imagenet(model: nn.Module, images: Sequence, k: int = 5) -> list[list[tuple[str, float]]]:
+    """Top-k ImageNet classes with probabilities for photos (lesson 01).
+
+    Images are resized and centre-cropped the way the model was evaluated on ImageNet
+    (its own size, crop fraction, interpolation, mean and std).
+
+    Args:
+        model: a model with the 1,000-way ImageNet classifier (``num_classes=None``).
+        images: uint8 HxWxC arrays, PIL images or CxHxW tensors.
+        k: how many classes per image.
+
+    Returns:
+        Per image, a list of ``(class name, probability)``, most probable first.
+    """
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
+    cfg = preprocessing(model)
+    size = cfg["input_size"][-1]
+    interp = InterpolationMode(cfg["interpolation"])
+    batch = []
+    for img in images:
+        t = TF.resize(_to_chw_uint8(img), int(size / cfg["crop_pct"]), interpolation=interp, antialias=True)
+        t = TF.center_crop(t, [size, size]).float() / 255
+        batch.append(TF.normalize(t, list(cfg["mean"]), list(cfg["std"])))
+    was_training = model.training
+    model.eval()
+    probs = model(torch.stack(batch)).softmax(-1)
+    model.train(was_training)
+    if probs.shape[-1] != 1000:
+        raise FtlabError("predict_imagenet needs the 1,000-way ImageNet head: build the model with num_classes=None.")
+    names = imagenet_classes()
+    top = probs.topk(k, dim=-1)
+    return [[(names[i], float(p)) for p, i in zip(ps, ix)] for ps, ix in zip(top.values, top.indices.tolist())]

@@ -1,0 +1,118 @@
+"""Transforms on uint8 image tensors: the model's preprocessing and augmentation presets.
+
+Everything here works on ``torch.uint8`` tensors of shape ``[C, H, W]`` (C = 1 for the
+grayscale solar cells, 3 for photos) with ``torchvision.transforms.v2``. The model
+decides size, mean, std and interpolation (see :func:`ftlab.models.preprocessing`);
+nothing about them is hard-coded here.
+
+Augmentation presets (train split only):
+
+* ``"none"``: no augmentation.
+* ``"light"``: horizontal and vertical flips, a random multiple of 90 degrees, shifts of
+  up to 5 % of the side. For a square solar cell the 8 flips/rotations are exact
+  symmetries: a crack stays a crack, a dark inactive area stays dark, so the label is
+  preserved (only the busbar orientation changes).
+* ``"strong"``: ``light`` plus a random resized crop (60-100 % of the area, nearly square)
+  and brightness/contrast jitter of 30 %. Crops keep most of the cell, and EL brightness
+  varies from module to module anyway, so defects stay visible and labels stay true.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+from torchvision.transforms import InterpolationMode, v2
+
+from .errors import FtlabError
+
+__all__ = ["AUGMENTATIONS", "Rot90", "ToRGB", "augmentation", "preprocess", "transforms"]
+
+AUGMENTATIONS = ("none", "light", "strong")
+
+
+class Rot90:
+    """Rotate a ``[..., H, W]`` tensor by a random multiple of 90 degrees (exact, no resampling)."""
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        k = int(torch.randint(4, ()).item())
+        return torch.rot90(x, k, dims=(-2, -1)) if k else x
+
+    def __repr__(self) -> str:
+        return "Rot90()"
+
+
+class ToRGB:
+    """Repeat a single grayscale channel to the 3 channels an ImageNet model expects."""
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x.expand(3, *x.shape[1:]) if x.shape[-3] == 1 else x
+
+    def __repr__(self) -> str:
+        return "ToRGB()"
+
+
+def _check_preset(preset: str) -> str:
+    if preset not in AUGMENTATIONS:
+        raise FtlabError(
+            f"Unknown augmentation preset {preset!r}. Use one of: {', '.join(AUGMENTATIONS)}."
+        )
+    return preset
+
+
+def augmentation(preset: str, size: int) -> v2.Compose:
+    """The augmentation pipeline of a preset, for square images of side ``size``.
+
+    Args:
+        preset: ``"none"``, ``"light"`` or ``"strong"`` (see the module docstring).
+        size: side of the (already resized) images it will see.
+
+    Returns:
+        A ``v2.Compose`` mapping a uint8 ``[C, size, size]`` tensor to one of the same shape.
+    """
+    ops: list[Any] = []
+    if _check_preset(preset) in ("light", "strong"):
+        ops += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(), Rot90(),
+                v2.RandomAffine(degrees=0, translate=(0.05, 0.05))]
+    if preset == "strong":
+        ops += [v2.RandomResizedCrop(size, scale=(0.6, 1.0), ratio=(0.9, 1.1), antialias=True),
+                v2.ColorJitter(brightness=0.3, contrast=0.3)]
+    return v2.Compose(ops or [v2.Identity()])
+
+
+def preprocess(config: Mapping[str, Any], image_size: int | None = None) -> v2.Compose:
+    """Resize (when needed), make 3 channels, scale to [0, 1] and normalise with the model's mean/std.
+
+    Args:
+        config: the model's preprocessing config (:func:`ftlab.models.preprocessing`).
+        image_size: side length to use instead of the model's own input size.
+
+    Returns:
+        A ``v2.Compose`` from a uint8 ``[C, H, W]`` tensor to a float ``[3, S, S]`` tensor.
+    """
+    size = int(image_size or config["input_size"][-1])
+    interp = InterpolationMode(config.get("interpolation", "bilinear"))
+    return v2.Compose([
+        v2.Resize((size, size), interpolation=interp, antialias=True),
+        v2.ToDtype(torch.float32, scale=True),
+        ToRGB(),
+        v2.Normalize(mean=list(config["mean"]), std=list(config["std"])),
+    ])
+
+
+def transforms(config: Mapping[str, Any], image_size: int | None = None,
+               augment: str = "none", train: bool = False) -> v2.Compose:
+    """Augmentation (train only) followed by the model's preprocessing.
+
+    Args:
+        config: the model's preprocessing config.
+        image_size: side length overriding the model's input size (small = fast).
+        augment: augmentation preset for the training split.
+        train: whether this is for the training split (evaluation never augments).
+
+    Returns:
+        The full ``v2.Compose``.
+    """
+    size = int(image_size or config["input_size"][-1])
+    aug = augmentation(augment if train else "none", size)
+    ops = [t for t in aug.transforms if not isinstance(t, v2.Identity)]
+    return v2.Compose([*ops, *preprocess(config, size).transforms])
