@@ -35,7 +35,7 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
     "timm.MobileNetV3": {"groups": [("stem", ["conv_stem", "bn1"]), ("blocks.*", None),
                                     ("final_conv", ["conv_head", "norm_head"]), ("head", ["classifier"])],
                          "head": "classifier", "gradcam": "blocks"},
-    "torchvision.ResNet": {"groups": [("stem", ["conv1", "bn1"]), ("layer1", ["layer1"]),
+    "torchvision.ResNet": {"groups": [("stem", ["conv1", "bn1", "relu", "maxpool"]), ("layer1", ["layer1"]),
                                       ("layer2", ["layer2"]), ("layer3", ["layer3"]),
                                       ("layer4", ["layer4"]), ("head", ["fc"])],
                            "head": "fc", "gradcam": "layer4"},

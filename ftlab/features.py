@@ -1,0 +1,192 @@
+"""Feature extraction and caching: run the frozen part once, train the rest on stored activations.
+
+Introduced in lessons 01-02. ``extract_features`` runs the frozen bottom of a model once over
+a loader and caches the result on disk under a key of (weights of that part, data set,
+split, transform, image size, cut point), so a second call is a load. The cut is either the
+pooled features before the classifier (``cut="head"``: train a head or a linear probe) or the
+boundary between frozen and trainable layer groups (``cut="auto"``): then ``fit_head`` trains
+the top groups on the cached activations (cut-point caching).
+
+Cached activations cannot see augmentation: every epoch sees the same un-augmented images.
+ftlab says so with a warning instead of silently dropping it (fastai's old ``precompute=True``
+trap).
+"""
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from .cache import atomic_save, cache_dir, stable_hash
+from .errors import FtlabError
+from .freeze import layer_groups
+from .history import History
+from .train import _to, fit, prepare
+
+__all__ = ["Features", "Top", "extract_features", "fit_head", "fit_cached", "resolve_cut"]
+
+_PREPROCESS_OPS = ("Resize", "ToDtype", "ToRGB", "Normalize", "Identity")
+
+
+class Features(NamedTuple):
+    """Cached activations ``x`` with targets ``y``, taken at layer group ``cut`` (index), and their cache key."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    cut: int
+    key: str
+
+
+def resolve_cut(model: nn.Module, cut: int | str | None) -> int:
+    """Group index of a cut: ``"head"``/None = before the head, ``"auto"`` = first trainable group."""
+    groups = layer_groups(model)
+    if cut in (None, "head"):
+        return len(groups) - 1
+    if cut == "auto":
+        first = next((i for i, g in enumerate(groups) if any(p.requires_grad for p in g.parameters())), None)
+        if first is None:
+            raise FtlabError("Nothing is trainable, so there is no cut point: unfreeze something first.")
+        return first
+    if isinstance(cut, str):
+        names = [g.name for g in groups]
+        if cut not in names:
+            raise FtlabError(f"No layer group {cut!r}; valid cuts: 'head', 'auto', {', '.join(names)}.")
+        return names.index(cut)
+    if not 0 < int(cut) < len(groups):
+        raise FtlabError(f"Cut {cut} is out of range 1..{len(groups) - 1} for {len(groups)} layer groups.")
+    return int(cut)
+
+
+def _body(model: nn.Module, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    for g in layer_groups(model)[start:stop]:
+        for m in g.modules:
+            x = m(x)
+    return x
+
+
+def _pooled(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    if hasattr(model, "forward_head"):
+        return model.forward_head(x, pre_logits=True)
+    return F.adaptive_avg_pool2d(x, 1).flatten(1)
+
+
+def _bottom(model: nn.Module, x: torch.Tensor, cut: int) -> torch.Tensor:
+    n = len(layer_groups(model))
+    if cut == n - 1:
+        feats = model.forward_features(x) if hasattr(model, "forward_features") else _body(model, x, 0, n - 1)
+        return _pooled(model, feats)
+    return _body(model, x, 0, cut)
+
+
+class Top(nn.Module):
+    """The layer groups from ``cut`` to the output of ``model``, as a module (parameters are shared)."""
+
+    def __init__(self, model: nn.Module, cut: int):
+        super().__init__()
+        self.model, self.cut = model, cut
+        self.n = len(layer_groups(model))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cut < self.n - 1:
+            x = _pooled(self.model, _body(self.model, x, self.cut, self.n - 1))
+        x = F.dropout(x, float(getattr(self.model, "drop_rate", 0.0)), self.training)
+        for m in layer_groups(self.model)[-1].modules:
+            x = m(x)
+        return x
+
+
+def _plain(loader) -> DataLoader:
+    ds = loader.dataset
+    t = getattr(ds, "transform", None)
+    if t is not None and hasattr(t, "transforms"):
+        aug = [type(op).__name__ for op in t.transforms if type(op).__name__ not in _PREPROCESS_OPS]
+        if aug:
+            warnings.warn(f"Cached features cannot be augmented: ftlab extracts them from un-augmented images "
+                          f"(dropping {', '.join(aug)}). Every epoch will see the same images; train end-to-end "
+                          "with ftlab.fit to use augmentation.", UserWarning, stacklevel=3)
+            from torchvision.transforms import v2
+
+            ds = ds.with_transform(v2.Compose([op for op in t.transforms if type(op).__name__ in _PREPROCESS_OPS]))
+    return DataLoader(ds, batch_size=16, shuffle=False)   # small batches are fastest on CPU
+
+
+@torch.no_grad()
+def extract_features(model: nn.Module, loader, cut: int | str | None = "head", cache: bool = True,
+                     device: str | torch.device = "auto") -> Features:
+    """Run the part of ``model`` below ``cut`` once over ``loader`` (in order, eval mode) and cache it.
+
+    Args:
+        model: the model (only the groups below ``cut`` are run).
+        loader: a DataLoader over an ftlab data set (shuffling and augmentation are ignored).
+        cut: ``"head"`` (pooled features before the classifier), ``"auto"`` (the first
+            trainable layer group), a group name or index.
+        cache: read from / write to ``<ftlab cache>/features/``.
+        device: where to compute.
+
+    Returns:
+        :class:`Features`.
+    """
+    index = resolve_cut(model, cut)
+    plain = _plain(loader)
+    ds = plain.dataset
+    bottom = [v for g in layer_groups(model)[:index] for m in g.modules for v in m.state_dict().values()]
+    sample = ds[0][0] if len(ds) else torch.empty(0)
+    key = stable_hash(type(model).__name__, getattr(model, "ftlab_name", None), index,
+                      getattr(ds, "name", type(ds).__name__), len(ds), repr(getattr(ds, "transform", None)),
+                      list(sample.shape), *bottom, getattr(ds, "targets", torch.empty(0)))
+    path = cache_dir("features") / f"{getattr(ds, 'name', 'data').replace('/', '-')}-{index}-{key}.pt"
+    if cache and path.is_file():
+        return Features(*torch.load(path, weights_only=True).values(), key=key)
+    was_training = model.training
+    dev = prepare(model, device)
+    model.eval()
+    xs, ys, checked = [], [], False
+    for x, y in plain:
+        x = _to(x, dev)
+        feats = _bottom(model, x, index)
+        if not checked:             # the split must reproduce the model exactly, or caching would lie
+            checked = True
+            if not torch.allclose(Top(model, index).eval()(feats), model(x), atol=1e-4, rtol=1e-3):
+                raise FtlabError(f"Cutting {type(model).__name__} at group {index} does not reproduce its output; "
+                                 "use cut='head' or train end-to-end with ftlab.fit.")
+        xs.append(feats.float().cpu().contiguous())
+        ys.append(torch.as_tensor(y))
+    model.train(was_training)
+    feats = Features(torch.cat(xs), torch.cat(ys).long(), index, key)
+    if cache:
+        atomic_save({"x": feats.x, "y": feats.y, "cut": index}, path)
+    return feats
+
+
+def fit_head(model: nn.Module, train: Features, val: Features | None, epochs: int, lr: float = 1e-3,
+             batch_size: int = 64, seed: int = 0, **fit_kwargs) -> History:
+    """Train the groups of ``model`` above the cut of cached features (the head, or the top groups).
+
+    The parameters are the model's own: afterwards ``model`` itself is the trained model.
+
+    Returns:
+        The same kind of :class:`History` as :func:`ftlab.fit`.
+    """
+    if val is not None and val.cut != train.cut:
+        raise FtlabError(f"Train features are cut at group {train.cut}, val features at {val.cut}: extract both the same way.")
+    top = Top(model, train.cut)
+    tl = DataLoader(TensorDataset(train.x, train.y), batch_size=batch_size, shuffle=True,
+                    generator=torch.Generator().manual_seed(seed))
+    vl = DataLoader(TensorDataset(val.x, val.y), batch_size=4 * batch_size) if val is not None else None
+    history = fit(top, (tl, vl), epochs, lr=lr, seed=seed, **fit_kwargs)
+    history.meta["cached_cut"] = train.cut
+    return history
+
+
+def fit_cached(model: nn.Module, loaders, epochs: int, lr: float = 1e-3, cut: int | str = "auto",
+               **fit_kwargs) -> History:
+    """Extract (or load) features at ``cut`` for train and val, then :func:`fit_head` on them."""
+    index = resolve_cut(model, cut)
+    train = extract_features(model, loaders.train, index, device=fit_kwargs.get("device", "auto"))
+    val = extract_features(model, loaders.val, index, device=fit_kwargs.get("device", "auto"))
+    return fit_head(model, train, val, epochs, lr=lr, batch_size=loaders.train.batch_size, **fit_kwargs)
+

@@ -1,0 +1,94 @@
+"""History: what happened in each epoch of a training run (losses, accuracies, learning rates, time)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["History"]
+
+_COLUMNS = [("epoch", "{}"), ("train_loss", "{:.4f}"), ("train_acc", "{:.3f}"), ("val_loss", "{:.4f}"),
+            ("val_acc", "{:.3f}"), ("lr", "{:.2e}"), ("trainable", "{:,}"), ("seconds", "{:.1f}")]
+
+
+@dataclass
+class History:
+    """Per-epoch records of a run; ``rows`` is a plain list of dicts (no pandas needed).
+
+    Each row has ``epoch``, ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``, ``lr``
+    (the head's rate at the end of the epoch), ``lrs`` (every param group's), ``seconds``,
+    ``trainable`` (trainable parameter count), ``stage`` and ``unfrozen`` (True when the
+    trainable set changed at the start of this epoch). ``stopped`` says why a run ended
+    early (``"early stopping"``, ``"interrupted"``, ``"non-finite loss ..."``), ``best_epoch``
+    which epoch's weights were kept.
+    """
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key):
+        """``h["val_acc"]`` is the list of that column; ``h[-1]`` the last row."""
+        if isinstance(key, str):
+            return [r.get(key) for r in self.rows]
+        return self.rows[key]
+
+    def to_list(self) -> list[dict[str, Any]]:
+        """The rows as plain dicts (copies)."""
+        return [dict(r) for r in self.rows]
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        """The row of the best epoch (whose weights ``restore_best`` kept)."""
+        return next((r for r in self.rows if r["epoch"] == self.best_epoch), None)
+
+    @property
+    def seconds(self) -> float:
+        return sum(r["seconds"] for r in self.rows)
+
+    def unfreeze_epochs(self) -> list[int]:
+        """Epochs at whose start the trainable set changed (staged training)."""
+        return [r["epoch"] for r in self.rows if r.get("unfrozen")]
+
+    def __add__(self, other: "History") -> "History":
+        """Chain two stages: epochs and stages continue counting.
+
+        ``best_epoch`` is the later stage's best when it has one: its weights are the ones the
+        model holds after that stage restored them.
+        """
+        offset = len(self.rows)
+        stage = max((r.get("stage", 0) for r in self.rows), default=-1) + 1
+        rows = self.to_list() + [{**r, "epoch": r["epoch"] + offset, "stage": stage + r.get("stage", 0),
+                                  "unfrozen": r.get("unfrozen") or i == 0} for i, r in enumerate(other.rows)]
+        best = other.best_epoch + offset if other.best_epoch is not None else self.best_epoch
+        return History(rows, best, other.stopped or self.stopped, {**self.meta, **other.meta})
+
+    def _cells(self) -> tuple[list[str], list[list[str]]]:
+        cols = [c for c, _ in _COLUMNS if any(c in r for r in self.rows)]
+        fmt = dict(_COLUMNS)
+        body = []
+        for r in self.rows:
+            cells = [fmt[c].format(r[c]) if r.get(c) is not None else "" for c in cols]
+            if r["epoch"] == self.best_epoch:
+                cells[0] += " *"
+            body.append(cells)
+        return cols, body
+
+    def __repr__(self) -> str:
+        cols, body = self._cells()
+        rows = [cols] + body
+        widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
+        lines = ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows]
+        tail = f"\n(* best epoch{'; stopped: ' + self.stopped if self.stopped else ''})"
+        return "\n".join(lines) + tail
+
+    def _repr_html_(self) -> str:
+        cols, body = self._cells()
+        th = "".join(f"<th>{c}</th>" for c in cols)
+        trs = "".join("<tr>" + "".join(f"<td>{v}</td>" for v in r) + "</tr>" for r in body)
+        note = f"<br><i>stopped: {self.stopped}</i>" if self.stopped else ""
+        return f"<table><tr>{th}</tr>{trs}</table><small>* best epoch</small>{note}"
+
