@@ -27,7 +27,7 @@ from .freeze import layer_groups
 from .history import History
 from .train import _to, fit, prepare
 
-__all__ = ["Features", "Top", "extract_features", "fit_head", "fit_cached", "resolve_cut"]
+__all__ = ["Features", "Top", "extract_features", "fit_head", "fit_cached", "resolve_cut", "linear_probe"]
 
 _PREPROCESS_OPS = ("Resize", "ToDtype", "ToRGB", "Normalize", "Identity")
 
@@ -190,3 +190,28 @@ def fit_cached(model: nn.Module, loaders, epochs: int, lr: float = 1e-3, cut: in
     val = extract_features(model, loaders.val, index, device=fit_kwargs.get("device", "auto"))
     return fit_head(model, train, val, epochs, lr=lr, batch_size=loaders.train.batch_size, **fit_kwargs)
 
+
+
+def linear_probe(train: Features, test: Features, C: float = 1.0, seed: int = 0) -> float:
+    """Accuracy of a logistic-regression classifier trained on frozen features (a linear probe).
+
+    Features are standardised first; the classifier is scikit-learn's ``LogisticRegression``.
+
+    Args:
+        train: features to fit on (``extract_features(..., cut="head")``).
+        test: features to score on.
+        C: inverse regularisation strength.
+        seed: random state of the solver.
+
+    Returns:
+        Test accuracy in [0, 1].
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if train.x.ndim != 2:
+        raise FtlabError("A linear probe needs pooled features: extract them with cut='head'.")
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=3000, random_state=seed))
+    clf.fit(train.x.numpy(), train.y.numpy())
+    return float(clf.score(test.x.numpy(), test.y.numpy()))

@@ -17,7 +17,7 @@ from .data import ImageSet, Splits
 from .errors import DataError, FtlabError
 from .transforms import transforms
 
-__all__ = ["Loaders", "loaders", "stratified_subset"]
+__all__ = ["Loaders", "loaders", "stratified_subset", "with_augmentation"]
 
 
 @dataclass
@@ -110,3 +110,15 @@ def loaders(data: Splits, config: Mapping[str, Any], image_size: int | None = No
     used = {**dict(config), "image_size": size, "augment": augment, "batch_size": batch_size,
             "subset": subset, "seed": seed, "data": data.name}
     return Loaders(made["train"], made["val"], made["test"], list(data.classes), used)
+
+
+def with_augmentation(loaders: Loaders, augment: str) -> Loaders:
+    """The same loaders with another augmentation preset on the training split (same images, batches, seed)."""
+    if loaders.config.get("augment") == augment:
+        return loaders
+    old = loaders.train
+    ds = old.dataset.with_transform(transforms(loaders.config, loaders.config["image_size"], augment, train=True))
+    train = DataLoader(ds, batch_size=old.batch_size, shuffle=True, num_workers=old.num_workers,
+                       generator=torch.Generator().manual_seed(loaders.config.get("seed", 0)),
+                       persistent_workers=old.num_workers > 0)
+    return Loaders(train, loaders.val, loaders.test, loaders.classes, {**loaders.config, "augment": augment})

@@ -19,7 +19,7 @@ from .errors import FtlabError, WeightsUnavailable
 from .weights import (hf_cache_dir, lite0_state_dict, timm_weights_file, torch_hub_dir,
                       torchvision_weights_file, unavailable)
 
-__all__ = ["ARCHITECTURES", "OFFLINE_MODELS", "architecture", "pretrained", "head_module",
+__all__ = ["ARCHITECTURES", "OFFLINE_MODELS", "architecture", "pretrained", "head_module", "set_dropout",
            "preprocessing", "imagenet_classes", "predict_imagenet"]
 
 OFFLINE_MODELS = {"efficientnet_lite0": "tf_efficientnet_lite0",
@@ -64,6 +64,24 @@ def head_module(model: nn.Module) -> nn.Module:
     if not linears:
         raise FtlabError(f"{type(model).__name__} has no nn.Linear classifier ftlab can find.")
     return linears[-1]
+
+
+def set_dropout(model: nn.Module, p: float) -> nn.Module:
+    """Set the dropout probability in front of the classifier (timm's ``drop_rate``, torchvision's head Dropout).
+
+    Introduced in lesson 04 as one of the controls against overfitting.
+    """
+    if not 0 <= p < 1:
+        raise FtlabError(f"Dropout probability must be in [0, 1), got {p}.")
+    if hasattr(model, "drop_rate"):
+        model.drop_rate = float(p)
+        return model
+    drops = [m for m in head_module(model).modules() if isinstance(m, nn.Dropout)]
+    if not drops:
+        raise FtlabError(f"{type(model).__name__} has no dropout before its classifier that ftlab knows of.")
+    for d in drops:
+        d.p = float(p)
+    return model
 
 
 def _replace_head(model: nn.Module, num_classes: int) -> None:

@@ -74,7 +74,7 @@ class _Exponential(Callback):
 
     def on_batch_end(self, state):
         lr = state.optimizer.param_groups[-1]["lr"]
-        self._avg = state.loss if self._avg is None else 0.9 * self._avg + 0.1 * state.loss
+        self._avg = 0.9 * (self._avg or 0.0) + 0.1 * state.loss      # bias-corrected below
         smoothed = self._avg / (1 - 0.9 ** (len(self.lrs) + 1))
         self.lrs.append(lr)
         self.losses.append(smoothed)

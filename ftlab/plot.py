@@ -1,0 +1,317 @@
+"""Matplotlib figures of numbers: training curves, confusion matrix, trainable map, comparisons, LR finder.
+
+Every function returns the ``Figure`` (Jupyter shows it as the cell's value), draws into ``ax`` (or a sequence of axes) when given
+one, and works headless (Agg). One house style (:data:`STYLE` with the colour-blind-safe
+Okabe-Ito :data:`PALETTE`) is applied by the ``_styled`` decorator. Figures of images
+(batches, augmentations, top losses, Grad-CAM) live in the sibling
+:mod:`ftlab.plot_more`; ``ftlab.plot.show_batch`` etc. reach them too.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator, PercentFormatter
+from sklearn import metrics
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
+from threadpoolctl import threadpool_limits     # a scikit-learn dependency
+from torch import nn
+
+from .errors import FtlabError
+from .history import History
+from .params import trainable_summary
+from .train import predict
+
+__all__ = ["PALETTE", "STYLE", "history", "confusion_matrix", "classification_report", "embedding", "trainable",
+           "compare", "lr_find"]
+_SIBLING = ("show_batch", "augmentations", "top_losses", "gradcam", "gradcam_maps")
+
+PALETTE = ("#0072b2", "#e69f00", "#009e73", "#d55e00", "#cc79a7", "#56b4e9", "#f0e442", "#000000")
+"""Okabe-Ito colours (blue, orange, green, vermillion, purple, sky, yellow, black): colour-blind safe."""
+WRONG, FROZEN = "#d55e00", "#bbbbbb"
+STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9,
+         "xtick.labelsize": 9, "ytick.labelsize": 9, "axes.spines.top": False, "axes.spines.right": False,
+         "axes.grid": True, "grid.alpha": 0.3, "axes.prop_cycle": plt.cycler(color=PALETTE),
+         "figure.dpi": 100, "savefig.bbox": "tight"}
+
+
+def _styled(func):
+    """Run a plotting function under :data:`STYLE` (fonts, colours, spines, grid).
+
+    A figure the function created itself is released from pyplot, so Jupyter shows it exactly
+    once: as the value of the cell (``display(fig)`` shows it elsewhere). A figure drawn into
+    the caller's ``ax`` stays the caller's.
+    """
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with plt.rc_context(STYLE):
+            fig = func(*args, **kwargs)
+        if kwargs.get("ax") is None:
+            plt.close(fig)
+        return fig
+    return wrapper
+
+
+def _axes(ax, n: int, size: tuple[float, float]):
+    """``n`` axes in a row: new ones in a fresh figure, or the given ones (styled like new ones)."""
+    if ax is None:
+        fig, axs = plt.subplots(1, n, figsize=size, layout="constrained", squeeze=False)
+        return fig, list(axs.flat)
+    axs = list(np.ravel(ax))
+    if len(axs) < n:
+        raise FtlabError(f"This figure needs {n} axes, got {len(axs)}: pass a sequence of {n} axes or none.")
+    for a in axs[:n]:
+        a.spines[["top", "right"]].set_visible(False)
+        a.grid(True, alpha=STYLE["grid.alpha"])
+    return axs[0].figure, axs[:n]
+
+
+@_styled
+def history(h: History | Sequence[History], labels: Sequence[str] | None = None, ax=None):
+    """Loss and accuracy per epoch: train solid, validation dashed, one colour per run.
+
+    Dotted vertical lines sit just before each epoch whose trainable set changed (at
+    ``epoch + 0.5`` on the 1-based axis), a star marks the best epoch, and for a single run
+    the shaded band between train and validation loss shows the generalisation gap.
+
+    Args:
+        h: a :class:`~ftlab.History` or a list of them (overlaid, with a legend).
+        labels: one name per run (default ``run 1``, ``run 2`` ...).
+        ax: two axes (loss, accuracy) to draw into; None makes a new figure.
+
+    Returns:
+        The matplotlib ``Figure``.
+    """
+    runs = [h] if isinstance(h, History) else list(h)
+    labels = list(labels) if labels else [""] if len(runs) == 1 else [f"run {i + 1}" for i in range(len(runs))]
+    fig, (al, aa) = _axes(ax, 2, (10, 3.8))
+    for i, (run, name) in enumerate(zip(runs, labels)):
+        c, pre, x = PALETTE[i % len(PALETTE)], f"{name}: " if name else "", np.array(run["epoch"]) + 1
+        for a, key in ((al, "loss"), (aa, "acc")):
+            tr, va = (np.array(run[f"{s}_{key}"], dtype=float) for s in ("train", "val"))
+            a.plot(x, tr, "-o", color=c, ms=3, label=pre + "train")
+            if np.isfinite(va).any():
+                a.plot(x, va, "--o", color=c, ms=3, label=pre + "validation")
+                if len(runs) == 1 and key == "loss":
+                    a.fill_between(x, tr, va, color=c, alpha=0.12, label="gap (train vs val)")
+                if run.best is not None:
+                    a.plot(run.best["epoch"] + 1, run.best[f"val_{key}"], "*", ms=13, color=c,
+                           mec="black", mew=0.6, label="best epoch" if i == 0 else "_best")
+            for e in run.unfreeze_epochs():
+                a.axvline(e + 0.5, color=c, ls=":", lw=1.5, label="trainable set changed" if i == 0 else "_unfrozen")
+    for a, what in ((al, "Loss"), (aa, "Accuracy")):
+        a.set(title=f"{what} per epoch", xlabel="epoch", ylabel=what.lower())
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
+    aa.yaxis.set_major_formatter(PercentFormatter(1.0))
+    handles = {lab: hd for hd, lab in zip(*al.get_legend_handles_labels())}
+    if ax is None:      # below both panels, clear of the curves
+        fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncols=min(len(handles), 5))
+    else:
+        al.legend(handles.values(), handles.keys(), loc="best")
+    return fig
+
+
+def classification_report(preds, targets, classes: Sequence[str] | None = None) -> str:
+    """Precision, recall, F1 and support per class as text (scikit-learn's report).
+
+    Args:
+        preds: predicted class indices (or :func:`ftlab.predict`'s result, then ``targets`` may be None).
+        targets: true class indices.
+        classes: class names, index = class.
+
+    Returns:
+        The report as a string.
+    """
+    preds, targets, classes = _labels(preds, targets, classes)
+    return metrics.classification_report(targets, preds, labels=range(len(classes)), target_names=classes,
+                                         digits=3, zero_division=0)
+
+
+def _labels(preds, targets, classes):
+    if hasattr(preds, "preds") and hasattr(preds, "targets"):
+        preds, targets = preds.preds, preds.targets
+    if preds is None or targets is None:
+        raise FtlabError("Pass preds and targets (class indices), or a model and a loader.")
+    preds, targets = np.asarray(preds).ravel(), np.asarray(targets).ravel()
+    k = len(classes) if classes else int(max(preds.max(initial=0), targets.max(initial=0))) + 1
+    return preds, targets, list(classes) if classes else [str(i) for i in range(k)]
+
+
+@_styled
+def confusion_matrix(preds=None, targets=None, classes: Sequence[str] | None = None, model: nn.Module | None = None,
+                     loader=None, normalize: bool = True, ax=None):
+    """Confusion matrix with counts and row percentages; per-class recall in the row labels.
+
+    Args:
+        preds / targets: predicted and true class indices (or pass ``model`` and ``loader``).
+        classes: class names (default: the loader's dataset ``classes``, else indices).
+        model / loader: predict with :func:`ftlab.predict` instead of passing ``preds``.
+        normalize: colour cells by row fraction (recall); False colours by count.
+        ax: axes to draw into.
+
+    Returns:
+        The ``Figure``; ``fig.classification_report`` holds the text report.
+    """
+    if preds is None and model is not None and loader is not None:
+        preds = predict(model, loader)
+        classes = classes or getattr(loader.dataset, "classes", None)
+    preds, targets, classes = _labels(preds, targets, classes)
+    k = len(classes)
+    cm = metrics.confusion_matrix(targets, preds, labels=range(k))
+    frac = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig, (a,) = _axes(ax, 1, (1.1 * k + 2.6, 1.0 * k + 1.6))
+    shown = frac if normalize else cm
+    a.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else max(1, cm.max()))
+    a.grid(False)
+    a.spines[:].set_visible(False)
+    for i, j in np.ndindex(k, k):
+        dark = shown[i, j] > 0.55 * (1 if normalize else cm.max())
+        a.text(j, i, f"{cm[i, j]}\n{frac[i, j]:.0%}", ha="center", va="center", color="white" if dark else "black")
+    a.set_xticks(range(k), classes, rotation=30 if max(map(len, classes)) > 6 else 0, ha="right")
+    a.set_yticks(range(k), [f"{c}\nrecall {r:.0%}" for c, r in zip(classes, frac.diagonal())])
+    a.set(xlabel="predicted class", ylabel="true class",
+          title=f"Confusion matrix (accuracy {np.trace(cm) / max(1, cm.sum()):.1%}, n={cm.sum()})")
+    fig.classification_report = classification_report(preds, targets, classes)
+    return fig
+
+
+@_styled
+def embedding(features, labels=None, classes: Sequence[str] | None = None, method: str = "pca", ax=None,
+              title: str | None = None):
+    """Features projected to 2-D (PCA or t-SNE, seeded), one colour per class.
+
+    Side by side (e.g. pretrained vs random-init features): ``fig, axs = plt.subplots(1, 2)``,
+    then ``embedding(f1, y, ax=axs[0])`` and ``embedding(f2, y, ax=axs[1])``.
+
+    Args:
+        features: ``[N, D]`` (or ``[N, ...]``, flattened) tensor or array, or :class:`ftlab.Features`.
+        labels: class index per sample (default: the Features' ``y``).
+        classes: class names (default indices).
+        method: ``"pca"`` or ``"tsne"``.
+        ax: axes to draw into.
+        title: the axes title (default says the method).
+
+    Returns:
+        The ``Figure``; ``fig.points`` holds the ``[N, 2]`` projection.
+    """
+    if labels is None and hasattr(features, "y"):
+        features, labels = features.x, features.y
+    x = np.asarray(features.detach().cpu() if hasattr(features, "detach") else features, dtype=np.float32)
+    x, y = x.reshape(len(x), -1), np.asarray(labels).ravel()
+    if method not in ("pca", "tsne") or len(x) < 3 or len(y) != len(x):
+        raise FtlabError(f"embedding needs method 'pca' or 'tsne' (got {method!r}) and at least 3 samples "
+                         f"with one label each (got {len(x)} samples, {len(y)} labels).")
+    if method == "pca":
+        points = PCA(n_components=2, random_state=0).fit_transform(x)
+    else:
+        # one OpenMP thread: after PyTorch ran, its spinning idle threads make a multi-threaded t-SNE
+        # crawl (20-40 s instead of 0.2 s for 30 points on 2 cores)
+        with threadpool_limits(1, user_api="openmp"):
+            points = TSNE(2, perplexity=min(30.0, (len(x) - 1) / 3), init="pca", random_state=0).fit_transform(x)
+    fig, (a,) = _axes(ax, 1, (5.5, 4.5))
+    for c in np.unique(y):
+        a.scatter(*points[y == c].T, s=14, alpha=0.75, color=PALETTE[int(c) % len(PALETTE)],
+                  label=classes[int(c)] if classes else str(c))
+    axis = "PC" if method == "pca" else "t-SNE "
+    a.set(xlabel=f"{axis}1", ylabel=f"{axis}2", title=title or f"Features in 2-D ({method.upper()})")
+    a.legend(title="class", loc="best", markerscale=1.5)
+    fig.points = points
+    return fig
+
+
+@_styled
+def trainable(model: nn.Module, ax=None):
+    """One bar per layer group (parameter count, log scale) coloured frozen / partly / fully trainable.
+
+    Args:
+        model: any model ftlab can split into layer groups.
+        ax: axes to draw into.
+
+    Returns:
+        The ``Figure``; the BatchNorm mode of each group is written next to its bar.
+    """
+    s = trainable_summary(model)
+    n = len(s.rows)
+    fig, (a,) = _axes(ax, 1, (8, 0.32 * n + 1.6))
+    colors = [FROZEN if r["trainable"] == 0 else PALETTE[0] if r["trainable"] == r["params"] else PALETTE[1]
+              for r in s.rows]
+    a.barh(range(n), [max(1, r["params"]) for r in s.rows], color=colors, height=0.7)
+    for y, r in enumerate(s.rows):
+        part = f" ({r['trainable']:,} trainable)" if 0 < r["trainable"] < r["params"] else ""
+        a.text(max(1, r["params"]) * 1.15, y, f"{r['params']:,}{part}" + (f"   BN {r['bn']}" if r["bn"] != "-" else ""),
+               va="center", fontsize=8)
+    a.set_xscale("log")
+    a.set_xlim(right=s.total * 40 if s.total else 10)
+    a.set_yticks(range(n), [r["group"] for r in s.rows])
+    a.invert_yaxis()
+    a.grid(False, axis="y")
+    a.set(xlabel="parameters (log scale)", ylabel="layer group (input at top)",
+          title=f"Trainable: {s.trainable:,} of {s.total:,} parameters ({s.percent:.1f}%)")
+    a.legend(handles=[Patch(color=c, label=t) for c, t in
+                      ((FROZEN, "frozen"), (PALETTE[1], "partly trainable"), (PALETTE[0], "trainable"))],
+             loc="upper right")
+    return fig
+
+
+@_styled
+def compare(results: Sequence[dict], ax=None):
+    """Test accuracy against trainable parameters (log) and against training time, one point per run.
+
+    Args:
+        results: dicts with ``name``, ``acc`` (test accuracy, 0-1), ``trainable`` (parameter
+            count) and ``seconds``.
+        ax: two axes to draw into.
+
+    Returns:
+        The ``Figure``.
+    """
+    fig, axs = _axes(ax, 2, (10, 3.8))
+    for a, key, xlabel in ((axs[0], "trainable", "trainable parameters (log scale)"),
+                           (axs[1], "seconds", "training time (s)")):
+        for i, r in enumerate(results):
+            a.plot(r[key], r["acc"], "o", ms=8, color=PALETTE[i % len(PALETTE)])
+            a.annotate(r["name"], (r[key], r["acc"]), xytext=(6, 5), textcoords="offset points", fontsize=9)
+        a.set(xlabel=xlabel, ylabel="test accuracy")
+        a.yaxis.set_major_formatter(PercentFormatter(1.0))
+        a.margins(x=0.2, y=0.15)
+    axs[0].set_xscale("log")
+    axs[0].set_title("Accuracy vs trainable parameters")
+    axs[1].set_title("Accuracy vs training time")
+    return fig
+
+
+@_styled
+def lr_find(result, ax=None):
+    """The learning-rate range test: smoothed loss against learning rate, the suggestion marked.
+
+    Args:
+        result: :class:`ftlab.recipes.LRFinderResult` (``lrs``, ``losses``, ``suggestion``).
+        ax: axes to draw into.
+
+    Returns:
+        The ``Figure``.
+    """
+    fig, (a,) = _axes(ax, 1, (6, 3.8))
+    lrs, losses = np.asarray(result.lrs, dtype=float), np.asarray(result.losses, dtype=float)
+    a.plot(lrs, losses, color=PALETTE[0], label="smoothed loss")
+    a.axvline(result.suggestion, color=PALETTE[3], ls="--", label=f"suggestion {result.suggestion:.1e}")
+    if len(lrs) and np.isfinite(losses).any():
+        low = np.nanmin(losses)
+        a.set_ylim(low - 0.05 * abs(low), min(np.nanmax(losses), losses[0] + 2 * (losses[0] - low) + 1e-3))
+    a.set_xscale("log")
+    a.set(xlabel="learning rate (log scale)", ylabel="loss", title="Learning-rate range test")
+    a.legend(loc="upper left")
+    return fig
+
+
+def __getattr__(name: str):
+    """``ftlab.plot.gradcam`` and the other figures of :mod:`ftlab.plot_more`, imported on first use."""
+    if name in _SIBLING:
+        from . import plot_more
+
+        return getattr(plot_more, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

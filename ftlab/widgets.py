@@ -1,0 +1,209 @@
+"""ipywidgets panels for the classroom: explore freezing, train strategies side by side, redraw augmentations.
+
+Each panel keeps its widget in ``self.widget``, shows itself in Jupyter (``_ipython_display_``),
+wires events with ``observe`` / ``on_click``, and leaves the work to plain functions
+(:func:`apply_freeze`, :func:`run_strategy`) that tests call without a browser.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable
+
+import ipywidgets as W
+import matplotlib.pyplot as plt
+from IPython.display import display
+from torch import nn
+
+from . import plot
+from .errors import FtlabError
+from .freeze import freeze_to, layer_groups, trainable_count
+from .loaders import Loaders, with_augmentation
+from .params import trainable_summary
+from .report import format_table
+from .train import Callback, evaluate, fit
+from .transforms import AUGMENTATIONS
+
+__all__ = ["apply_freeze", "run_strategy", "STRATEGIES", "FreezeExplorer", "TrainPanel", "AugmentationExplorer"]
+
+STRATEGIES = ("head only", "last k groups", "full")
+
+
+def apply_freeze(model: nn.Module, trainable_groups: int, bn: str = "frozen") -> None:
+    """Make the top ``trainable_groups`` layer groups trainable and freeze the rest (0 = all frozen)."""
+    n = len(layer_groups(model))
+    freeze_to(model, n - max(0, min(n, trainable_groups)), bn=bn)
+
+
+def _show(out: W.Output, fig) -> None:
+    out.clear_output(wait=True)
+    out.append_display_data(fig)
+    plt.close(fig)
+
+
+class FreezeExplorer:
+    """A slider for how many layer groups (from the top) train, and a BatchNorm-policy toggle.
+
+    The trainable summary and the ``plot.trainable`` picture update live; the model really is
+    frozen that way afterwards (``explorer.model``).
+    """
+
+    def __init__(self, model: nn.Module, trainable_groups: int = 1, bn: str = "frozen"):
+        self.model = model
+        n = len(layer_groups(model))
+        self.slider = W.IntSlider(value=trainable_groups, min=0, max=n, description="train top",
+                                  continuous_update=False, style={"description_width": "initial"})
+        self.bn = W.ToggleButtons(options=["frozen", "train"], value=bn, description="BatchNorm")
+        self.summary = W.HTML()
+        self.picture = W.Output()
+        for control in (self.slider, self.bn):
+            control.observe(self._update, names="value")
+        self.widget = W.VBox([W.HBox([self.slider, self.bn]), self.summary, self.picture])
+        self._update()
+
+    def _update(self, change=None) -> None:
+        apply_freeze(self.model, self.slider.value, self.bn.value)
+        s = trainable_summary(self.model)
+        self.summary.value = f"<b>trainable: {s.trainable:,} of {s.total:,} parameters ({s.percent:.1f}%)</b>" \
+                             + s._repr_html_()
+        _show(self.picture, plot.trainable(self.model))
+
+    def _ipython_display_(self) -> None:
+        display(self.widget)
+
+
+class _StopFlag(Callback):
+    def __init__(self, panel: "TrainPanel"):
+        self.panel = panel
+
+    def on_batch_end(self, state):
+        if self.panel._stop:
+            state.stop = True
+
+    def on_epoch_end(self, state):
+        self.panel._live(state.history)
+
+
+def run_strategy(make_model: Callable[[], nn.Module], loaders: Loaders, strategy: str = "head only", k: int = 2,
+                 lr: float = 3e-3, epochs: int = 3, weight_decay: float = 0.01, augment: str = "none",
+                 early_stopping: int | None = None, callbacks=(), progress: bool = False, seed: int = 0) -> dict[str, Any]:
+    """Train a fresh model with one strategy; return a result row (name, acc, trainable, seconds, history).
+
+    Args:
+        make_model: builds a fresh model with the right number of classes.
+        loaders: ``ftlab.loaders(...)``; the augmentation preset is swapped as asked.
+        strategy: ``"head only"``, ``"last k groups"`` (the last ``k`` groups incl. the head) or ``"full"``.
+    """
+    if strategy not in STRATEGIES:
+        raise FtlabError(f"Unknown strategy {strategy!r}: use one of {', '.join(STRATEGIES)}.")
+    model = make_model()
+    trainable_groups = {"head only": 1, "last k groups": k, "full": len(layer_groups(model))}[strategy]
+    apply_freeze(model, trainable_groups)
+    start = time.perf_counter()
+    history = fit(model, with_augmentation(loaders, augment), epochs, lr=lr, lr_mult=10, weight_decay=weight_decay,
+                  early_stopping=early_stopping, callbacks=callbacks, progress=progress, seed=seed)
+    label = strategy.replace("k groups", f"{k} groups")
+    return {"name": f"{label}, lr {lr:g}, {augment}", "acc": evaluate(model, loaders.test)["acc"],
+            "trainable": trainable_count(model), "seconds": time.perf_counter() - start,
+            "epochs": len(history), "stopped": history.stopped or "", "history": history}
+
+
+class TrainPanel:
+    """Pick a strategy and hyper-parameters, Run, watch the curves, Stop; every run joins a comparison."""
+
+    def __init__(self, make_model: Callable[[], nn.Module], loaders: Loaders):
+        self.make_model, self.loaders = make_model, loaders
+        self.results: list[dict[str, Any]] = []
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        s = {"description_width": "initial"}
+        self.strategy = W.Dropdown(options=STRATEGIES, value="head only", description="strategy")
+        self.k = W.IntSlider(value=2, min=2, max=len(layer_groups(make_model())), description="k groups", style=s)
+        self.lr = W.FloatLogSlider(value=3e-3, base=10, min=-5, max=-1, description="learning rate", style=s)
+        self.epochs = W.IntSlider(value=3, min=1, max=30, description="epochs")
+        self.weight_decay = W.FloatLogSlider(value=1e-2, base=10, min=-4, max=0, description="weight decay", style=s)
+        self.augment = W.Dropdown(options=AUGMENTATIONS, value="none", description="augment")
+        self.patience = W.IntSlider(value=0, min=0, max=10, description="early stop (0=off)", style=s)
+        self.run_button = W.Button(description="Run", button_style="success", icon="play")
+        self.stop_button = W.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
+        self.status = W.HTML("ready")
+        self.live, self.table, self.comparison = W.Output(), W.HTML(), W.Output()
+        self.run_button.on_click(lambda _: self.run(blocking=False))
+        self.stop_button.on_click(lambda _: self.stop())
+        controls = W.VBox([W.HBox([self.strategy, self.k]), W.HBox([self.lr, self.epochs]),
+                           W.HBox([self.weight_decay, self.augment]), W.HBox([self.patience]),
+                           W.HBox([self.run_button, self.stop_button, self.status])])
+        self.widget = W.VBox([controls, self.live, self.table, self.comparison])
+
+    def settings(self) -> dict[str, Any]:
+        """The current choices as keyword arguments of :func:`run_strategy`."""
+        return {"strategy": self.strategy.value, "k": self.k.value, "lr": self.lr.value, "epochs": self.epochs.value,
+                "weight_decay": self.weight_decay.value, "augment": self.augment.value,
+                "early_stopping": self.patience.value or None}
+
+    def run(self, blocking: bool = True) -> None:
+        """Train with the current settings (in a background thread when not ``blocking``, so Stop works)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop = False
+        self.run_button.disabled, self.stop_button.disabled = True, False
+        self.status.value = "training ..."
+        if blocking:
+            self._train()
+        else:
+            self._thread = threading.Thread(target=self._train, daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the running training to stop after the current batch (the best weights are kept)."""
+        self._stop = True
+        self.status.value = "stopping ..."
+
+    def _train(self) -> None:
+        try:
+            row = run_strategy(self.make_model, self.loaders, callbacks=[_StopFlag(self)], **self.settings())
+            self.results.append(row)
+            self.status.value = f"done: test accuracy {row['acc']:.1%}" + (f" ({row['stopped']})" if row["stopped"] else "")
+            self._refresh()
+        except Exception as err:  # shown in the panel: a thread has nowhere else to report
+            self.status.value = f"<span style='color:#D55E00'>failed: {type(err).__name__}: {err}</span>"
+            if self._thread is None:
+                raise
+        finally:
+            self.run_button.disabled, self.stop_button.disabled = False, True
+
+    def _live(self, history) -> None:
+        _show(self.live, plot.history(history))
+
+    def _refresh(self) -> None:
+        rows = [{"#": i + 1, "run": r["name"], "test acc": f"{r['acc']:.1%}", "trainable": f"{r['trainable']:,}",
+                 "seconds": f"{r['seconds']:.1f}", "epochs": r["epochs"]} for i, r in enumerate(self.results)]
+        self.table.value = "<pre>" + format_table(rows) + "</pre>"
+        _show(self.comparison, plot.compare(self.results))
+
+    def _ipython_display_(self) -> None:
+        display(self.widget)
+
+
+class AugmentationExplorer:
+    """A preset dropdown and a re-draw button over a grid of augmented views of one image."""
+
+    def __init__(self, dataset, index: int = 0, size: int | None = None, n: int = 7):
+        self.dataset, self.size, self.n = dataset, size, n
+        self.preset = W.Dropdown(options=AUGMENTATIONS, value="light", description="preset")
+        self.index = W.BoundedIntText(value=index, min=0, max=len(dataset) - 1, description="image")
+        self.redraw = W.Button(description="Re-draw", icon="refresh")
+        self.grid = W.Output()
+        self.preset.observe(self._draw, names="value")
+        self.index.observe(self._draw, names="value")
+        self.redraw.on_click(self._draw)
+        self.widget = W.VBox([W.HBox([self.preset, self.index, self.redraw]), self.grid])
+        self.draws = 0
+        self._draw()
+
+    def _draw(self, *_) -> None:
+        self.draws += 1
+        _show(self.grid, plot.augmentations(self.dataset, self.index.value, self.preset.value, self.n, size=self.size))
+
+    def _ipython_display_(self) -> None:
+        display(self.widget)
