@@ -23,7 +23,7 @@ test: $(STAMP)      ## unit tests, notebook tests (nbval + papermill)
 	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
 
 lab: $(STAMP)       ## JupyterLab on notebooks/ with this project's kernel
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 bench: $(STAMP)     ## benchmarks, one JSON object each
 	@for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import platform
 import statistics
 import sys
@@ -61,7 +62,7 @@ def rnd(x: float, digits: int = 4) -> float:
 def environment() -> dict[str, Any]:
     """The facts every result carries about where it ran."""
     return {"torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version(), "cpu_count": __import__("os").cpu_count()}
+            "python": platform.python_version(), "cpu_count": os.cpu_count()}
 
 
 def main(run: Callable[[argparse.Namespace], dict[str, Any]], args: argparse.Namespace) -> None:

@@ -2,7 +2,7 @@
 
 Use it as ``import ftlab as ft``. The public names are re-exported here explicitly.
 """
-from . import (cache, checkpoint, data, errors, features, folders, freeze, history, models, params, plot, recipes,
+from . import (cache, checkpoint, data, errors, experiments, features, folders, freeze, history, models, params, plot, recipes,
                report, train, transforms, weights, widgets)
 from .cache import cache_dir
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -14,6 +14,7 @@ from .freeze import (apply_bn_policy, freeze, freeze_to, layer_groups, select_gr
                      trainable_count, unfreeze)
 from .history import History
 from .loaders import Loaders, loaders, stratified_subset
+from .experiments import run_experiment
 from .models import head_module, imagenet_classes, predict_imagenet, preprocessing, pretrained, set_dropout
 from .params import param_groups, trainable_summary
 from .report import record
@@ -24,10 +25,10 @@ from .transforms import AUGMENTATIONS, augmentation, transforms as make_transfor
 __version__ = "0.1.0"
 
 __all__ = [
-    "cache", "checkpoint", "data", "errors", "features", "folders", "freeze", "history", "models", "params",
+    "cache", "checkpoint", "data", "errors", "experiments", "features", "folders", "freeze", "history", "models", "params",
     "plot", "recipes", "report", "train", "transforms", "weights", "widgets",
     "cache_dir", "load_checkpoint", "save_checkpoint", "ImageSet", "Splits", "dataset", "elpv",
-    "DataError", "FtlabError", "WeightsUnavailable", "Features", "extract_features", "fit_cached", "fit_head", "linear_probe", "set_dropout", "record",
+    "DataError", "FtlabError", "WeightsUnavailable", "Features", "extract_features", "fit_cached", "fit_head", "linear_probe", "set_dropout", "record", "run_experiment",
     "image_folder", "apply_bn_policy", "freeze", "freeze_to", "layer_groups", "select_groups", "train_mode",
     "trainable_count", "unfreeze", "History", "Loaders", "loaders", "stratified_subset",
     "head_module", "imagenet_classes", "predict_imagenet", "preprocessing", "pretrained",

@@ -1,4 +1,4 @@
-"""The ``ftlab`` command: run the lessons headless through papermill, show the data, sweep parameters.
+"""The ``ftlab`` command: run the lessons headless through papermill, sweep parameters, show the data.
 
 ``ftlab lessons`` executes ``notebooks/NN_*.ipynb`` in order into a fresh run directory
 (default ``runs/<timestamp>/``; never into ``notebooks/``), then prints a summary of each
@@ -121,6 +121,22 @@ def _data(args) -> int:
     return 0
 
 
+def _sweep(args) -> int:
+    from .sweep import load_config, run_sweep
+
+    if args.config.endswith((".yaml", ".yml")):
+        cfg = load_config(args.config)
+    else:
+        cfg = {"notebook": args.config, "grid": {}, "fixed": {}}
+    for name, values in args.grid or []:
+        cfg.setdefault("grid", {})[name] = [_value(v) for v in values.split(",")]
+    for name, value in args.parameter or []:
+        cfg.setdefault("fixed", {})[name] = _value(value)
+    out = args.out or cfg.get("out") or str(Path("runs") / ("sweep-" + datetime.now().strftime("%Y%m%d-%H%M%S")))
+    rows = run_sweep(cfg["notebook"], cfg.get("grid") or {}, out, cfg.get("fixed"))
+    return 0 if rows and all(r["status"] == "ok" for r in rows) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ftlab`` console script."""
     parser = argparse.ArgumentParser(prog="ftlab", description=__doc__.splitlines()[0])
@@ -134,6 +150,14 @@ def main(argv: list[str] | None = None) -> int:
                    ", ".join(f"{k}={v}" for k, v in QUICK.items()))
     p.add_argument("--overwrite", action="store_true", help="replace executed copies already in --out")
     p.set_defaults(run=_lessons)
+    w = sub.add_parser("sweep", help="run a notebook over a parameter grid (resumable), gather results.csv")
+    w.add_argument("config", help="a sweep CONFIG.yaml, or a notebook path used with -g")
+    w.add_argument("-g", "--grid", nargs=2, action="append", metavar=("NAME", "V1,V2,..."),
+                   help="a grid dimension, e.g. -g SEED 0,1,2")
+    w.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                   help="a parameter fixed for every run")
+    w.add_argument("--out", help="sweep folder (default from the config, else runs/sweep-<timestamp>/)")
+    w.set_defaults(run=_sweep)
     d = sub.add_parser("data", help="print the splits and class counts of a data set")
     d.add_argument("name", nargs="?", default="elpv", help="'elpv' or an image folder")
     d.add_argument("--classes", type=int, default=2, help="ELPV: 2 or 4")

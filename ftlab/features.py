@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from .cache import atomic_save, cache_dir, stable_hash
 from .errors import FtlabError
-from .freeze import layer_groups
+from .freeze import layer_groups, train_mode
 from .history import History
 from .train import _to, fit, prepare
 
@@ -137,7 +137,8 @@ def extract_features(model: nn.Module, loader, cut: int | str | None = "head", c
     sample = ds[0][0] if len(ds) else torch.empty(0)
     key = stable_hash(type(model).__name__, getattr(model, "ftlab_name", None), index,
                       getattr(ds, "name", type(ds).__name__), len(ds), repr(getattr(ds, "transform", None)),
-                      list(sample.shape), *bottom, getattr(ds, "targets", torch.empty(0)))
+                      list(sample.shape), *bottom, getattr(ds, "targets", torch.empty(0)),
+                      getattr(ds, "images", torch.empty(0)))     # the pixels too: same name, other images = other key
     path = cache_dir("features") / f"{getattr(ds, 'name', 'data').replace('/', '-')}-{index}-{key}.pt"
     if cache and path.is_file():
         return Features(*torch.load(path, weights_only=True).values(), key=key)
@@ -155,7 +156,8 @@ def extract_features(model: nn.Module, loader, cut: int | str | None = "head", c
                                  "use cut='head' or train end-to-end with ftlab.fit.")
         xs.append(feats.float().cpu().contiguous())
         ys.append(torch.as_tensor(y))
-    model.train(was_training)
+    if was_training:
+        train_mode(model)           # back to training, with frozen BatchNorm kept in eval mode
     feats = Features(torch.cat(xs), torch.cat(ys).long(), index, key)
     if cache:
         atomic_save({"x": feats.x, "y": feats.y, "cut": index}, path)

@@ -29,6 +29,7 @@ from .train import predict
 __all__ = ["PALETTE", "STYLE", "history", "confusion_matrix", "classification_report", "embedding", "trainable",
            "compare", "lr_find"]
 _SIBLING = ("show_batch", "augmentations", "top_losses", "gradcam", "gradcam_maps")
+_RESULTS = ("scaling", "baselines")
 
 PALETTE = ("#0072b2", "#e69f00", "#009e73", "#d55e00", "#cc79a7", "#56b4e9", "#f0e442", "#000000")
 """Okabe-Ito colours (blue, orange, green, vermillion, purple, sky, yellow, black): colour-blind safe."""
@@ -314,4 +315,8 @@ def __getattr__(name: str):
         from . import plot_more
 
         return getattr(plot_more, name)
+    if name in _RESULTS:
+        from . import plot_sweep
+
+        return getattr(plot_sweep, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

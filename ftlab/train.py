@@ -256,8 +256,10 @@ def fit(model: nn.Module, loaders, epochs: int, lr: float | tuple[float, float] 
                       stacklevel=2)
     finally:
         bar.close()
-    if restore_best and (history.best_epoch is not None or history.stopped and not history.rows):
-        model.load_state_dict(best_state)
+    last_is_best = history.best_epoch is not None and history.best_epoch == len(history.rows) - 1 \
+        and not (history.stopped or "").startswith(("non-finite", "interrupted"))
+    if restore_best and not last_is_best and (history.best_epoch is not None or history.stopped and not history.rows):
+        model.load_state_dict(best_state)       # (the weights in place are the best ones when the last epoch was)
     for cb in callbacks:
         cb.on_fit_end(state)
     model.eval()

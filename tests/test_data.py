@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torchvision.transforms import v2
 
 import ftlab as ft
 
@@ -65,7 +64,7 @@ def test_light_augmentation_only_moves_pixels(elpv2):
     img = elpv2.train.images[3]
     aug = ft.augmentation("light", 300)
     torch.manual_seed(0)
-    ops = [t for t in aug.transforms if not isinstance(t, v2.RandomAffine)]  # flips + rot90, no shift
+    ops = [t for t in aug.transforms if not isinstance(t, ft.transforms.RandomShift)]  # flips + rot90, no shift
     for _ in range(8):
         out = img
         for op in ops:
@@ -150,3 +149,19 @@ def test_image_folder_bad_inputs(tmp_path, tmp_cache):
     (tmp_path / "file.png").write_bytes(b"x")
     with pytest.raises(ft.DataError, match="is a file"):
         ft.image_folder(tmp_path / "file.png")
+
+
+def test_random_shift_moves_whole_pixels_and_fills_with_zero():
+    x = torch.arange(1, 101, dtype=torch.uint8).view(1, 10, 10)
+    shift = ft.transforms.RandomShift(0.2)
+    torch.manual_seed(3)
+    seen = set()
+    for _ in range(20):
+        y = shift(x)
+        nz = y[y > 0]
+        assert y.shape == x.shape and set(nz.tolist()) <= set(x.flatten().tolist())
+        rows, cols = torch.nonzero(y[0], as_tuple=True)
+        dy, dx = int(y[0, rows[0], cols[0]] - 1) // 10 - int(rows[0]), int(y[0, rows[0], cols[0]] - 1) % 10 - int(cols[0])
+        assert abs(dy) <= 2 and abs(dx) <= 2
+        seen.add((dy, dx))
+    assert len(seen) > 3

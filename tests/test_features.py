@@ -71,3 +71,21 @@ def test_bad_cut(small):
     model, L = small
     with pytest.raises(ft.FtlabError, match="valid cuts"):
         ft.extract_features(model, L.val, cut="blocks.9")
+
+
+def test_cache_key_follows_the_pixels(small, tmp_cache):
+    model, L = small
+    a = ft.extract_features(model, L.val)
+    flipped = L.val.dataset.with_transform(L.val.dataset.transform)
+    flipped.images = flipped.images.flip(-1)
+    loader = torch.utils.data.DataLoader(flipped, batch_size=8)
+    b = ft.extract_features(model, loader)
+    assert a.key != b.key and not torch.equal(a.x, b.x)
+
+
+def test_extraction_keeps_the_batchnorm_policy(small):
+    model, L = small
+    ft.freeze_to(model, -1)
+    ft.train_mode(model)
+    ft.extract_features(model, L.val, cache=False)
+    assert model.training and not model.bn2.training and not model.blocks[3][0].bn1.training

@@ -16,14 +16,17 @@ TINY = {
     "02_head_only": ({"IMAGE_SIZE": 48, "SUBSET": 60, "EPOCHS": 1}, {"LR": 1e-2}),
     "03_partial_unfreezing": ({"IMAGE_SIZE": 48, "SUBSET": 40, "EPOCHS": 1, "HEAD_EPOCHS": 1}, {"LR_MULT": 3}),
     "04_overfitting_controls": ({"IMAGE_SIZE": 48, "SUBSET": 0.05, "EPOCHS": 2}, {"AUGMENT": "strong"}),
+    "05_experiments": ({"IMAGE_SIZE": 48, "SUBSETS": [20, 40], "STRATEGIES": ["linear_probe", "head"], "EPOCHS": 1},
+                       {"SEEDS": [0, 1]}),
 }
+ALL_NOTEBOOKS = sorted(NOTEBOOKS[0].parent.glob("*.ipynb"))
 
 
-def test_there_are_four_lessons_in_order():
+def test_the_lessons_in_order():
     assert [p.stem for p in NOTEBOOKS] == list(TINY)
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=lambda p: p.stem)
 def test_committed_clean_with_parameters_cell(path):
     nb = nbformat.read(path, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
@@ -31,9 +34,10 @@ def test_committed_clean_with_parameters_cell(path):
     assert "parameters" in code[0].metadata.get("tags", []), "first code cell must be tagged parameters"
     assert nb.metadata["kernelspec"]["name"] == "python3"
     params = cli.lesson_parameters(path)
-    assert {"SEED", "DEVICE", "OUT_DIR", "IMAGE_SIZE"} <= set(params)
+    assert {"DEVICE", "OUT_DIR", "IMAGE_SIZE"} <= set(params) and {"SEED", "SEEDS"} & set(params)
     assert params["OUT_DIR"] == "None"
-    assert nb.cells[0].cell_type == "markdown" and "Learning goals" in nb.cells[0].source
+    if path in NOTEBOOKS:
+        assert nb.cells[0].cell_type == "markdown" and "Learning goals" in nb.cells[0].source
 
 
 def _metrics(out, lesson):
@@ -52,6 +56,8 @@ def _sane(lesson, m):
         assert {"acc_head_only", "acc_last_1", "acc_last_3", "acc_full"} <= set(m)
     elif lesson == "04_overfitting_controls":
         assert len([k for k in m if k.startswith("test_acc_")]) == 6
+    elif lesson == "05_experiments":
+        assert m["runs"] in (4, 8) and len([k for k in m if k.startswith("acc_")]) == 4
 
 
 @pytest.mark.slow
@@ -92,3 +98,42 @@ def test_cli_main_reports_errors_plainly(capsys):
     assert "No lesson matches" in capsys.readouterr().err
     assert cli.main(["data"]) == 0
     assert "1771" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_sweep_is_resumable_and_reports_crashes(tmp_path):
+    from ftlab import sweep
+
+    nb = NOTEBOOKS[0].parent / "experiment.ipynb"
+    grid = {"STRATEGY": ["linear_probe", "nonsense"]}
+    fixed = {"IMAGE_SIZE": 32, "SUBSET": 30}
+    lines = []
+    rows = sweep.run_sweep(nb, grid, tmp_path, fixed, log=lines.append)
+    by = {r["STRATEGY"]: r for r in rows}
+    assert by["linear_probe"]["status"] == "ok" and 0.5 < by["linear_probe"]["test_acc"] <= 1
+    assert by["nonsense"]["status"].startswith("failed: FtlabError: Unknown strategy")
+    assert (tmp_path / "results.csv").read_text().count("\n") == 3
+    lines.clear()
+    sweep.run_sweep(nb, grid, tmp_path, fixed, log=lines.append)          # resumes: the finished run is skipped
+    assert any("linear_probe" in line and "skipped" in line for line in lines)
+    assert any("nonsense" in line and "failed" in line for line in lines)
+    with pytest.raises(FtlabError, match="no parameter.*EPOCH"):
+        sweep.run_sweep(nb, {"EPOCH": [1]}, tmp_path)
+
+
+def test_sweep_config_and_grid(tmp_path):
+    from ftlab import sweep
+
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text("notebook: ../nb.ipynb\ngrid:\n  SEED: [0, 1]\n  STRATEGY: [head, full]\nfixed:\n  EPOCHS: 2\n")
+    loaded = sweep.load_config(cfg)
+    assert loaded["notebook"].endswith("nb.ipynb")
+    points = sweep.grid_points(loaded["grid"], loaded["fixed"])
+    assert len(points) == 4 and all(p["EPOCHS"] == 2 for p in points)
+    assert len({sweep.run_id(p) for p in points}) == 4
+    (tmp_path / "bad.yaml").write_text("grid: [1, 2]\n")
+    with pytest.raises(FtlabError, match="a sweep config has"):
+        sweep.load_config(tmp_path / "bad.yaml")
+    rows = [{"strategy": "head", "subset": 0.1, "test_acc": a, "status": "ok"} for a in (0.8, 0.9)]
+    (agg,) = sweep.aggregate(rows)
+    assert agg["mean"] == pytest.approx(0.85) and agg["n"] == 2 and agg["std"] == pytest.approx(0.0707, abs=1e-3)

@@ -1,0 +1,167 @@
+"""Parameter sweeps: one notebook run through papermill for every point of a grid, resumable.
+
+``ftlab sweep CONFIG.yaml`` (or ``ftlab sweep NOTEBOOK -g NAME V1,V2 ...``). Every run executes in
+a fresh kernel process into ``<out>/runs/<run id>/``; a run whose metrics exist is skipped on a
+re-run; a crashed run is reported and the others go on. The recorded metrics of all runs are
+gathered into ``<out>/results.csv``.
+
+Config file::
+
+    notebook: notebooks/experiment.ipynb
+    out: runs/sweep-elpv
+    grid:                      # every combination
+      STRATEGY: [linear_probe, head, last1, last3, full, scratch]
+      SUBSET: [0.1, 0.25, 1.0]
+      SEED: [0, 1, 2]
+    fixed:                     # the same for every run
+      IMAGE_SIZE: 96
+"""
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from .cache import atomic_write, stable_hash
+from .errors import FtlabError
+from .report import read_metrics
+
+__all__ = ["load_config", "grid_points", "run_id", "run_sweep", "collect_results", "aggregate", "read_results"]
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read and check a sweep config (YAML)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FtlabError(f"No sweep config at {path}.")
+    try:
+        cfg = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise FtlabError(f"{path} is not valid YAML: {err}") from err
+    unknown = set(cfg) - {"notebook", "out", "grid", "fixed"}
+    if unknown or "notebook" not in cfg or not isinstance(cfg.get("grid", {}), dict):
+        raise FtlabError(f"{path}: a sweep config has 'notebook', 'grid' (NAME: [values]), optional 'fixed' and "
+                         f"'out'{'; unknown keys: ' + ', '.join(sorted(unknown)) if unknown else ''}.")
+    base = path.parent
+    cfg["notebook"] = str((base / cfg["notebook"]) if not Path(cfg["notebook"]).is_absolute() else cfg["notebook"])
+    return cfg
+
+
+def grid_points(grid: dict[str, list], fixed: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Every combination of the grid's values, each merged with ``fixed``."""
+    names = list(grid)
+    values = [v if isinstance(v, list) else [v] for v in grid.values()]
+    return [{**(fixed or {}), **dict(zip(names, combo))} for combo in itertools.product(*values)]
+
+
+def run_id(params: dict[str, Any]) -> str:
+    """A readable, stable folder name for one grid point."""
+    slug = "_".join(f"{k.lower()}-{v}" for k, v in sorted(params.items()))
+    slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in slug)[:80]
+    return f"{slug}-{stable_hash(params, length=8)}"
+
+
+def run_sweep(notebook: str | Path, grid: dict[str, list], out: str | Path, fixed: dict[str, Any] | None = None,
+              log=print) -> list[dict[str, Any]]:
+    """Execute ``notebook`` for every grid point; skip finished runs; keep going after a crash.
+
+    Returns:
+        The rows of ``results.csv`` (parameters, status, seconds and each run's metrics).
+    """
+    import papermill as pm
+
+    from .cli import lesson_parameters
+
+    notebook, out = Path(notebook), Path(out)
+    if not notebook.is_file():
+        raise FtlabError(f"No notebook at {notebook}.")
+    accepted = lesson_parameters(notebook)
+    points = grid_points(grid, fixed)
+    unknown = sorted({k for p in points for k in p} - set(accepted))
+    if unknown:
+        raise FtlabError(f"{notebook.name} has no parameter(s) {', '.join(unknown)}. Valid: {', '.join(sorted(accepted))}.")
+    if "OUT_DIR" not in accepted:
+        raise FtlabError(f"{notebook.name} has no OUT_DIR parameter, so its metrics cannot be collected.")
+    for i, params in enumerate(points, 1):
+        rid = run_id(params)
+        folder = out / "runs" / rid
+        shown = " ".join(f"{k}={v}" for k, v in params.items())
+        if read_metrics(folder):
+            log(f"[{i}/{len(points)}] {shown}: done before, skipped")
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(folder / "params.json", lambda tmp: Path(tmp).write_text(json.dumps(params)))
+        t0 = time.perf_counter()
+        try:
+            pm.execute_notebook(str(notebook), str(folder / notebook.name), parameters={**params, "OUT_DIR": str(folder)},
+                                kernel_name="python3", cwd=str(folder), progress_bar=False)
+            status = "ok"
+        except pm.PapermillExecutionError as err:
+            status = f"failed: {err.ename}: {err.evalue}"[:300]
+        seconds = time.perf_counter() - t0
+        atomic_write(folder / "status.json", lambda tmp: Path(tmp).write_text(json.dumps(
+            {"status": status, "seconds": seconds})))
+        log(f"[{i}/{len(points)}] {shown}: {status} in {seconds:.0f} s")
+    rows = collect_results(out)
+    failed = [r for r in rows if r["status"] != "ok"]
+    log(f"{len(rows) - len(failed)} runs ok, {len(failed)} failed; results in {out / 'results.csv'}")
+    return rows
+
+
+def collect_results(out: str | Path) -> list[dict[str, Any]]:
+    """Gather every run of a sweep folder into ``results.csv`` (one row per run) and return the rows."""
+    out = Path(out)
+    rows = []
+    for folder in sorted((out / "runs").glob("*")):
+        if not (folder / "params.json").is_file():
+            continue
+        status = json.loads((folder / "status.json").read_text()) if (folder / "status.json").is_file() \
+            else {"status": "not finished", "seconds": None}
+        metrics = {k: v for m in read_metrics(folder).values() for k, v in m.items()}
+        rows.append({"run": folder.name, **json.loads((folder / "params.json").read_text()),
+                     "status": status["status"], "seconds": status["seconds"], **metrics})
+    if rows:
+        fields = list(dict.fromkeys(k for r in rows for k in r))
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write(out / "results.csv", lambda tmp: Path(tmp).write_text(buf.getvalue()))
+    return rows
+
+
+def aggregate(rows: list[dict[str, Any]], by: tuple[str, ...] = ("strategy", "subset"),
+              value: str = "test_acc") -> list[dict[str, Any]]:
+    """Mean, standard deviation and count of ``value`` over the runs that share ``by`` (e.g. over seeds)."""
+    import statistics
+
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r.get("status", "ok") == "ok" and r.get(value) not in (None, ""):
+            groups.setdefault(tuple(r.get(k) for k in by), []).append(r)
+    out = []
+    for key, runs in groups.items():
+        vals = [float(r[value]) for r in runs]
+        extra = {k: statistics.mean(float(r[k]) for r in runs) for k in ("trainable", "seconds") if runs[0].get(k) not in (None, "")}
+        out.append({**dict(zip(by, key)), "mean": statistics.mean(vals),
+                    "std": statistics.stdev(vals) if len(vals) > 1 else 0.0, "n": len(vals), **extra})
+    return out
+
+
+def read_results(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a ``results.csv``, numbers parsed back into numbers."""
+    def num(v: str):
+        for cast in (int, float):
+            try:
+                return cast(v)
+            except ValueError:
+                pass
+        return v
+    with open(path, newline="") as f:
+        return [{k: num(v) for k, v in r.items()} for r in csv.DictReader(f)]

@@ -1,0 +1,196 @@
+"""The lessons in real JupyterLab, driven in headless Chromium by Playwright.
+
+Starts JupyterLab on 127.0.0.1 (a free port, a token) over copies of the lessons with tiny
+classroom parameters, runs every cell through the UI (Run > Run All Cells), and checks what a
+student sees: no error output, figures rendered as images, widgets rendered (not "Loading
+widget..." / "Error displaying widget"), and the FreezeExplorer slider changing the trainable
+parameter count. Screenshots go to ``runs/browser-test/`` (gitignored).
+"""
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from test_notebooks import NOTEBOOKS, TINY
+
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--no-first-run"]
+SHOTS = Path(__file__).resolve().parent.parent / "runs" / "browser-test"
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser,
+              pytest.mark.skipif(CHROMIUM is None, reason="no Chromium found (Debian: apt-get install chromium)")]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """JupyterLab over parameterised copies of the lessons; stopped at the end whatever happens."""
+    import papermill as pm
+
+    root = tmp_path_factory.mktemp("lab")
+    for path in NOTEBOOKS:
+        pm.execute_notebook(str(path), str(root / path.name), parameters=TINY[path.stem][0], prepare_only=True,
+                            progress_bar=False)
+    settings = root / ".settings"      # render every cell (no windowing) and do not ask about news
+    (settings / "@jupyterlab" / "notebook-extension").mkdir(parents=True)
+    (settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings").write_text(
+        '{"windowingMode": "none"}')
+    (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
+    (settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings").write_text(
+        '{"fetchNews": "false", "checkForUpdates": false}')
+    port, token = _free_port(), secrets.token_hex(16)
+    jupyter = Path(sys.executable).with_name("jupyter")
+    proc = subprocess.Popen(
+        [str(jupyter), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}", f"--IdentityProvider.token={token}",
+         f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0", "--LabApp.news_url=",
+         "--LabServerApp.expose_app_in_browser=True", "--allow-root",
+         f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={root / '.workspaces'}"],
+        stdout=open(root / "lab.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("JupyterLab did not start:\n" + (root / "lab.log").read_text()[-3000:])
+                time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}", token
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        yield b
+        b.close()
+
+
+_STATE = """() => {
+  const nb = window.jupyterapp.shell.currentWidget;
+  if (!nb || !nb.content || !nb.sessionContext || !nb.sessionContext.session) return null;
+  const cells = nb.content.widgets.filter(c => c.model.type === 'code');
+  return {
+    kernel: nb.sessionContext.kernelDisplayStatus,
+    pending: cells.filter(c => !c.model.executionCount).length,
+    running: cells.filter(c => c.promptNode && c.promptNode.textContent.includes('*')).length,
+    errors: cells.flatMap(c => c.model.outputs.toJSON().filter(o => o.output_type === 'error')
+                                   .map(o => o.ename + ': ' + o.evalue)),
+  };
+}"""
+
+
+def _run_all(page, timeout_s: float) -> dict:
+    page.locator(".jp-Notebook .jp-Cell").first.click()          # the notebook has the focus
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name=re.compile("^Run All Cells")).click()
+    try:
+        page.wait_for_function("() => [...document.querySelectorAll('.jp-InputPrompt')]"
+                               ".some(p => /\\[[*0-9]+\\]/.test(p.textContent))", timeout=30_000)
+    except Exception:                   # the menu did not start it: the same command, from the palette
+        page.keyboard.press("Escape")
+        page.keyboard.press("Control+Shift+C")
+        page.keyboard.type("Run All Cells")
+        page.keyboard.press("Enter")
+    deadline = time.time() + timeout_s
+    state = None
+    while time.time() < deadline:
+        time.sleep(2)
+        state = page.evaluate(_STATE)
+        if state and (state["errors"] or (state["pending"] == 0 and state["running"] == 0
+                                          and state["kernel"] == "idle")):
+            return state
+    raise AssertionError(f"cells did not finish in {timeout_s} s: {state}")
+
+
+@pytest.mark.parametrize("lesson", [p.stem for p in NOTEBOOKS])
+def test_lesson_in_jupyterlab(lab, browser, lesson):
+    url, token = lab
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(f"{url}/lab/workspaces/{lesson}/tree/{lesson}.ipynb?reset&token={token}")   # a clean workspace
+        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+        page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
+                               " && window.jupyterapp.shell.currentWidget.sessionContext"
+                               " && window.jupyterapp.shell.currentWidget.sessionContext.session"
+                               " && window.jupyterapp.shell.currentWidget.sessionContext.kernelDisplayStatus === 'idle'",
+                               timeout=120_000)
+        kernel_name = page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.name")
+        assert kernel_name == "python3"
+        state = _run_all(page, timeout_s=420)
+        page.screenshot(path=str(SHOTS / f"{lesson}-end.png"))
+        assert not state["errors"], state["errors"]
+        assert page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] "
+                            ":text('Traceback')").count() == 0
+        images = page.locator(".jp-RenderedImage img")
+        assert images.count() >= 2
+        assert page.get_by_text("Error displaying widget").count() == 0
+        page.wait_for_function("() => !document.body.innerText.includes('Loading widget...')", timeout=30_000)
+        if lesson.startswith("03"):
+            _check_freeze_explorer(page)
+        images.first.scroll_into_view_if_needed()
+        page.screenshot(path=str(SHOTS / f"{lesson}-figure.png"))
+    finally:
+        page.close()
+        _shutdown_kernels(url, token)
+
+
+def _shutdown_kernels(url: str, token: str) -> None:
+    """Free the CPU for the next lesson: stop every kernel through the server's REST API."""
+    import json
+
+    headers = {"Authorization": f"token {token}"}
+    with urllib.request.urlopen(urllib.request.Request(f"{url}/api/kernels", headers=headers)) as r:
+        kernels = json.load(r)
+    for k in kernels:
+        urllib.request.urlopen(urllib.request.Request(f"{url}/api/kernels/{k['id']}", method="DELETE", headers=headers))
+
+
+def _trainable_text(page) -> str:
+    return page.locator(".widget-html-content:has-text('trainable:')").first.inner_text()
+
+
+def _check_freeze_explorer(page) -> None:
+    handle = page.locator(".widget-slider .noUi-handle").last
+    handle.scroll_into_view_if_needed()
+    page.wait_for_selector(".widget-html-content:has-text('trainable:')", timeout=30_000)
+    before = _trainable_text(page)
+    assert re.search(r"trainable: 2,562 of", before), before
+    handle.focus()
+    for _ in range(2):
+        page.keyboard.press("ArrowRight")
+    page.wait_for_function(
+        "(b) => { const e = [...document.querySelectorAll('.widget-html-content')].find(x => x.innerText.includes('trainable:'));"
+        " return e && e.innerText !== b; }", arg=before, timeout=60_000)
+    after = _trainable_text(page)
+    count = lambda text: int(re.search(r"trainable: ([\d,]+) of", text).group(1).replace(",", ""))  # noqa: E731
+    assert count(after) > count(before), (before, after)
+    page.screenshot(path=str(SHOTS / "03_partial_unfreezing-freeze-explorer.png"))
