@@ -107,6 +107,7 @@ def history(h: History | Sequence[History], labels: Sequence[str] | None = None,
     for a, what in ((al, "Loss"), (aa, "Accuracy")):
         a.set(title=f"{what} per epoch", xlabel="epoch", ylabel=what.lower())
         a.xaxis.set_major_locator(MaxNLocator(integer=True))
+        a.set_xlim(0.5, max(len(r) for r in runs) + 0.5)
     aa.yaxis.set_major_formatter(PercentFormatter(1.0))
     handles = {lab: hd for hd, lab in zip(*al.get_legend_handles_labels())}
     if ax is None:      # below both panels, clear of the curves

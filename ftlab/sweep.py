@@ -49,7 +49,9 @@ def load_config(path: str | Path) -> dict[str, Any]:
         raise FtlabError(f"{path}: a sweep config has 'notebook', 'grid' (NAME: [values]), optional 'fixed' and "
                          f"'out'{'; unknown keys: ' + ', '.join(sorted(unknown)) if unknown else ''}.")
     base = path.parent
-    cfg["notebook"] = str((base / cfg["notebook"]) if not Path(cfg["notebook"]).is_absolute() else cfg["notebook"])
+    for key in ("notebook", "out"):         # relative paths are relative to the config file
+        if key in cfg and not Path(cfg[key]).is_absolute():
+            cfg[key] = str((base / cfg[key]).resolve())
     return cfg
 
 

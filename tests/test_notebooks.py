@@ -12,7 +12,7 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("
 
 # tiny settings per lesson, and one changed parameter for a second run
 TINY = {
-    "01_pretrained_features": ({"IMAGE_SIZE": 48, "SUBSET": 60}, {"CLASSES": 4}),
+    "01_pretrained_features": ({"IMAGE_SIZE": 64}, {"CLASSES": 4}),
     "02_head_only": ({"IMAGE_SIZE": 48, "SUBSET": 60, "EPOCHS": 1}, {"LR": 1e-2}),
     "03_partial_unfreezing": ({"IMAGE_SIZE": 48, "SUBSET": 40, "EPOCHS": 1, "HEAD_EPOCHS": 1}, {"LR_MULT": 3}),
     "04_overfitting_controls": ({"IMAGE_SIZE": 48, "SUBSET": 0.05, "EPOCHS": 2}, {"AUGMENT": "strong"}),
