@@ -21,7 +21,7 @@ from .features import extract_features, fit_cached, linear_probe
 from .freeze import freeze_to, trainable_count
 from .loaders import loaders as make_loaders
 from .models import preprocessing, pretrained
-from .train import evaluate
+from .train import evaluate, fit
 
 __all__ = ["STRATEGIES", "run_experiment"]
 
@@ -66,13 +66,11 @@ def run_experiment(splits: Splits, strategy: str = "head", image_size: int = 96,
                                                         seed=seed), trainable=train.x.shape[1] * len(splits.classes))
     else:
         freeze_to(model, cut)
-        kwargs = dict(lr=lr, lr_mult=lr_mult if cut != -1 else None, weight_decay=weight_decay, seed=seed,
+        kwargs = dict(lr=lr, lr_mult=lr_mult, weight_decay=weight_decay, seed=seed,
                       device=device, progress=False)
         if cut in (-1, -2, -4) and augment == "none":
             history = fit_cached(model, loaders, epochs, **kwargs)
         else:
-            from .train import fit
-
             history = fit(model, loaders, epochs, **kwargs)
         row.update(test_acc=evaluate(model, loaders.test, device=device)["acc"], val_acc=history.best["val_acc"],
                    trainable=trainable_count(model), best_epoch=history.best_epoch)
