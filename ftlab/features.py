@@ -61,8 +61,8 @@ def resolve_cut(model: nn.Module, cut: int | str | None) -> int:
     return int(cut)
 
 
-def _body(model: nn.Module, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-    for g in layer_groups(model)[start:stop]:
+def _body(model: nn.Module, x: torch.Tensor, start: int, stop: int, groups=None) -> torch.Tensor:
+    for g in (groups or layer_groups(model))[start:stop]:
         for m in g.modules:
             x = m(x)
     return x
@@ -88,13 +88,14 @@ class Top(nn.Module):
     def __init__(self, model: nn.Module, cut: int):
         super().__init__()
         self.model, self.cut = model, cut
-        self.n = len(layer_groups(model))
+        self._groups = layer_groups(model)      # looked up once, not on every batch
+        self.n = len(self._groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.cut < self.n - 1:
-            x = _pooled(self.model, _body(self.model, x, self.cut, self.n - 1))
+            x = _pooled(self.model, _body(self.model, x, self.cut, self.n - 1, self._groups))
         x = F.dropout(x, float(getattr(self.model, "drop_rate", 0.0)), self.training)
-        for m in layer_groups(self.model)[-1].modules:
+        for m in self._groups[-1].modules:
             x = m(x)
         return x
 
