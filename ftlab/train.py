@@ -20,7 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .errors import FtlabError
-from .freeze import train_mode, trainable_count
+from .freeze import freeze_to, layer_groups, train_mode, trainable_count
 from .history import History
 from .params import param_groups
 
@@ -68,8 +68,6 @@ class GradualUnfreeze(Callback):
         self.every, self.start, self.bn = every, start, bn
 
     def on_epoch_start(self, state):
-        from .freeze import freeze_to, layer_groups
-
         n = len(layer_groups(state.model))
         k = max(-n, self.start - state.epoch // self.every)
         freeze_to(state.model, k, bn=self.bn)
