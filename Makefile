@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.ftlab-installed
 
-.PHONY: install lessons test lab bench clean
+.PHONY: install lessons test lab bench full clean
 
 install: $(STAMP)
 
@@ -24,6 +24,9 @@ test: $(STAMP)      ## unit tests, notebook tests (nbval + papermill)
 
 lab: $(STAMP)       ## JupyterLab on notebooks/ with this project's kernel
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
+
+full: $(STAMP)      ## the full-quality ELPV run (224 px, all data, 3 seeds; ~30 min on 2 cores)
+	$(VENV)/bin/ftlab full $(ARGS)
 
 bench: $(STAMP)     ## benchmarks, one JSON object each
 	@for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done

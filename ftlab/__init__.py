@@ -2,8 +2,10 @@
 
 Use it as ``import ftlab as ft``. The public names are re-exported here explicitly.
 """
-from . import (cache, checkpoint, data, errors, experiments, features, folders, freeze, history, models, params, plot, recipes,
-               report, train, transforms, weights, widgets)
+import importlib
+
+from . import (cache, checkpoint, data, errors, experiments, features, folders, freeze, history, models, params, recipes,
+               report, train, transforms, weights)
 from .cache import cache_dir
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import ImageSet, Splits, dataset, elpv
@@ -36,3 +38,12 @@ __all__ = [
     "Callback", "GradualUnfreeze", "evaluate", "fit", "predict", "resolve_device", "seed_everything",
     "AUGMENTATIONS", "augmentation", "make_transforms",
 ]
+
+
+_LAZY = ("plot", "plot_more", "plot_sweep", "widgets")   # matplotlib / ipywidgets load on first use
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'ftlab' has no attribute {name!r}")

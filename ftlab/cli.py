@@ -137,6 +137,25 @@ def _sweep(args) -> int:
     return 0 if rows and all(r["status"] == "ok" for r in rows) else 1
 
 
+def _full(args) -> int:
+    import json
+
+    from .cache import atomic_write
+    from .fullrun import format_full, full_run
+
+    out = Path(args.out) if args.out else Path("runs") / ("full-" + datetime.now().strftime("%Y%m%d-%H%M%S"))
+    target = out / "full.json"
+    if target.exists() and not args.overwrite:
+        raise FtlabError(f"{target} exists: pass another --out, or --overwrite to replace it.")
+    kwargs = {k: getattr(args, k) for k in ("seeds", "image_size", "cut", "epochs", "two_class", "subset")
+              if getattr(args, k) is not None}
+    result = full_run(**kwargs, progress=False)
+    atomic_write(target, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
+    print("\n" + format_full(result))
+    print(f"\nresults: {target}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ftlab`` console script."""
     parser = argparse.ArgumentParser(prog="ftlab", description=__doc__.splitlines()[0])
@@ -158,6 +177,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="a parameter fixed for every run")
     w.add_argument("--out", help="sweep folder (default from the config, else runs/sweep-<timestamp>/)")
     w.set_defaults(run=_sweep)
+    f = sub.add_parser("full", help="the full-quality ELPV run (224 px, all data, 3 seeds, 2 and 4 classes)")
+    f.add_argument("--seeds", type=int, nargs="+", help=f"default {' '.join(map(str, (0, 1, 2)))}")
+    f.add_argument("--image-size", type=int, help="default 224")
+    f.add_argument("--cut", help="first trained layer group, default blocks.5")
+    f.add_argument("--epochs", type=int, help="default 12")
+    f.add_argument("--subset", type=_value, help="training cells (fraction or per class) for a quick check")
+    f.add_argument("--two-class", choices=["derived", "trained"], help="2-class answer from the 4-class model "
+                   "(derived, default) or also train 2-class models (trained)")
+    f.add_argument("--out", help="output folder (default runs/full-<timestamp>/)")
+    f.add_argument("--overwrite", action="store_true", help="replace full.json already in --out")
+    f.set_defaults(run=_full)
     d = sub.add_parser("data", help="print the splits and class counts of a data set")
     d.add_argument("name", nargs="?", default="elpv", help="'elpv' or an image folder")
     d.add_argument("--classes", type=int, default=2, help="ELPV: 2 or 4")

@@ -21,7 +21,7 @@ from .features import extract_features, fit_cached, linear_probe
 from .freeze import freeze_to, trainable_count
 from .loaders import loaders as make_loaders
 from .models import preprocessing, pretrained
-from .train import evaluate, fit
+from .train import evaluate, fit, seed_everything
 
 __all__ = ["STRATEGIES", "run_experiment"]
 
@@ -53,6 +53,7 @@ def run_experiment(splits: Splits, strategy: str = "head", image_size: int = 96,
     if strategy not in STRATEGIES:
         raise FtlabError(f"Unknown strategy {strategy!r}: use one of {', '.join(STRATEGIES)}.")
     cut, weights = STRATEGIES[strategy]
+    seed_everything(seed)           # the new head's initialisation depends on the seed, not on earlier runs
     model = pretrained(model_name, num_classes=len(splits.classes), weights=weights)
     loaders = make_loaders(splits, preprocessing(model), image_size=image_size, batch_size=batch_size,
                            subset=subset, augment=augment if strategy != "linear_probe" else "none", seed=seed)

@@ -60,6 +60,9 @@ def layer_groups(model: nn.Module) -> list[Group]:
         >>> [g.name for g in ftlab.layer_groups(ftlab.pretrained())]
         ['stem', 'blocks.0', ..., 'blocks.6', 'final_conv', 'head']
     """
+    own = getattr(model, "ftlab_layer_groups", None)
+    if callable(own):          # wrappers (ftlab.features.Top) report the groups of the model they wrap
+        return own()
     arch = architecture(model)
     if arch is None:
         groups = [Group(n, (m,)) for n, m in model.named_children() if any(True for _ in m.parameters())]
@@ -173,17 +176,23 @@ def unfreeze(target: nn.Module | Iterable[nn.Module], groups=None) -> None:
         apply_bn_policy(m)
 
 
-def freeze_to(model: nn.Module, n: int, bn: str = "frozen") -> None:
+def freeze_to(model: nn.Module, n: int | str, bn: str = "frozen") -> None:
     """Freeze the layer groups before ``n`` and make the groups from ``n`` on trainable (fastai's meaning).
 
     Negative ``n`` counts from the end: ``freeze_to(model, -1)`` trains only the head,
     ``freeze_to(model, -3)`` the last three groups, ``freeze_to(model, 0)`` everything.
+    ``n`` can also be a group name: ``freeze_to(model, "blocks.5")``.
 
     Example:
         >>> ftlab.freeze_to(model, -2)
         >>> ftlab.trainable_summary(model)
     """
     groups = layer_groups(model)
+    if isinstance(n, str):
+        names = [g.name for g in groups]
+        if n not in names:
+            raise FtlabError(f"freeze_to(model, {n!r}): no such layer group; the groups are {', '.join(names)}.")
+        n = names.index(n)
     if not -len(groups) <= n <= len(groups):
         raise FtlabError(f"freeze_to(model, {n}): the model has {len(groups)} layer groups "
                          f"({', '.join(g.name for g in groups)}); use -{len(groups)}..{len(groups)}.")

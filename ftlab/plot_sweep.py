@@ -4,12 +4,14 @@ Sibling of :mod:`ftlab.plot` (introduced in lesson 05); ``ftlab.plot.scaling`` r
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 from .plot import _axes, _styled
+from .cache import atomic_write
 from .sweep import aggregate
 
-__all__ = ["scaling", "baselines"]
+__all__ = ["scaling", "baselines", "augmentation", "save_sweep_figures"]
 
 
 @_styled
@@ -54,3 +56,47 @@ def baselines(ours: dict[str, float], published: dict[str, float], ax=None):
     a.set_xlim(min(values) - 0.1, min(1.0, max(values) + 0.06))
     a.set(xlabel="test accuracy", title="ftlab runs (blue) and published ELPV results (grey, hatched)")
     return fig
+
+
+@_styled
+def augmentation(rows: Sequence[dict[str, Any]], value: str = "test_acc", ax=None):
+    """Grouped bars: accuracy (mean ± std over seeds) per strategy and augmentation, at the largest training set."""
+    fig, (a,) = _axes(ax, 1, (6.5, 4.2))
+    largest = max(float(r["train_images"]) for r in rows)
+    agg = [r for r in aggregate(list(rows), by=("strategy", "augment", "train_images"), value=value)
+           if float(r["train_images"]) == largest]
+    strategies = list(dict.fromkeys(r["strategy"] for r in agg))
+    augments = [x for x in ("none", "light", "strong") if any(r["augment"] == x for r in agg)]
+    augments += sorted({r["augment"] for r in agg} - set(augments))
+    width = 0.8 / max(1, len(augments))
+    for j, aug in enumerate(augments):
+        pts = {r["strategy"]: r for r in agg if r["augment"] == aug}
+        xs = [i + (j - (len(augments) - 1) / 2) * width for i, st in enumerate(strategies) if st in pts]
+        a.bar(xs, [pts[st]["mean"] for st in strategies if st in pts], width,
+              yerr=[pts[st]["std"] for st in strategies if st in pts], capsize=3, label=aug)
+    a.set_xticks(range(len(strategies)), strategies)
+    lo = min((r["mean"] - r["std"] for r in agg), default=0.5)
+    a.set_ylim(max(0.0, lo - 0.05), 1.0)
+    a.set(ylabel=value.replace("_", " "), title=f"Augmentation, {int(largest):,} training images")
+    a.legend(title="augment", loc="lower right")
+    return fig
+
+
+def save_sweep_figures(rows: Sequence[dict[str, Any]], out: str | Path) -> list[Path]:
+    """Write a sweep's figures next to its ``results.csv``: ``scaling.png`` (one per augmentation
+    when there are several: ``scaling-<augment>.png``) and, with several augmentations, ``augmentation.png``."""
+    ok = [r for r in rows if r.get("status", "ok") == "ok" and r.get("test_acc") not in (None, "")]
+    if not ok:
+        return []
+    out, written = Path(out), []
+
+    def save(fig, name):
+        written.append(atomic_write(out / name, lambda tmp: fig.savefig(tmp, format="png", dpi=110)))
+
+    augments = sorted({str(r.get("augment", "none")) for r in ok})
+    for aug in augments:
+        save(scaling([r for r in ok if str(r.get("augment", "none")) == aug]),
+             "scaling.png" if len(augments) == 1 else f"scaling-{aug}.png")
+    if len(augments) > 1:
+        save(augmentation(ok), "augmentation.png")
+    return written

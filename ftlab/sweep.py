@@ -112,7 +112,11 @@ def run_sweep(notebook: str | Path, grid: dict[str, list], out: str | Path, fixe
         log(f"[{i}/{len(points)}] {shown}: {status} in {seconds:.0f} s")
     rows = collect_results(out)
     failed = [r for r in rows if r["status"] != "ok"]
-    log(f"{len(rows) - len(failed)} runs ok, {len(failed)} failed; results in {out / 'results.csv'}")
+    from .plot_sweep import save_sweep_figures  # matplotlib only now
+
+    figures = save_sweep_figures(rows, out)
+    log(f"{len(rows) - len(failed)} runs ok, {len(failed)} failed; results in {out / 'results.csv'}"
+        + (f", figures {', '.join(f.name for f in figures)}" if figures else ""))
     return rows
 
 

@@ -89,3 +89,68 @@ def test_extraction_keeps_the_batchnorm_policy(small):
     ft.train_mode(model)
     ft.extract_features(model, L.val, cache=False)
     assert model.training and not model.bn2.training and not model.blocks[3][0].bn1.training
+
+
+def test_d4_views_are_the_flips_and_rotations(small):
+    model, L = small
+    feats = ft.extract_features(model, L.val, cut="blocks.5", cache=False, views=8)
+    assert feats.x.shape[:2] == (20, 8) and feats.views == 8
+    x = torch.stack([L.val.dataset[i][0] for i in range(3)])
+    views = [ft.features.d4_view(x, k) for k in range(8)]
+    assert len({tuple(v.flatten()[:50].tolist()) for v in views}) == 8          # 8 different images
+    assert torch.equal(ft.features.d4_view(views[1], 3), x)                     # 4 quarter turns = identity
+    with torch.no_grad():
+        for k in (0, 3, 6):
+            expect = ft.features._bottom(model.eval(), views[k], feats.cut)
+            assert torch.allclose(feats.x[:3, k], expect, atol=1e-4, rtol=1e-3)
+    with pytest.raises(ft.FtlabError, match="square"):
+        ft.features.d4_view(torch.zeros(1, 3, 4, 5), 1)
+    with pytest.raises(ft.FtlabError, match="views must be 1 or 8"):
+        ft.extract_features(model, L.val, views=4)
+
+
+def test_view_average_is_a_log_probability(small):
+    model, _ = small
+    top = ft.features.ViewAverage(torch.nn.Linear(6, 3), feature_dims=1)
+    x = torch.randn(5, 8, 6)
+    out = top(x)
+    assert out.shape == (5, 3) and torch.allclose(out.exp().sum(1), torch.ones(5), atol=1e-5)
+    assert torch.allclose(out.exp(), top.inner(x).softmax(-1).mean(1), atol=1e-5)
+    assert top(x[:, 0]).shape == (5, 3)                                         # single views pass through
+
+
+def test_fit_head_on_views_trains_and_scores(small):
+    model, L = small
+    ft.freeze_to(model, "blocks.6")
+    tr, va = (ft.extract_features(model, dl, cut="auto", cache=False, views=8) for dl in (L.train, L.val))
+    h = ft.fit_head(model, tr, va, 2, lr=1e-3, batch_size=8, progress=False)
+    assert len(h.rows) == 2 and h.meta["views"] == 8 and h.meta["cached_cut"] == tr.cut
+    ev = ft.features.evaluate_cached(model, va)
+    assert ev["n"] == 20 and 0 <= ev["acc"] <= 1
+
+
+def test_cached_training_gets_discriminative_learning_rates(small):
+    model, _ = small
+    ft.freeze_to(model, "blocks.5")
+    top = ft.features.ViewAverage(ft.features.Top(model, 6), feature_dims=3)
+    groups = ft.param_groups(top, lr=1e-2, lr_mult=10)
+    lrs = sorted({g["lr"] for g in groups})
+    assert len(lrs) == 4 and lrs[0] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(1e-2)
+
+
+def test_features_are_shared_by_2_and_4_classes(lite0, tmp_cache):
+    """The cache is keyed by the pixels, not the labels: the 4-class cells load as 2-class features."""
+    s2, s4 = ft.elpv(classes=2), ft.elpv(classes=4)
+    model = ft.pretrained(num_classes=2)
+    def few(s):     # the same 12 cells of each split
+        return ft.Splits(*(getattr(s, n).subset(range(12)) for n in ("train", "val", "test")))
+
+    l2 = ft.loaders(few(s2), model, image_size=32, seed=0)
+    l4 = ft.loaders(few(s4), model, image_size=32, seed=0)
+    a = ft.extract_features(model, l4.test)
+    b = ft.extract_features(model, l2.test)
+    assert a.key == b.key and torch.equal(a.x, b.x)
+    assert torch.equal(b.y, l2.test.dataset.targets) and torch.equal(a.y, l4.test.dataset.targets)
+    assert torch.equal(a.with_targets(a.y >= 2).y, b.y)
+    with pytest.raises(ft.FtlabError, match="same cells"):
+        a.with_targets(a.y[:3])

@@ -113,6 +113,7 @@ def test_sweep_is_resumable_and_reports_crashes(tmp_path):
     assert by["linear_probe"]["status"] == "ok" and 0.5 < by["linear_probe"]["test_acc"] <= 1
     assert by["nonsense"]["status"].startswith("failed: FtlabError: Unknown strategy")
     assert (tmp_path / "results.csv").read_text().count("\n") == 3
+    assert (tmp_path / "scaling.png").read_bytes()[:4] == b"\x89PNG"      # the sweep's figure, next to it
     lines.clear()
     sweep.run_sweep(nb, grid, tmp_path, fixed, log=lines.append)          # resumes: the finished run is skipped
     assert any("linear_probe" in line and "skipped" in line for line in lines)

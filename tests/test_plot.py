@@ -256,3 +256,19 @@ def test_gradcam_on_a_fully_frozen_pretrained_model(run):
         "pred: functional", "pred: defective") for a in shown)
     assert not any(p.requires_grad for p in model.parameters()) and not model.training
     assert plot.gradcam is plot_more.gradcam                # ft.plot reaches the sibling's figures
+
+
+def test_sweep_figures_per_augmentation(tmp_path):
+    from ftlab.plot_sweep import augmentation, save_sweep_figures
+
+    rows = [{"strategy": st, "augment": aug, "train_images": n, "seed": seed, "status": "ok",
+             "test_acc": 0.7 + 0.01 * seed + (0.05 if aug != "none" else 0) + n / 1e5}
+            for st in ("head", "full") for aug in ("none", "light") for n in (100, 1000) for seed in (0, 1, 2)]
+    rows.append({"strategy": "head", "augment": "none", "train_images": 100, "seed": 9, "status": "failed: X"})
+    fig = augmentation(rows)
+    bars = [p for p in fig.axes[0].patches]
+    assert len(bars) == 4 and abs(max(b.get_height() for b in bars) - (0.75 + 0.01 + 0.01)) < 1e-9
+    names = sorted(p.name for p in save_sweep_figures(rows, tmp_path))
+    assert names == ["augmentation.png", "scaling-light.png", "scaling-none.png"]
+    assert all((tmp_path / n).read_bytes()[:4] == b"\x89PNG" for n in names)
+    assert save_sweep_figures([], tmp_path) == []

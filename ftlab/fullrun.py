@@ -1,0 +1,193 @@
+"""The full-quality ELPV run: all training cells, 224 px, EfficientNet-Lite0, 3 seeds, on a CPU.
+
+``ftlab full`` (or :func:`full_run`) is the documented full configuration of the README's results
+section. It is fast on a 2-core CPU because of three of ftlab's speed tools:
+
+* **cut-point caching** (:func:`ftlab.extract_features` with a cut): layer groups ``stem`` to
+  ``blocks.4`` stay frozen, so their activations are computed once and stored; only
+  ``blocks.5`` to the head are trained, on the stored activations;
+* **cached symmetries** (``views=8``): the 8 flips and 90-degree rotations of a square cell are
+  exact symmetries, so their activations are cached too. Every epoch shows each cell in a random
+  one of its 8 views (augmentation at cached speed), and the test score averages the predictions
+  over the 8 views (test-time augmentation);
+* **one extraction for everything**: the features do not depend on the seed or on the labels, so
+  the three seeds share them.
+
+One 4-class model is trained per seed. The 2-class answer (functional: defect probability
+0 or 1/3; defective: 2/3 or 1, exactly the labels of ``ftlab.elpv(classes=2)``) is read off
+the same model as ``P(defective) = p(2/3) + p(1) >= 0.5``: the finer labels teach the
+model more than the binary ones (``two_class="trained"`` trains separate 2-class models instead,
+for comparison).
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from .data import elpv
+from .errors import FtlabError
+from .features import Features, Top, ViewAverage, extract_features, fit_head
+from .freeze import freeze_to
+from .loaders import loaders as make_loaders
+from .models import preprocessing, pretrained
+from .train import predict, seed_everything
+
+__all__ = ["FULL", "TARGETS", "full_run", "coarsen", "format_full", "load_full"]
+
+# The documented full configuration (README, "Full run").
+FULL: dict[str, Any] = dict(image_size=224, cut="blocks.5", views=8, epochs=12, lr=1e-2, lr_mult=10.0,
+                            weight_decay=0.05, batch_size=32, seeds=(0, 1, 2))
+# Targets of issue 6: test accuracy (2 and 4 classes) and wall time on the 2-core CPU.
+TARGETS = {"acc2": 0.90, "acc4": 0.835, "minutes": 30.0}
+
+
+def coarsen(probs4: torch.Tensor) -> torch.Tensor:
+    """4-level ELPV probabilities ``[N, 4]`` -> 2-class ``[N, 2]``: (p(0) + p(1/3), p(2/3) + p(1))."""
+    if probs4.ndim != 2 or probs4.shape[1] != 4:
+        raise FtlabError(f"coarsen needs [N, 4] probabilities of the 4 ELPV levels, got {tuple(probs4.shape)}.")
+    return torch.stack([probs4[:, :2].sum(1), probs4[:, 2:].sum(1)], 1)
+
+
+def _probs(model, feats: Features, device) -> torch.Tensor:
+    top = ViewAverage(Top(model, feats.cut), feats.x.ndim - 1 - (feats.views > 1))
+    loader = DataLoader(TensorDataset(feats.x, feats.y), batch_size=max(1, 256 // feats.views))
+    return predict(top, loader, device=device).probs
+
+
+def _acc(probs: torch.Tensor, y: torch.Tensor) -> float:
+    return float((probs.argmax(1) == y).float().mean())
+
+
+def _stats(values: Sequence[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "min": min(values), "max": max(values)}
+
+
+def full_run(seeds: Sequence[int] = FULL["seeds"], image_size: int = FULL["image_size"], cut: str = FULL["cut"],
+             views: int = FULL["views"], epochs: int = FULL["epochs"], lr: float = FULL["lr"],
+             lr_mult: float = FULL["lr_mult"], weight_decay: float = FULL["weight_decay"],
+             batch_size: int = FULL["batch_size"], two_class: str = "derived", subset: int | float | None = None,
+             model_name: str = "efficientnet_lite0", device: str = "auto", progress: bool = False,
+             log: Callable[[str], None] | None = print) -> dict[str, Any]:
+    """Train the full configuration once per seed and score it on the 656 test cells.
+
+    Args:
+        seeds: one trained model per seed (initialisation, shuffling, view sampling).
+        image_size: input side length.
+        cut: the first trained layer group; everything below it is frozen and cached.
+        views: 8 (flips and rotations cached, test-time averaging) or 1.
+        epochs, lr, lr_mult, weight_decay, batch_size: training of the top groups (see :func:`ftlab.fit`).
+        two_class: ``"derived"`` (2-class answer from the 4-class model) or ``"trained"``
+            (also train a 2-class model per seed).
+        subset: training cells (fraction or per class) for quick checks; None = all 1,771.
+        log: progress lines (None = quiet).
+
+    Returns:
+        ``{"config", "runs": [per-seed rows], "summary": {"acc4", "acc2": mean/std/min/max,
+        "ensemble_acc4", "ensemble_acc2", "wall_seconds", "extract_seconds", "train_images_per_s"}}``.
+    """
+    if two_class not in ("derived", "trained"):
+        raise FtlabError(f"two_class must be 'derived' or 'trained', not {two_class!r}.")
+    if not seeds:
+        raise FtlabError("full_run needs at least one seed.")
+    say = log or (lambda _: None)
+    start = time.perf_counter()
+    splits = elpv(classes=4)
+    two = elpv(classes=2)
+    model = pretrained(model_name, num_classes=4)
+    freeze_to(model, cut)
+    dl = make_loaders(splits, preprocessing(model), image_size=image_size, batch_size=batch_size, subset=subset)
+    say(f"extracting {views} view(s) of {len(dl.train.dataset) + len(dl.val.dataset) + len(dl.test.dataset)} cells "
+        f"at {image_size} px below {cut} (cached on disk after the first run) ...")
+    t = time.perf_counter()
+    feats = {s: extract_features(model, getattr(dl, s), cut=cut, views=views, device=device)
+             for s in ("train", "val", "test")}
+    extract_seconds = time.perf_counter() - t
+    y2 = {s: (f.y >= 2).long() for s, f in feats.items()}       # == ftlab.elpv(classes=2) labels
+    if not torch.equal(y2["test"], two.test.targets):
+        raise FtlabError("The 2-class ELPV labels are no longer levels 2/3 and 1 of the 4-class ones; full_run needs updating.")
+    runs, probs4, probs2 = [], [], []
+    for seed in seeds:
+        seed_everything(seed)               # the new head's initialisation too
+        m = pretrained(model_name, num_classes=4)
+        freeze_to(m, cut)
+        t = time.perf_counter()
+        h = fit_head(m, feats["train"], feats["val"], epochs, lr=lr, lr_mult=lr_mult, weight_decay=weight_decay,
+                     batch_size=batch_size, seed=seed, device=device, progress=progress)
+        train_seconds = time.perf_counter() - t
+        p4 = _probs(m, feats["test"], device)
+        p2 = coarsen(p4)
+        row = {"seed": seed, "acc4": _acc(p4, feats["test"].y), "acc2": _acc(p2, y2["test"]),
+               "val_acc4": h.best["val_acc"], "best_epoch": h.best_epoch, "train_seconds": train_seconds,
+               "train_images_per_s": epochs * len(feats["train"].y) / train_seconds}
+        if two_class == "trained":
+            seed_everything(seed)
+            m2 = pretrained(model_name, num_classes=2)
+            freeze_to(m2, cut)
+            fit_head(m2, feats["train"].with_targets(y2["train"]), feats["val"].with_targets(y2["val"]), epochs,
+                     lr=lr, lr_mult=lr_mult, weight_decay=weight_decay, batch_size=batch_size, seed=seed,
+                     device=device, progress=progress)
+            row["acc2_trained"] = _acc(_probs(m2, feats["test"], device), y2["test"])
+        runs.append(row)
+        probs4.append(p4)
+        probs2.append(p2)
+        say(f"seed {seed}: 4-class {row['acc4']:.1%}, 2-class {row['acc2']:.1%} "
+            f"({train_seconds:.0f} s, {row['train_images_per_s']:.0f} images/s)")
+    wall = time.perf_counter() - start
+    summary = {"acc4": _stats([r["acc4"] for r in runs]), "acc2": _stats([r["acc2"] for r in runs]),
+               "ensemble_acc4": _acc(torch.stack(probs4).mean(0), feats["test"].y),
+               "ensemble_acc2": _acc(torch.stack(probs2).mean(0), y2["test"]),
+               "wall_seconds": wall, "extract_seconds": extract_seconds,
+               "train_images_per_s": statistics.fmean(r["train_images_per_s"] for r in runs),
+               "test_cells": len(feats["test"].y), "train_cells": len(feats["train"].y)}
+    if two_class == "trained":
+        summary["acc2_trained"] = _stats([r["acc2_trained"] for r in runs])
+    config = dict(image_size=image_size, cut=cut, views=views, epochs=epochs, lr=lr, lr_mult=lr_mult,
+                  weight_decay=weight_decay, batch_size=batch_size, seeds=list(seeds), two_class=two_class,
+                  subset=subset, model=model_name, torch_threads=torch.get_num_threads())
+    return {"config": config, "runs": runs, "summary": summary}
+
+
+def load_full(path: str | Path | None = None) -> dict[str, Any] | None:
+    """A saved ``full.json`` (``ftlab full``); None = the repository's ``docs/results/full.json``.
+
+    Returns None when the default file is missing; a given path that is missing is an error.
+    """
+    default = Path(__file__).resolve().parent.parent / "docs" / "results" / "full.json"
+    target = Path(path) if path else default
+    if not target.is_file():
+        if path:
+            raise FtlabError(f"No full-run results at {target}: run `ftlab full --out FOLDER` and pass FOLDER/full.json.")
+        return None
+    try:
+        return json.loads(target.read_text())
+    except json.JSONDecodeError as err:
+        raise FtlabError(f"{target} is not a full-run result (bad JSON: {err}).") from err
+
+
+def format_full(result: dict[str, Any]) -> str:
+    """A few lines: per-seed accuracies, mean ± std, ensemble, wall time, against the targets."""
+    s, lines = result["summary"], []
+    for r in result["runs"]:
+        lines.append(f"  seed {r['seed']}: 4-class {r['acc4']:.1%}  2-class {r['acc2']:.1%}"
+                     + (f" (2-class model: {r['acc2_trained']:.1%})" if "acc2_trained" in r else "")
+                     + f"  {r['train_seconds']:.0f} s")
+
+    def line(name, key, target):
+        v = s[key]
+        ok = "meets" if v["mean"] >= target else "below"
+        return (f"{name}: {v['mean']:.1%} ± {v['std']:.1%} (min {v['min']:.1%}, max {v['max']:.1%}); "
+                f"{ok} the {target:.1%} target")
+
+    lines += [line("2-class test accuracy", "acc2", TARGETS["acc2"]),
+              line("4-class test accuracy", "acc4", TARGETS["acc4"]),
+              f"ensemble of the seeds: 2-class {s['ensemble_acc2']:.1%}, 4-class {s['ensemble_acc4']:.1%}",
+              f"wall time {s['wall_seconds'] / 60:.1f} min (extraction {s['extract_seconds'] / 60:.1f} min; "
+              f"training {s['train_images_per_s']:.0f} images/s); target {TARGETS['minutes']:.0f} min"]
+    return "\n".join(lines)

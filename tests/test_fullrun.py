@@ -1,0 +1,59 @@
+"""The full-quality run (``ftlab full``): 2-class answers from the 4-class model, one extraction, the CLI."""
+import json
+
+import pytest
+import torch
+
+import ftlab as ft
+from ftlab import cli
+from ftlab.fullrun import coarsen, format_full, full_run
+
+
+def test_two_class_labels_are_the_upper_two_levels():
+    s2, s4 = ft.elpv(classes=2), ft.elpv(classes=4)
+    for split in ("train", "val", "test"):
+        assert torch.equal(getattr(s2, split).targets, (getattr(s4, split).targets >= 2).long())
+        assert torch.equal(getattr(s2, split).images, getattr(s4, split).images)
+
+
+def test_coarsen_sums_the_levels():
+    p = torch.tensor([[0.1, 0.3, 0.4, 0.2], [0.7, 0.2, 0.05, 0.05]])
+    assert torch.allclose(coarsen(p), torch.tensor([[0.4, 0.6], [0.9, 0.1]]))
+    with pytest.raises(ft.FtlabError, match="4 ELPV levels"):
+        coarsen(torch.ones(2, 2))
+
+
+def test_freeze_to_takes_a_group_name():
+    model = ft.pretrained(num_classes=2)
+    ft.freeze_to(model, "blocks.5")
+    trainable = [g.name for g in ft.layer_groups(model) if any(p.requires_grad for p in g.parameters())]
+    assert trainable == ["blocks.5", "blocks.6", "final_conv", "head"]
+    with pytest.raises(ft.FtlabError, match="no such layer group.*blocks.6"):
+        ft.freeze_to(model, "blocks.9")
+
+
+@pytest.mark.slow
+def test_tiny_full_run_and_cli(tmp_path, tmp_cache, capsys):
+    kwargs = dict(seeds=(0, 1), image_size=32, epochs=1, subset=8, log=None)
+    result = full_run(**kwargs)
+    s = result["summary"]
+    assert [r["seed"] for r in result["runs"]] == [0, 1] and s["test_cells"] == 656 and s["train_cells"] == 32
+    for r in result["runs"]:
+        assert 0 <= r["acc4"] <= 1 and 0 <= r["acc2"] <= 1 and r["train_images_per_s"] > 0
+    assert s["acc2"]["min"] <= s["acc2"]["mean"] <= s["acc2"]["max"]
+    assert "2-class test accuracy" in format_full(result) and "target" in format_full(result)
+    files = list((tmp_cache / "features").iterdir())
+    assert len(files) == 3                          # train, val, test: extracted once for both seeds
+    again = full_run(**kwargs)                      # a rerun loads them and trains the same models
+    assert [r["acc4"] for r in again["runs"]] == [r["acc4"] for r in result["runs"]]
+    assert len(list((tmp_cache / "features").iterdir())) == 3
+
+    out = tmp_path / "full"
+    args = ["full", "--image-size", "32", "--epochs", "1", "--seeds", "0", "--subset", "8", "--out", str(out)]
+    assert cli.main(args) == 0
+    saved = json.loads((out / "full.json").read_text())
+    assert saved["config"]["image_size"] == 32 and len(saved["runs"]) == 1
+    assert "4-class test accuracy" in capsys.readouterr().out
+    before = (out / "full.json").read_text()
+    assert cli.main(args) == 2                      # never overwrites a result by accident
+    assert "exists" in capsys.readouterr().err and (out / "full.json").read_text() == before
