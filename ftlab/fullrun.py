@@ -182,7 +182,7 @@ def format_full(result: dict[str, Any]) -> str:
     def line(name, key, target):
         v = s[key]
         ok = "meets" if v["mean"] >= target else "below"
-        return (f"{name}: {v['mean']:.1%} ± {v['std']:.1%} (min {v['min']:.1%}, max {v['max']:.1%}); "
+        return (f"{name}: {v['mean']:.2%} ± {v['std']:.2%} (min {v['min']:.1%}, max {v['max']:.1%}); "
                 f"{ok} the {target:.1%} target")
 
     lines += [line("2-class test accuracy", "acc2", TARGETS["acc2"]),

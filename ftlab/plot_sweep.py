@@ -60,11 +60,14 @@ def baselines(ours: dict[str, float], published: dict[str, float], ax=None):
 
 @_styled
 def augmentation(rows: Sequence[dict[str, Any]], value: str = "test_acc", ax=None):
-    """Grouped bars: accuracy (mean ± std over seeds) per strategy and augmentation, at the largest training set."""
+    """Grouped bars: accuracy (mean ± std over seeds) per strategy and augmentation, at the largest
+    training set that was run with more than one augmentation (else the largest)."""
     fig, (a,) = _axes(ax, 1, (6.5, 4.2))
-    largest = max(float(r["train_images"]) for r in rows)
-    agg = [r for r in aggregate(list(rows), by=("strategy", "augment", "train_images"), value=value)
-           if float(r["train_images"]) == largest]
+    every = aggregate(list(rows), by=("strategy", "augment", "train_images"), value=value)
+    sizes = {float(r["train_images"]) for r in every}
+    mixed = [n for n in sizes if len({r["augment"] for r in every if float(r["train_images"]) == n}) > 1]
+    largest = max(mixed or sizes)
+    agg = [r for r in every if float(r["train_images"]) == largest]
     strategies = list(dict.fromkeys(r["strategy"] for r in agg))
     augments = [x for x in ("none", "light", "strong") if any(r["augment"] == x for r in agg)]
     augments += sorted({r["augment"] for r in agg} - set(augments))
@@ -78,7 +81,7 @@ def augmentation(rows: Sequence[dict[str, Any]], value: str = "test_acc", ax=Non
     lo = min((r["mean"] - r["std"] for r in agg), default=0.5)
     a.set_ylim(max(0.0, lo - 0.05), 1.0)
     a.set(ylabel=value.replace("_", " "), title=f"Augmentation, {int(largest):,} training images")
-    a.legend(title="augment", loc="lower right")
+    a.legend(title="augment", loc="upper right", ncols=len(augments))
     return fig
 
 

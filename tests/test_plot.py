@@ -272,3 +272,12 @@ def test_sweep_figures_per_augmentation(tmp_path):
     assert names == ["augmentation.png", "scaling-light.png", "scaling-none.png"]
     assert all((tmp_path / n).read_bytes()[:4] == b"\x89PNG" for n in names)
     assert save_sweep_figures([], tmp_path) == []
+
+
+def test_augmentation_figure_picks_the_size_with_several_augmentations():
+    from ftlab.plot_sweep import augmentation
+
+    rows = [{"strategy": "head", "augment": aug, "train_images": 100, "seed": 0, "test_acc": 0.7} for aug in ("none", "light")]
+    rows.append({"strategy": "head", "augment": "none", "train_images": 1000, "seed": 0, "test_acc": 0.8})
+    fig = augmentation(rows)
+    assert "100 training images" in fig.axes[0].get_title() and len(fig.axes[0].patches) == 2
