@@ -29,10 +29,10 @@ from .cache import atomic_save, cache_dir, stable_hash
 from .errors import FtlabError
 from .freeze import layer_groups, train_mode
 from .history import History
-from .train import _to, evaluate, fit, prepare
+from .train import _to, evaluate, fit, predict, prepare
 
 __all__ = ["Features", "Top", "ViewAverage", "d4_view", "extract_features", "fit_head", "fit_cached",
-           "evaluate_cached", "resolve_cut", "linear_probe"]
+           "evaluate_cached", "predict_cached", "resolve_cut", "linear_probe"]
 
 _PREPROCESS_OPS = ("Resize", "ToDtype", "ToRGB", "Normalize", "Identity")
 
@@ -262,11 +262,18 @@ def _feature_dims(feats: Features) -> int:
     return feats.x.ndim - 1 - (feats.views > 1)
 
 
+def _cached_loader(feats: Features) -> DataLoader:
+    return DataLoader(TensorDataset(feats.x, feats.y), batch_size=max(1, 256 // feats.views))
+
+
 def evaluate_cached(model: nn.Module, feats: Features, device: str | torch.device = "auto") -> dict[str, float]:
     """:func:`ftlab.evaluate` of ``model`` on cached features (averaged over the views, if any)."""
-    top = ViewAverage(Top(model, feats.cut), _feature_dims(feats))
-    return evaluate(top, DataLoader(TensorDataset(feats.x, feats.y), batch_size=max(1, 256 // feats.views)),
-                    device=device)
+    return evaluate(ViewAverage(Top(model, feats.cut), _feature_dims(feats)), _cached_loader(feats), device=device)
+
+
+def predict_cached(model: nn.Module, feats: Features, device: str | torch.device = "auto"):
+    """:func:`ftlab.predict` of ``model`` on cached features (probabilities averaged over the views, if any)."""
+    return predict(ViewAverage(Top(model, feats.cut), _feature_dims(feats)), _cached_loader(feats), device=device)
 
 
 def fit_cached(model: nn.Module, loaders, epochs: int, lr: float = 1e-3, cut: int | str = "auto",

@@ -28,15 +28,14 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
 from .data import elpv
 from .errors import FtlabError
-from .features import Features, Top, ViewAverage, extract_features, fit_head
+from .features import extract_features, fit_head, predict_cached
 from .freeze import freeze_to
 from .loaders import loaders as make_loaders
 from .models import preprocessing, pretrained
-from .train import predict, seed_everything
+from .train import seed_everything
 
 __all__ = ["FULL", "TARGETS", "full_run", "coarsen", "format_full", "load_full"]
 
@@ -52,12 +51,6 @@ def coarsen(probs4: torch.Tensor) -> torch.Tensor:
     if probs4.ndim != 2 or probs4.shape[1] != 4:
         raise FtlabError(f"coarsen needs [N, 4] probabilities of the 4 ELPV levels, got {tuple(probs4.shape)}.")
     return torch.stack([probs4[:, :2].sum(1), probs4[:, 2:].sum(1)], 1)
-
-
-def _probs(model, feats: Features, device) -> torch.Tensor:
-    top = ViewAverage(Top(model, feats.cut), feats.x.ndim - 1 - (feats.views > 1))
-    loader = DataLoader(TensorDataset(feats.x, feats.y), batch_size=max(1, 256 // feats.views))
-    return predict(top, loader, device=device).probs
 
 
 def _acc(probs: torch.Tensor, y: torch.Tensor) -> float:
@@ -121,7 +114,7 @@ def full_run(seeds: Sequence[int] = FULL["seeds"], image_size: int = FULL["image
         h = fit_head(m, feats["train"], feats["val"], epochs, lr=lr, lr_mult=lr_mult, weight_decay=weight_decay,
                      batch_size=batch_size, seed=seed, device=device, progress=progress)
         train_seconds = time.perf_counter() - t
-        p4 = _probs(m, feats["test"], device)
+        p4 = predict_cached(m, feats["test"], device).probs
         p2 = coarsen(p4)
         row = {"seed": seed, "acc4": _acc(p4, feats["test"].y), "acc2": _acc(p2, y2["test"]),
                "val_acc4": h.best["val_acc"], "best_epoch": h.best_epoch, "train_seconds": train_seconds,
@@ -133,7 +126,7 @@ def full_run(seeds: Sequence[int] = FULL["seeds"], image_size: int = FULL["image
             fit_head(m2, feats["train"].with_targets(y2["train"]), feats["val"].with_targets(y2["val"]), epochs,
                      lr=lr, lr_mult=lr_mult, weight_decay=weight_decay, batch_size=batch_size, seed=seed,
                      device=device, progress=progress)
-            row["acc2_trained"] = _acc(_probs(m2, feats["test"], device), y2["test"])
+            row["acc2_trained"] = _acc(predict_cached(m2, feats["test"], device).probs, y2["test"])
         runs.append(row)
         probs4.append(p4)
         probs2.append(p2)
