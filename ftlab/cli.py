@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--out", help="sweep folder (default from the config, else runs/sweep-<timestamp>/)")
     w.set_defaults(run=_sweep)
     f = sub.add_parser("full", help="the full-quality ELPV run (224 px, all data, 3 seeds, 2 and 4 classes)")
-    f.add_argument("--seeds", type=int, nargs="+", help=f"default {' '.join(map(str, (0, 1, 2)))}")
+    f.add_argument("--seeds", type=int, nargs="+", help="default 0 1 2")
     f.add_argument("--image-size", type=int, help="default 224")
     f.add_argument("--cut", help="first trained layer group, default blocks.5")
     f.add_argument("--epochs", type=int, help="default 12")
