@@ -98,8 +98,10 @@ def save_sweep_figures(rows: Sequence[dict[str, Any]], out: str | Path) -> list[
 
     augments = sorted({str(r.get("augment", "none")) for r in ok})
     for aug in augments:
-        save(scaling([r for r in ok if str(r.get("augment", "none")) == aug]),
-             "scaling.png" if len(augments) == 1 else f"scaling-{aug}.png")
+        fig = scaling([r for r in ok if str(r.get("augment", "none")) == aug])
+        if len(augments) > 1:
+            fig.axes[0].set_title(f"Accuracy against training-set size, augment={aug}")
+        save(fig, "scaling.png" if len(augments) == 1 else f"scaling-{aug}.png")
     if len(augments) > 1:
         save(augmentation(ok), "augmentation.png")
     return written
