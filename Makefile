@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 lessons: $(STAMP)   ## the main job: run the lessons headless and print a summary
 	$(VENV)/bin/ftlab lessons $(ARGS)
 
-test: $(STAMP)      ## unit tests, notebook tests (nbval + papermill)
+test: $(STAMP)      ## lint (ruff), unit tests, notebook tests (nbval + papermill)
+	$(VENV)/bin/ruff check ftlab tests benchmarks notebooks
 	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
 
 lab: $(STAMP)       ## JupyterLab on notebooks/ with this project's kernel

@@ -17,9 +17,9 @@ from __future__ import annotations
 import copy
 
 import torch
+from _common import log, main, parser, rnd, timed
 
 import ftlab as ft
-from _common import log, main, parser, rnd, timed
 
 TARGET_SPEEDUP = 20.0
 EPOCHS, BATCH, LR, SEED = 5, 32, 1e-3, 0

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import copy
 
-import ftlab as ft
-from ftlab.fullrun import FULL
 from _common import log, main, median, parser, rnd, timed
+from ftlab.fullrun import FULL
+
+import ftlab as ft
 
 TARGET_SPEEDUP = 1.5
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import copy
 
 import torch
+from _common import log, main, median, parser, rnd, timed
 from torch import nn
 
 import ftlab as ft
-from _common import log, main, median, parser, rnd, timed
 
 TARGET_RATIO = 1.05
 LR, WEIGHT_DECAY, BATCH = 1e-3, 0.01, 32

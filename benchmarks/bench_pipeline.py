@@ -14,10 +14,10 @@ import copy
 import time
 
 import torch
+from _common import log, main, median, parser, rnd, timed
 from torch import nn
 
 import ftlab as ft
-from _common import log, main, median, parser, rnd, timed
 
 TARGET_RATIO = 3.0
 BATCH, PRESETS = 32, ("light", "strong")
@@ -59,8 +59,8 @@ def measure_size(splits, base, size: int, repeats: int, loader_batches: int) -> 
     """Loader images/s per preset and model images/s at one size, measured in turns."""
     build, loaders = {}, {}
     for preset in PRESETS:
-        build[preset], loaders[preset] = timed(lambda: ft.loaders(splits, base, image_size=size, batch_size=BATCH,
-                                                                  augment=preset, num_workers=0, seed=0))
+        build[preset], loaders[preset] = timed(lambda p=preset: ft.loaders(splits, base, image_size=size, batch_size=BATCH,
+                                                                           augment=p, num_workers=0, seed=0))
     batches = [b for _, b in zip(range(repeats), loaders["light"].train)]
     model, opt = trainable_model(base)
     train_step(model, opt, *batches[0])                # warm-up, not timed

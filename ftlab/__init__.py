@@ -1,46 +1,103 @@
 """ftlab: learn and experiment with fine-tuning pretrained networks, in Jupyter, offline.
 
-Use it as ``import ftlab as ft``. The public names are re-exported here explicitly.
+Use it as ``import ftlab as ft``. The public names are re-exported here explicitly; no name
+shadows a submodule. The core (groups, freezing, optim, callbacks, train, recipes, features,
+history, checkpoint, claims, experiments, sweep, lessons, tables) knows nothing of images;
+:mod:`ftlab.vision` adds images (data, transforms, loaders, pretrained CNNs). ``ft.plot`` and
+``ft.widgets`` load on first use (matplotlib and ipywidgets are not imported before).
 """
 import importlib
 
-from . import (cache, checkpoint, data, errors, experiments, features, folders, freeze, history, models, params, recipes,
-               report, train, transforms, weights)
-from .cache import cache_dir
+from . import (
+    callbacks,
+    checkpoint,
+    claims,
+    errors,
+    experiments,
+    features,
+    files,
+    freezing,
+    groups,
+    history,
+    lessons,
+    optim,
+    recipes,
+    sweep,
+    tables,
+    train,
+    vision,
+)
+from .callbacks import Callback, FitState, GradualUnfreeze, LRRangeTest
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data import ImageSet, Splits, dataset, elpv
-from .errors import DataError, FtlabError, WeightsUnavailable
-from .features import Features, extract_features, fit_cached, fit_head, linear_probe
-from .folders import image_folder
-from .freeze import (apply_bn_policy, freeze, freeze_to, layer_groups, select_groups, train_mode,
-                     trainable_count, unfreeze)
+from .claims import read_metrics, record
+from .errors import DataError, FtlabError, UsageError, WeightsUnavailable
+from .experiments import STRATEGIES, run_strategy, strategy_top
+from .features import Features, evaluate_cached, extract_features, fit_cached, fit_head, linear_probe, predict_cached
+from .files import cache_dir
+from .freezing import (
+    apply_bn_policy,
+    eval_mode,
+    freeze,
+    freeze_to,
+    train_mode,
+    train_top,
+    trainable_count,
+    trainable_summary,
+    unfreeze,
+)
+from .groups import group_names, head_module, layer_groups, register_architecture, resolve_groups
 from .history import History
-from .loaders import Loaders, loaders, stratified_subset
-from .experiments import run_experiment
-from .models import head_module, imagenet_classes, predict_imagenet, preprocessing, pretrained, set_dropout
-from .params import param_groups, trainable_summary
-from .report import record
+from .optim import Schedule, param_groups
 from .recipes import fine_tune, lr_find
-from .train import Callback, GradualUnfreeze, evaluate, fit, predict, resolve_device, seed_everything
-from .transforms import AUGMENTATIONS, augmentation, transforms as make_transforms
+from .tables import Table
+from .train import Predictions, batch_step, evaluate, fit, predict, resolve_device, seed_everything
+from .vision import (
+    AUGMENTATIONS,
+    D4_VIEWS,
+    ImageSet,
+    Loaders,
+    Splits,
+    augmentation,
+    dataset,
+    elpv,
+    image_folder,
+    imagenet_classes,
+    loaders,
+    predict_imagenet,
+    preprocess,
+    preprocessing,
+    pretrained,
+    run_experiment,
+    set_dropout,
+    stratified_subset,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "cache", "checkpoint", "data", "errors", "experiments", "features", "folders", "freeze", "history", "models", "params",
-    "plot", "recipes", "report", "train", "transforms", "weights", "widgets",
-    "cache_dir", "load_checkpoint", "save_checkpoint", "ImageSet", "Splits", "dataset", "elpv",
-    "DataError", "FtlabError", "WeightsUnavailable", "Features", "extract_features", "fit_cached", "fit_head", "linear_probe", "set_dropout", "record", "run_experiment",
-    "image_folder", "apply_bn_policy", "freeze", "freeze_to", "layer_groups", "select_groups", "train_mode",
-    "trainable_count", "unfreeze", "History", "Loaders", "loaders", "stratified_subset",
-    "head_module", "imagenet_classes", "predict_imagenet", "preprocessing", "pretrained",
-    "param_groups", "trainable_summary", "fine_tune", "lr_find",
-    "Callback", "GradualUnfreeze", "evaluate", "fit", "predict", "resolve_device", "seed_everything",
-    "AUGMENTATIONS", "augmentation", "make_transforms",
+    # submodules (plot and widgets load lazily)
+    "callbacks", "checkpoint", "claims", "errors", "experiments", "features", "files", "freezing", "groups",
+    "history", "lessons", "optim", "recipes", "sweep", "tables", "train", "vision", "plot", "widgets",
+    # errors
+    "FtlabError", "UsageError", "DataError", "WeightsUnavailable",
+    # layer groups and freezing
+    "layer_groups", "group_names", "resolve_groups", "register_architecture", "head_module",
+    "freeze", "unfreeze", "freeze_to", "train_top", "train_mode", "eval_mode", "apply_bn_policy",
+    "trainable_count", "trainable_summary",
+    # optimisation and training
+    "param_groups", "Schedule", "Callback", "FitState", "GradualUnfreeze", "LRRangeTest",
+    "fit", "evaluate", "predict", "Predictions", "batch_step", "resolve_device", "seed_everything",
+    "History", "fine_tune", "lr_find", "save_checkpoint", "load_checkpoint",
+    # features, experiments, lessons
+    "Features", "extract_features", "fit_head", "fit_cached", "evaluate_cached", "predict_cached", "linear_probe",
+    "STRATEGIES", "strategy_top", "run_strategy", "run_experiment", "record", "read_metrics", "Table", "cache_dir",
+    # images
+    "ImageSet", "Splits", "elpv", "image_folder", "dataset", "Loaders", "loaders", "stratified_subset",
+    "AUGMENTATIONS", "augmentation", "preprocess", "D4_VIEWS", "pretrained", "preprocessing", "set_dropout",
+    "imagenet_classes", "predict_imagenet",
 ]
 
-
-_LAZY = ("plot", "plot_more", "plot_sweep", "widgets")   # matplotlib / ipywidgets load on first use
+_LAZY = ("plot", "widgets")   # matplotlib / ipywidgets load on first use
 
 
 def __getattr__(name: str):

@@ -7,25 +7,34 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from .cache import atomic_save
-from .errors import FtlabError
+from .errors import UsageError
+from .files import atomic_save
+from .groups import head_module
 from .history import History
-from .models import head_module, preprocessing
 
-__all__ = ["save_checkpoint", "load_checkpoint"]
+__all__ = ["save_checkpoint", "load_checkpoint", "BUILDERS", "register_builder"]
 
 FORMAT = "ftlab-checkpoint-1"
+
+# How to build a fresh model of a saved kind: ``model.ftlab_builder`` names the entry, and
+# ``builder(model.ftlab_name, num_classes=...)`` builds it (``ftlab.vision`` registers "vision").
+BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_builder(kind: str, build: Callable[..., nn.Module]) -> None:
+    """Let :func:`load_checkpoint` rebuild models whose ``ftlab_builder`` is ``kind``."""
+    BUILDERS[kind] = build
 
 
 def _out_features(model: nn.Module) -> int | None:
     try:
         head = head_module(model)
-    except FtlabError:
+    except UsageError:
         return None
     linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
     return linears[-1].out_features if linears else None
@@ -48,13 +57,11 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer=None, h
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FtlabError(f"{path} exists; ftlab will not overwrite a checkpoint by accident. "
+        raise UsageError(f"{path} exists; ftlab will not overwrite a checkpoint by accident. "
                          "Choose another name or pass overwrite=True.")
-    try:
-        config = preprocessing(model)
-    except FtlabError:
-        config = None
+    config = getattr(model, "ftlab_preprocessing", None)
     payload = {"format": FORMAT, "arch": type(model).__name__, "name": getattr(model, "ftlab_name", None),
+               "builder": getattr(model, "ftlab_builder", None),
                "num_classes": _out_features(model), "state_dict": model.state_dict(),
                "optimizer": optimizer.state_dict() if optimizer is not None else None,
                "history": None if history is None else {"rows": history.to_list(), "best_epoch": history.best_epoch,
@@ -75,29 +82,28 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None, opt
     """
     path = Path(path)
     if not path.is_file():
-        raise FtlabError(f"No checkpoint at {path}.")
+        raise UsageError(f"No checkpoint at {path}.")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:
-        raise FtlabError(f"{path} is not a readable checkpoint ({type(err).__name__}: {err}).") from err
+        raise UsageError(f"{path} is not a readable checkpoint ({type(err).__name__}: {err}).") from err
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise FtlabError(f"{path} is not an ftlab checkpoint (save one with ftlab.save_checkpoint).")
+        raise UsageError(f"{path} is not an ftlab checkpoint (save one with ftlab.save_checkpoint).")
     if model is None:
-        from .models import pretrained
-
-        if not ckpt.get("name"):
-            raise FtlabError(f"{path} does not say which model it holds; pass the model to load into.")
-        model = pretrained(ckpt["name"], num_classes=ckpt["num_classes"], weights=None)
+        build = BUILDERS.get(ckpt.get("builder") or "")
+        if not ckpt.get("name") or build is None:
+            raise UsageError(f"{path} does not say how to build the model it holds; pass the model to load into.")
+        model = build(ckpt["name"], num_classes=ckpt["num_classes"], weights=None)
     if type(model).__name__ != ckpt["arch"]:
-        raise FtlabError(f"{path} holds a {ckpt['arch']} ({ckpt.get('name')}), not a {type(model).__name__}: "
+        raise UsageError(f"{path} holds a {ckpt['arch']} ({ckpt.get('name')}), not a {type(model).__name__}: "
                          "build the same architecture to load it.")
     if ckpt["num_classes"] is not None and _out_features(model) != ckpt["num_classes"]:
-        raise FtlabError(f"{path} has a {ckpt['num_classes']}-class head, the model a {_out_features(model)}-class "
+        raise UsageError(f"{path} has a {ckpt['num_classes']}-class head, the model a {_out_features(model)}-class "
                          f"head: build it with num_classes={ckpt['num_classes']}.")
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as err:
-        raise FtlabError(f"{path} does not fit this {type(model).__name__}: {str(err).splitlines()[0]}") from err
+        raise UsageError(f"{path} does not fit this {type(model).__name__}: {str(err).splitlines()[0]}") from err
     if optimizer is not None and ckpt.get("optimizer") is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
     h = ckpt.get("history")

@@ -1,127 +1,38 @@
-"""The ``ftlab`` command: run the lessons headless through papermill, sweep parameters, show the data.
+"""The ``ftlab`` command (argparse only): run the lessons headless, sweep parameters, the full run, the data.
 
 ``ftlab lessons`` executes ``notebooks/NN_*.ipynb`` in order into a fresh run directory
 (default ``runs/<timestamp>/``; never into ``notebooks/``), then prints a summary of each
 lesson's recorded metrics and wall time (also ``summary.md`` / ``summary.csv`` there).
+The work is done by :mod:`ftlab.lessons`, :mod:`ftlab.sweep`, :mod:`ftlab.vision.full`.
 """
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-from .errors import FtlabError
-from .report import format_table, summary_rows, write_summary
+from .errors import FtlabError, UsageError
+from .lessons import QUICK, lesson_paths, parse_value, run_lessons
 
-__all__ = ["main", "notebooks_dir", "lesson_paths", "lesson_parameters", "run_lessons", "QUICK"]
-
-# --quick: tiny settings for a smoke run, applied to the lessons that have these parameters
-QUICK = {"SUBSET": 10, "EVAL_SUBSET": 10, "EPOCHS": 1, "HEAD_EPOCHS": 1, "IMAGE_SIZE": 48}
-
-
-def notebooks_dir() -> Path:
-    """The lessons folder of the source checkout ftlab runs from."""
-    path = Path(__file__).resolve().parent.parent / "notebooks"
-    if not path.is_dir():
-        raise FtlabError(f"No lessons folder at {path}: run ftlab from a clone of the ftlab repository "
-                         "(pip install -e .).")
-    return path
-
-
-def lesson_paths(only: list[str] | None = None) -> list[Path]:
-    """The lesson notebooks in order, optionally only those whose name starts with one of ``only``."""
-    paths = sorted(p for p in notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
-    if only:
-        picked = [p for p in paths if any(p.name.startswith(o) or p.stem == o for o in only)]
-        if not picked:
-            raise FtlabError(f"No lesson matches {only}; lessons: {', '.join(p.stem for p in paths)}.")
-        return picked
-    return paths
-
-
-def lesson_parameters(path: Path) -> dict[str, Any]:
-    """The ``parameters`` cell of a lesson, ``{name: default}`` (via papermill)."""
-    import papermill as pm
-
-    return {name: info["default"] for name, info in pm.inspect_notebook(str(path)).items()}
-
-
-def _value(text: str) -> Any:
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
-def run_lessons(out: Path, lessons: list[Path], params: dict[str, Any], quick: bool = False,
-                overwrite: bool = False) -> int:
-    """Execute lessons into ``out``; print progress and the summary. Returns a process exit code."""
-    import papermill as pm
-
-    nb_dir = notebooks_dir().resolve()
-    out = out.resolve()
-    if out == nb_dir or nb_dir in out.parents:
-        raise FtlabError(f"--out {out} is inside notebooks/: ftlab never writes executed copies over the lessons. "
-                         "Pick another folder (default runs/<timestamp>/).")
-    accepted = {p: lesson_parameters(p) for p in lessons}
-    valid = sorted({name for names in accepted.values() for name in names})
-    unknown = sorted(set(params) - set(valid))
-    if unknown:
-        raise FtlabError(f"Unknown parameter(s) {', '.join(unknown)}. Valid parameters: {', '.join(valid)}.")
-    existing = [out / p.name for p in lessons if (out / p.name).exists()]
-    if existing and not overwrite:
-        raise FtlabError(f"{existing[0]} exists; ftlab will not overwrite an executed lesson. "
-                         "Use another --out or pass --overwrite.")
-    out.mkdir(parents=True, exist_ok=True)
-    seconds: dict[str, float] = {}
-    status: dict[str, str] = {}
-    code = 0
-    for i, path in enumerate(lessons, 1):
-        names = accepted[path]
-        run_params = {k: v for k, v in {**(QUICK if quick else {}), **params}.items() if k in names}
-        if "OUT_DIR" in names:
-            run_params["OUT_DIR"] = str(out)
-        shown = ", ".join(f"{k}={v!r}" for k, v in run_params.items() if k != "OUT_DIR")
-        print(f"[{i}/{len(lessons)}] {path.stem} {shown}".rstrip(), flush=True)
-        t0 = time.perf_counter()
-        try:
-            pm.execute_notebook(str(path), str(out / path.name), parameters=run_params, kernel_name="python3",
-                                cwd=str(out), progress_bar=False, log_output=False)
-            status[path.stem] = "ok"
-        except pm.PapermillExecutionError as err:
-            status[path.stem] = "failed"
-            print(f"      FAILED in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
-                  f"      the partly executed copy is {out / path.name}", file=sys.stderr)
-            code = 1
-        seconds[path.stem] = time.perf_counter() - t0
-        print(f"      {status[path.stem]} in {seconds[path.stem]:.1f} s", flush=True)
-        if code:
-            break
-    rows = summary_rows(out, seconds, status)
-    md, csv_path = write_summary(out, rows)
-    print("\n" + format_table(rows))
-    print(f"\nexecuted notebooks, {md.name} and {csv_path.name} are in {out}")
-    return code
+__all__ = ["main"]
 
 
 def _lessons(args) -> int:
-    params = {name: _value(value) for name, value in (args.parameter or [])}
+    params = {name: parse_value(value) for name, value in (args.parameter or [])}
     out = Path(args.out) if args.out else Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
     return run_lessons(out, lesson_paths(args.only), params, quick=args.quick, overwrite=args.overwrite)
 
 
 def _data(args) -> int:
-    from .data import dataset
+    from .vision import dataset
 
     print(dataset(args.name, **({"classes": args.classes} if args.name == "elpv" else {})))
     return 0
 
 
 def _sweep(args) -> int:
+    from .plot import save_sweep_figures
     from .sweep import load_config, run_sweep
 
     if args.config.endswith((".yaml", ".yml")):
@@ -129,28 +40,28 @@ def _sweep(args) -> int:
     else:
         cfg = {"notebook": args.config, "grid": {}, "fixed": {}}
     for name, values in args.grid or []:
-        cfg.setdefault("grid", {})[name] = [_value(v) for v in values.split(",")]
+        cfg.setdefault("grid", {})[name] = [parse_value(v) for v in values.split(",")]
     for name, value in args.parameter or []:
-        cfg.setdefault("fixed", {})[name] = _value(value)
+        cfg.setdefault("fixed", {})[name] = parse_value(value)
     out = args.out or cfg.get("out") or str(Path("runs") / ("sweep-" + datetime.now().strftime("%Y%m%d-%H%M%S")))
     rows = run_sweep(cfg["notebook"], cfg.get("grid") or {}, out, cfg.get("fixed"))
+    figures = save_sweep_figures(rows, out)
+    if figures:
+        print(f"figures: {', '.join(str(f) for f in figures)}")
     return 0 if rows and all(r["status"] == "ok" for r in rows) else 1
 
 
 def _full(args) -> int:
-    import json
-
-    from .cache import atomic_write
-    from .fullrun import format_full, full_run
+    from .vision.full import format_full, full_run, save_full
 
     out = Path(args.out) if args.out else Path("runs") / ("full-" + datetime.now().strftime("%Y%m%d-%H%M%S"))
     target = out / "full.json"
-    if target.exists() and not args.overwrite:
-        raise FtlabError(f"{target} exists: pass another --out, or --overwrite to replace it.")
+    if target.exists() and not args.overwrite:           # before the run, not after 25 minutes of it
+        raise UsageError(f"{target} exists: pass another --out, or --overwrite to replace it.")
     kwargs = {k: getattr(args, k) for k in ("seeds", "image_size", "cut", "epochs", "two_class", "subset")
               if getattr(args, k) is not None}
     result = full_run(**kwargs, progress=False)
-    atomic_write(target, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
+    save_full(result, target, overwrite=args.overwrite)
     print("\n" + format_full(result))
     print(f"\nresults: {target}")
     return 0
@@ -182,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--image-size", type=int, help="default 224")
     f.add_argument("--cut", help="first trained layer group, default blocks.5")
     f.add_argument("--epochs", type=int, help="default 12")
-    f.add_argument("--subset", type=_value, help="training cells (fraction or per class) for a quick check")
+    f.add_argument("--subset", type=parse_value, help="training cells (fraction or per class) for a quick check")
     f.add_argument("--two-class", choices=["derived", "trained"], help="2-class answer from the 4-class model "
                    "(derived, default) or also train 2-class models (trained)")
     f.add_argument("--out", help="output folder (default runs/full-<timestamp>/)")

@@ -1,79 +1,92 @@
-"""One fine-tuning experiment as a function: a strategy, a data budget, an augmentation, a seed → metrics.
+"""Strategies of fine-tuning, one vocabulary: how much of a pretrained model trains, and one run of each.
 
-Used by ``notebooks/experiment.ipynb`` (what ``ftlab sweep`` runs over a grid) and by lesson 05.
-Strategies, from least to most trained:
+Used by lesson 05, the experiment notebook (what ``ftlab sweep`` runs over a grid) and the
+TrainPanel widget. A strategy says how many layer groups train, counted from the top with the
+head as one of them (as :func:`ftlab.train_top` counts):
 
-* ``linear_probe``: logistic regression on cached pooled features of the frozen pretrained model;
-* ``head``: a new linear head trained on cached features (end to end when augmenting);
-* ``last1`` / ``last3``: the last 1 / 3 layer groups before the head, plus the head, trained on
-  cut-point cached activations (end to end when augmenting);
-* ``full``: every layer trained end to end, discriminative learning rates;
-* ``scratch``: the same architecture from random weights, every layer trained.
+* ``linear_probe``: nothing trains; logistic regression on the frozen model's pooled features;
+* ``head``: the new head only (top 1);
+* ``top2``, ``top4``, ... ``top<k>``: the top ``k`` layer groups (the head and ``k - 1`` below it);
+* ``full``: every layer group, discriminative learning rates;
+* ``scratch``: every layer group of the same architecture with random weights (the caller
+  builds it so: ``STRATEGIES["scratch"]["pretrained"]`` is False).
+
+With a frozen bottom and no augmentation the top is trained on cut-point cached activations
+(:func:`ftlab.fit_cached`): the same result as end-to-end training, several times faster.
 """
 from __future__ import annotations
 
+import re
 import time
-from typing import Any
+from typing import Any, Iterable
 
-from .data import Splits
-from .errors import FtlabError
+from torch import nn
+
+from .errors import UsageError
 from .features import extract_features, fit_cached, linear_probe
-from .freeze import freeze_to, trainable_count
-from .loaders import loaders as make_loaders
-from .models import preprocessing, pretrained
-from .train import evaluate, fit, seed_everything
+from .freezing import train_top, trainable_count
+from .groups import layer_groups
+from .train import evaluate, fit
 
-__all__ = ["STRATEGIES", "run_experiment"]
+__all__ = ["STRATEGIES", "strategy_top", "run_strategy"]
 
-# strategy -> (freeze_to argument, pretrained weights)
-STRATEGIES: dict[str, tuple[int | None, str | None]] = {
-    "linear_probe": (None, "imagenet"), "head": (-1, "imagenet"), "last1": (-2, "imagenet"),
-    "last3": (-4, "imagenet"), "full": (0, "imagenet"), "scratch": (0, None)}
+STRATEGIES: dict[str, dict[str, Any]] = {
+    "linear_probe": {"top": 0, "pretrained": True}, "head": {"top": 1, "pretrained": True},
+    "top2": {"top": 2, "pretrained": True}, "top4": {"top": 4, "pretrained": True},
+    "full": {"top": None, "pretrained": True}, "scratch": {"top": None, "pretrained": False}}
 
 
-def run_experiment(splits: Splits, strategy: str = "head", image_size: int = 96, subset: int | float | None = None,
-                   augment: str = "none", epochs: int = 5, lr: float = 3e-3, lr_mult: float = 10.0,
-                   weight_decay: float = 0.01, batch_size: int = 32, seed: int = 0, model_name: str = "efficientnet_lite0",
-                   device: str = "auto") -> dict[str, Any]:
-    """Train one strategy and score it on the fixed test split.
+def strategy_top(model: nn.Module, strategy: str) -> int:
+    """How many layer groups from the top a strategy trains on this model (0 = none: the linear probe)."""
+    n = len(layer_groups(model))
+    match = re.fullmatch(r"top(\d+)", strategy)
+    if match:
+        k = int(match.group(1))
+        if not 1 <= k <= n:
+            raise UsageError(f"Strategy {strategy!r}: this {type(model).__name__} has {n} layer groups, "
+                             f"so use top1 .. top{n}.")
+        return k
+    if strategy not in STRATEGIES:
+        raise UsageError(f"Unknown strategy {strategy!r}: use one of {', '.join(STRATEGIES)} "
+                         "(or top<k> for the top k layer groups).")
+    top = STRATEGIES[strategy]["top"]
+    return n if top is None else top
+
+
+def run_strategy(model: nn.Module, loaders, strategy: str = "head", epochs: int = 5, lr: float = 3e-3,
+                 lr_mult: float = 10.0, weight_decay: float = 0.01, early_stopping: int | None = None,
+                 callbacks: Iterable = (), seed: int = 0, device: str = "auto", progress: bool = False) -> dict[str, Any]:
+    """Train ``model`` with one strategy and score it on ``loaders.test``.
 
     Args:
-        splits: the data (``ftlab.elpv(classes=...)``).
-        strategy: one of :data:`STRATEGIES`.
-        image_size: input side length.
-        subset: training-set size (fraction or images per class); None = all.
-        augment: augmentation preset (forces end-to-end training for the cached strategies).
-        epochs: training epochs.
-        lr: head learning rate; earlier groups get down to ``lr / lr_mult``.
-        seed: seed of subset, shuffling and initialisation.
+        model: a fresh model with its new head (random weights for ``scratch``).
+        loaders: ``ftlab.loaders(...)`` (train, val, test).
+        strategy: a name of :data:`STRATEGIES` or ``top<k>``.
+        epochs, lr, lr_mult, weight_decay, early_stopping, callbacks: see :func:`ftlab.fit`.
+        seed: seed of shuffling and sampling.
 
     Returns:
-        ``{"strategy", "test_acc", "val_acc", "trainable", "seconds", "train_images", ...}``.
+        ``{"strategy", "test_acc", "val_acc", "trainable", "seconds", "epochs_run", "best_epoch", "cached", "history"}``.
     """
-    if strategy not in STRATEGIES:
-        raise FtlabError(f"Unknown strategy {strategy!r}: use one of {', '.join(STRATEGIES)}.")
-    cut, weights = STRATEGIES[strategy]
-    seed_everything(seed)           # the new head's initialisation depends on the seed, not on earlier runs
-    model = pretrained(model_name, num_classes=len(splits.classes), weights=weights)
-    loaders = make_loaders(splits, preprocessing(model), image_size=image_size, batch_size=batch_size,
-                           subset=subset, augment=augment if strategy != "linear_probe" else "none", seed=seed)
+    k = strategy_top(model, strategy)
     start = time.perf_counter()
-    row: dict[str, Any] = {"strategy": strategy, "image_size": image_size, "augment": augment, "seed": seed,
-                           "train_images": len(loaders.train.dataset), "epochs": epochs}
-    if strategy == "linear_probe":
+    row: dict[str, Any] = {"strategy": strategy}
+    if k == 0:
+        train_top(model, 0)
         train = extract_features(model, loaders.train, device=device)
-        acc = linear_probe(train, extract_features(model, loaders.test, device=device), seed=seed)
-        row.update(test_acc=acc, val_acc=linear_probe(train, extract_features(model, loaders.val, device=device),
-                                                        seed=seed), trainable=train.x.shape[1] * len(splits.classes))
+        row.update(test_acc=linear_probe(train, extract_features(model, loaders.test, device=device), seed=seed),
+                   val_acc=linear_probe(train, extract_features(model, loaders.val, device=device), seed=seed),
+                   trainable=train.x.shape[1] * len(getattr(loaders, "classes", [0, 0])), cached=True, history=None)
     else:
-        freeze_to(model, cut)
-        kwargs = dict(lr=lr, lr_mult=lr_mult, weight_decay=weight_decay, seed=seed,
-                      device=device, progress=False)
-        if cut in (-1, -2, -4) and augment == "none":
-            history = fit_cached(model, loaders, epochs, **kwargs)
-        else:
-            history = fit(model, loaders, epochs, **kwargs)
-        row.update(test_acc=evaluate(model, loaders.test, device=device)["acc"], val_acc=history.best["val_acc"],
-                   trainable=trainable_count(model), best_epoch=history.best_epoch)
+        train_top(model, k)
+        augmented = getattr(loaders.train.dataset, "augment", None) is not None
+        cached = k < len(layer_groups(model)) and not augmented
+        kwargs = dict(lr=lr, lr_mult=lr_mult, weight_decay=weight_decay, early_stopping=early_stopping,
+                      callbacks=callbacks, seed=seed, device=device, progress=progress)
+        history = fit_cached(model, loaders, epochs, **kwargs) if cached else fit(model, loaders, epochs, **kwargs)
+        row.update(test_acc=evaluate(model, loaders.test, device=device)["acc"],
+                   val_acc=history.best["val_acc"] if history.best else None, trainable=trainable_count(model),
+                   epochs_run=len(history), best_epoch=history.best_epoch, stopped=history.stopped or "",
+                   cached=cached, history=history)
     row["seconds"] = time.perf_counter() - start
     return row

@@ -1,46 +1,47 @@
-"""Feature extraction and caching: run the frozen part once, train the rest on stored activations.
+"""Feature and cut-point caching: run the frozen part once, train the rest on stored activations.
 
-Introduced in lessons 01-02. ``extract_features`` runs the frozen bottom of a model once over
-a loader and caches the result on disk under a key of (weights of that part, data set,
-split, transform, image size, cut point), so a second call is a load. The cut is either the
-pooled features before the classifier (``cut="head"``: train a head or a linear probe) or the
-boundary between frozen and trainable layer groups (``cut="auto"``): then ``fit_head`` trains
-the top groups on the cached activations (cut-point caching).
+Introduced in lessons 01-02. Works on any model with layer groups (:mod:`ftlab.groups`):
+``extract_features`` runs the groups below a *cut* once over a loader and caches the result on
+disk, keyed by the weights of that part, the inputs, the data set's transform and the cut, so a
+second call is a load. The cut is the head's input (``cut="head"``: train a head or a linear
+probe) or the boundary between frozen and trainable groups (``cut="auto"``): then ``fit_head``
+trains the top groups on the stored activations (cut-point caching). The split is checked: the
+bottom and top together must reproduce the whole model's output, or ftlab refuses to cache.
 
-Cached activations cannot see random augmentation: every epoch sees the same un-augmented
-images. ftlab says so with a warning instead of silently dropping it (fastai's old
-``precompute=True`` trap). What *can* be cached are exact symmetries: ``views=8`` stores the
-activations of the 8 flips and 90-degree rotations of each (square) image. ``fit_head`` then
-shows each image in a random one of its views every epoch (augmentation at cached speed), and
-scoring averages the predictions over all views (test-time augmentation).
+Cached activations cannot see random augmentation: every epoch sees the same inputs. A data
+set that keeps augmentation as a separate stage (``ds.augment`` and ``ds.without_augmentation()``,
+as ftlab's image sets do) is extracted without it, with a warning (fastai's old
+``precompute=True`` trap). What *can* be cached are exact symmetries: ``views=[f0, f1, ...]``
+stores the activations of every view ``f(batch)`` of each input (``ftlab.vision.D4_VIEWS``:
+the 8 flips and quarter turns of a square image). ``fit_head`` then shows each input in a
+random one of its views every epoch, and scoring averages the predictions over all views.
 """
 from __future__ import annotations
 
 import math
 import warnings
-from typing import NamedTuple
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from .cache import atomic_save, cache_dir, stable_hash
-from .errors import FtlabError
-from .freeze import layer_groups, train_mode
+from .errors import UsageError
+from .files import atomic_save, cache_dir, stable_hash
+from .freezing import eval_mode
+from .groups import group_index, head_input, layer_groups
 from .history import History
-from .train import _to, evaluate, fit, predict, prepare
+from .train import Predictions, evaluate, fit, predict, prepare, to_device
 
-__all__ = ["Features", "Top", "ViewAverage", "d4_view", "extract_features", "fit_head", "fit_cached",
+__all__ = ["Features", "Top", "ViewAverage", "extract_features", "fit_head", "fit_cached",
            "evaluate_cached", "predict_cached", "resolve_cut", "linear_probe"]
-
-_PREPROCESS_OPS = ("Resize", "ToDtype", "ToRGB", "Normalize", "Identity")
 
 
 class Features(NamedTuple):
     """Cached activations ``x`` with targets ``y``, taken at layer group ``cut`` (index), and their cache key.
 
-    ``x`` is ``[N, ...]``, or ``[N, views, ...]`` when extracted with ``views=8``.
+    ``x`` is ``[N, ...]``, or ``[N, views, ...]`` when extracted with several views.
     """
 
     x: torch.Tensor
@@ -52,20 +53,12 @@ class Features(NamedTuple):
     def with_targets(self, y: torch.Tensor) -> "Features":
         """The same activations with other targets (e.g. the 2-class labels of the 4-class cells)."""
         if len(y) != len(self.y):
-            raise FtlabError(f"{len(y)} targets for {len(self.y)} cached images: they must be the same cells.")
+            raise UsageError(f"{len(y)} targets for {len(self.y)} cached inputs: they must be the same samples.")
         return self._replace(y=torch.as_tensor(y).long())
 
 
-def d4_view(x: torch.Tensor, k: int) -> torch.Tensor:
-    """View ``k`` (0-7) of the 8 symmetries of a square image batch: ``k % 4`` quarter turns, flipped if ``k >= 4``."""
-    if x.shape[-1] != x.shape[-2]:
-        raise FtlabError(f"Flips and 90-degree rotations are symmetries of square images only, got {tuple(x.shape[-2:])}.")
-    x = torch.rot90(x, k % 4, dims=(-2, -1))
-    return x.flip(-1) if k >= 4 else x
-
-
 class ViewAverage(nn.Module):
-    """Wraps a classifier: a ``[B, C, H, W]`` batch passes through; a ``[B, V, ...]`` batch of views gets
+    """Wraps a classifier: a batch of single inputs passes through; a ``[B, V, ...]`` batch of views gets
     the log of the view-averaged probabilities (test-time augmentation). Cross-entropy works on both."""
 
     def __init__(self, inner: nn.Module, feature_dims: int):
@@ -84,7 +77,7 @@ class ViewAverage(nn.Module):
 
 
 class _RandomView(torch.utils.data.Dataset):
-    """Cached ``[N, V, ...]`` activations; item ``i`` is image ``i`` in a random view (seeded)."""
+    """Cached ``[N, V, ...]`` activations; item ``i`` is input ``i`` in a random view (seeded)."""
 
     def __init__(self, feats: Features, seed: int):
         self.x, self.y = feats.x, feats.y
@@ -99,44 +92,38 @@ class _RandomView(torch.utils.data.Dataset):
 
 
 def resolve_cut(model: nn.Module, cut: int | str | None) -> int:
-    """Group index of a cut: ``"head"``/None = before the head, ``"auto"`` = first trainable group."""
+    """Group index of a cut: ``"head"``/None = before the head, ``"auto"`` = the first trainable group,
+    or a group name / index (as everywhere in ftlab; the first group cannot be a cut)."""
     groups = layer_groups(model)
     if cut in (None, "head"):
         return len(groups) - 1
     if cut == "auto":
         first = next((i for i, g in enumerate(groups) if any(p.requires_grad for p in g.parameters())), None)
         if first is None:
-            raise FtlabError("Nothing is trainable, so there is no cut point: unfreeze something first.")
+            raise UsageError("Nothing is trainable, so there is no cut point: unfreeze something first.")
         return first
-    if isinstance(cut, str):
-        names = [g.name for g in groups]
-        if cut not in names:
-            raise FtlabError(f"No layer group {cut!r}; valid cuts: 'head', 'auto', {', '.join(names)}.")
-        return names.index(cut)
-    if not 0 < int(cut) < len(groups):
-        raise FtlabError(f"Cut {cut} is out of range 1..{len(groups) - 1} for {len(groups)} layer groups.")
-    return int(cut)
+    try:
+        index = group_index(model, cut, [g.name for g in groups])
+    except UsageError as err:
+        raise UsageError(f"{err} A cut is 'head', 'auto' or one of these groups.") from None
+    if index == 0:
+        raise UsageError(f"A cut before the first layer group ({groups[0].name}) caches nothing: "
+                         "cut at a later group, 'head' or 'auto'.")
+    return index
 
 
-def _body(model: nn.Module, x: torch.Tensor, start: int, stop: int, groups=None) -> torch.Tensor:
-    for g in (groups or layer_groups(model))[start:stop]:
+def _body(x: torch.Tensor, groups, start: int, stop: int) -> torch.Tensor:
+    for g in groups[start:stop]:
         for m in g.modules:
             x = m(x)
     return x
 
 
-def _pooled(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    if hasattr(model, "forward_head"):
-        return model.forward_head(x, pre_logits=True)
-    return F.adaptive_avg_pool2d(x, 1).flatten(1)
-
-
-def _bottom(model: nn.Module, x: torch.Tensor, cut: int) -> torch.Tensor:
-    n = len(layer_groups(model))
-    if cut == n - 1:
-        feats = model.forward_features(x) if hasattr(model, "forward_features") else _body(model, x, 0, n - 1)
-        return _pooled(model, feats)
-    return _body(model, x, 0, cut)
+def _bottom(model: nn.Module, x: torch.Tensor, cut: int, groups) -> torch.Tensor:
+    if cut == len(groups) - 1:                              # the head's input: pooled features
+        feats = model.forward_features(x) if hasattr(model, "forward_features") else _body(x, groups, 0, cut)
+        return head_input(model, feats)
+    return _body(x, groups, 0, cut)
 
 
 class Top(nn.Module):
@@ -154,85 +141,83 @@ class Top(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.cut < self.n - 1:
-            x = _pooled(self.model, _body(self.model, x, self.cut, self.n - 1, self._groups))
-        x = F.dropout(x, float(getattr(self.model, "drop_rate", 0.0)), self.training)
-        for m in self._groups[-1].modules:
-            x = m(x)
-        return x
+            x = head_input(self.model, _body(x, self._groups, self.cut, self.n - 1))
+        else:                 # pooled features: the dropout a model applies before its classifier (timm's drop_rate)
+            x = F.dropout(x, float(getattr(self.model, "drop_rate", 0.0)), self.training)
+        return _body(x, self._groups, self.n - 1, self.n)
 
 
 def _plain(loader) -> DataLoader:
+    """The loader's data in order, without random augmentation (with a warning when there was some)."""
     ds = loader.dataset
-    t = getattr(ds, "transform", None)
-    if t is not None and hasattr(t, "transforms"):
-        aug = [type(op).__name__ for op in t.transforms if type(op).__name__ not in _PREPROCESS_OPS]
-        if aug:
-            warnings.warn(f"Cached features cannot be augmented: ftlab extracts them from un-augmented images "
-                          f"(dropping {', '.join(aug)}). Every epoch will see the same images; train end-to-end "
-                          "with ftlab.fit to use augmentation.", UserWarning, stacklevel=3)
-            from torchvision.transforms import v2
-
-            ds = ds.with_transform(v2.Compose([op for op in t.transforms if type(op).__name__ in _PREPROCESS_OPS]))
+    if getattr(ds, "augment", None) is not None and hasattr(ds, "without_augmentation"):
+        ops = ", ".join(type(op).__name__ for op in getattr(ds.augment, "transforms", [ds.augment]))
+        warnings.warn(f"Cached features cannot be augmented: ftlab extracts them without the augmentation stage "
+                      f"({ops}). Every epoch will see the same inputs; train end-to-end with ftlab.fit "
+                      "to use augmentation.", UserWarning, stacklevel=4)
+        ds = ds.without_augmentation()
     return DataLoader(ds, batch_size=16, shuffle=False)   # small batches are fastest on CPU
+
+
+def _view_name(view: Callable) -> str:
+    return getattr(view, "__name__", None) or repr(view)
+
+
+def _key(model: nn.Module, ds, index: int, views: Sequence[Callable], bottom) -> str:
+    own = getattr(ds, "cache_key", None)         # a data set that knows its content (ftlab's ImageSet)
+    content = [own()] if callable(own) else [torch.as_tensor(ds[i][0]) for i in range(len(ds))]
+    return stable_hash(type(model).__name__, getattr(model, "ftlab_name", None), index,
+                       [_view_name(v) for v in views], len(ds), *bottom, *content)
 
 
 @torch.no_grad()
 def extract_features(model: nn.Module, loader, cut: int | str | None = "head", cache: bool = True,
-                     device: str | torch.device = "auto", views: int = 1) -> Features:
+                     device: str | torch.device = "auto", views: Sequence[Callable] | None = None) -> Features:
     """Run the part of ``model`` below ``cut`` once over ``loader`` (in order, eval mode) and cache it.
 
     Args:
         model: the model (only the groups below ``cut`` are run).
-        loader: a DataLoader over an ftlab data set (shuffling and augmentation are ignored).
-        cut: ``"head"`` (pooled features before the classifier), ``"auto"`` (the first
-            trainable layer group), a group name or index.
+        loader: a DataLoader (shuffling and a separate augmentation stage are ignored).
+        cut: ``"head"`` (the head's input), ``"auto"`` (the first trainable layer group),
+            a group name or index.
         cache: read from / write to ``<ftlab cache>/features/``.
         device: where to compute.
-        views: 1, or 8 for the flips and 90-degree rotations of each image (``x`` is then
-            ``[N, 8, ...]``: 8 times the extraction work, done once).
+        views: functions of an input batch whose activations are stored too; the first must be
+            the identity (its activations are the plain ones), e.g. ``ftlab.vision.D4_VIEWS``.
+            ``x`` is then ``[N, len(views), ...]``.
 
     Returns:
-        :class:`Features` (targets are always the data set's own; the cache key is the pixels').
+        :class:`Features` (targets are the data set's own; the cache key does not depend on them).
     """
-    if views not in (1, 8):
-        raise FtlabError(f"views must be 1 or 8 (the flips and quarter turns of a square image), not {views!r}.")
+    views = list(views or [])
     index = resolve_cut(model, cut)
     plain = _plain(loader)
-    ds = plain.dataset
-    bottom = [v for g in layer_groups(model)[:index] for m in g.modules for v in m.state_dict().values()]
-    sample = ds[0][0] if len(ds) else torch.empty(0)
-    images = getattr(ds, "images", None)     # an ftlab ImageSet; any other data set: every (transformed) image
-    pixels = [images] if images is not None else [torch.as_tensor(ds[i][0]) for i in range(len(ds))]
-    key = stable_hash(type(model).__name__, getattr(model, "ftlab_name", None), index, views, len(ds),
-                      repr(getattr(ds, "transform", None)), list(sample.shape), *bottom, *pixels)  # keyed by the pixels
+    ds, groups = plain.dataset, layer_groups(model)
+    bottom = [v for g in groups[:index] for m in g.modules for v in m.state_dict().values()]
+    key = _key(model, ds, index, views, bottom)
     targets = getattr(ds, "targets", None)
-    path = cache_dir("features") / f"cut{index}-x{views}-{key}.pt"
+    path = cache_dir("features") / f"cut{index}-x{max(1, len(views))}-{key}.pt"
     if cache and path.is_file():
         stored = torch.load(path, weights_only=True)
         y = torch.as_tensor(targets).long() if targets is not None else stored["y"]
-        return Features(stored["x"], y, index, key, views)
-    was_training = model.training
+        return Features(stored["x"], y, index, key, max(1, len(views)))
     dev = prepare(model, device)
-    model.eval()
-    xs, ys, checked = [], [], False
-    for x, y in plain:
-        x = _to(x, dev)
-        feats = _bottom(model, x, index)
-        if not checked:             # the split must reproduce the model exactly, or caching would lie
-            checked = True
-            if not torch.allclose(Top(model, index).eval()(feats), model(x), atol=1e-4, rtol=1e-3):
-                raise FtlabError(f"Cutting {type(model).__name__} at group {index} does not reproduce its output; "
-                                 "use cut='head' or train end-to-end with ftlab.fit.")
-        if views > 1:
-            feats = torch.stack([feats] + [_bottom(model, _to(d4_view(x, k), dev), index)
-                                           for k in range(1, views)], 1)
-        xs.append(feats.float().cpu().contiguous())
-        ys.append(torch.as_tensor(y))
-    if was_training:
-        train_mode(model)           # back to training, with frozen BatchNorm kept in eval mode
-    feats = Features(torch.cat(xs), torch.cat(ys).long(), index, key, views)
+    xs, ys = [], []
+    with eval_mode(model):
+        for x, y in plain:
+            x = to_device(x, dev)
+            feats = _bottom(model, x, index, groups)
+            if not xs and not torch.allclose(Top(model, index).eval()(feats), model(x), atol=1e-4, rtol=1e-3):
+                raise UsageError(f"Cutting {type(model).__name__} at group {groups[index].name} does not reproduce its "
+                                 "output (its forward is not the groups in a row); use cut='head' or train "
+                                 "end-to-end with ftlab.fit.")
+            if views:
+                feats = torch.stack([feats] + [_bottom(model, to_device(v(x), dev), index, groups) for v in views[1:]], 1)
+            xs.append(feats.float().cpu().contiguous())
+            ys.append(torch.as_tensor(y))
+    feats = Features(torch.cat(xs), torch.cat(ys).long(), index, key, max(1, len(views)))
     if cache:
-        atomic_save({"x": feats.x, "y": feats.y, "cut": index, "views": views}, path)
+        atomic_save({"x": feats.x, "y": feats.y, "cut": index, "views": feats.views}, path)
     return feats
 
 
@@ -241,14 +226,15 @@ def fit_head(model: nn.Module, train: Features, val: Features | None, epochs: in
     """Train the groups of ``model`` above the cut of cached features (the head, or the top groups).
 
     The parameters are the model's own: afterwards ``model`` itself is the trained model.
-    With ``views=8`` features, every epoch shows each training image in a random one of its
-    views, and validation averages over all views of each image.
+    With several views, every epoch shows each training input in a random one of its views,
+    and validation averages over all views of each input.
 
     Returns:
         The same kind of :class:`History` as :func:`ftlab.fit`.
     """
     if val is not None and val.cut != train.cut:
-        raise FtlabError(f"Train features are cut at group {train.cut}, val features at {val.cut}: extract both the same way.")
+        raise UsageError(f"Train features are cut at group {train.cut}, val features at {val.cut}: "
+                         "extract both the same way.")
     top = ViewAverage(Top(model, train.cut), _feature_dims(train))
     ds = _RandomView(train, seed) if train.views > 1 else TensorDataset(train.x, train.y)
     tl = DataLoader(ds, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
@@ -271,7 +257,7 @@ def evaluate_cached(model: nn.Module, feats: Features, device: str | torch.devic
     return evaluate(ViewAverage(Top(model, feats.cut), _feature_dims(feats)), _cached_loader(feats), device=device)
 
 
-def predict_cached(model: nn.Module, feats: Features, device: str | torch.device = "auto"):
+def predict_cached(model: nn.Module, feats: Features, device: str | torch.device = "auto") -> Predictions:
     """:func:`ftlab.predict` of ``model`` on cached features (probabilities averaged over the views, if any)."""
     return predict(ViewAverage(Top(model, feats.cut), _feature_dims(feats)), _cached_loader(feats), device=device)
 
@@ -283,7 +269,6 @@ def fit_cached(model: nn.Module, loaders, epochs: int, lr: float = 1e-3, cut: in
     train = extract_features(model, loaders.train, index, device=fit_kwargs.get("device", "auto"))
     val = extract_features(model, loaders.val, index, device=fit_kwargs.get("device", "auto"))
     return fit_head(model, train, val, epochs, lr=lr, batch_size=loaders.train.batch_size, **fit_kwargs)
-
 
 
 def linear_probe(train: Features, test: Features, C: float = 1.0, seed: int = 0) -> float:
@@ -305,7 +290,7 @@ def linear_probe(train: Features, test: Features, C: float = 1.0, seed: int = 0)
     from sklearn.preprocessing import StandardScaler
 
     if train.x.ndim != 2:
-        raise FtlabError("A linear probe needs pooled features: extract them with cut='head'.")
+        raise UsageError("A linear probe needs pooled features: extract them with cut='head'.")
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=3000, random_state=seed))
     clf.fit(train.x.numpy(), train.y.numpy())
     return float(clf.score(test.x.numpy(), test.y.numpy()))

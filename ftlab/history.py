@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .tables import Table
+
 __all__ = ["History"]
 
 _COLUMNS = [("epoch", "{}"), ("train_loss", "{:.4f}"), ("train_acc", "{:.3f}"), ("val_loss", "{:.4f}"),
@@ -66,7 +68,8 @@ class History:
         best = other.best_epoch + offset if other.best_epoch is not None else self.best_epoch
         return History(rows, best, other.stopped or self.stopped, {**self.meta, **other.meta})
 
-    def _cells(self) -> tuple[list[str], list[list[str]]]:
+    def table(self) -> Table:
+        """The rows as a :class:`~ftlab.tables.Table` (the best epoch starred)."""
         cols = [c for c, _ in _COLUMNS if any(c in r for r in self.rows)]
         fmt = dict(_COLUMNS)
         body = []
@@ -75,20 +78,11 @@ class History:
             if r["epoch"] == self.best_epoch:
                 cells[0] += " *"
             body.append(cells)
-        return cols, body
+        note = "* best epoch (the weights kept)" + (f"; stopped: {self.stopped}" if self.stopped else "")
+        return Table(cols, body, note=note)
 
     def __repr__(self) -> str:
-        cols, body = self._cells()
-        rows = [cols] + body
-        widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
-        lines = ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows]
-        tail = f"\n(* best epoch{'; stopped: ' + self.stopped if self.stopped else ''})"
-        return "\n".join(lines) + tail
+        return self.table().text()
 
     def _repr_html_(self) -> str:
-        cols, body = self._cells()
-        th = "".join(f"<th>{c}</th>" for c in cols)
-        trs = "".join("<tr>" + "".join(f"<td>{v}</td>" for v in r) + "</tr>" for r in body)
-        note = f"<br><i>stopped: {self.stopped}</i>" if self.stopped else ""
-        return f"<table><tr>{th}</tr>{trs}</table><small>* best epoch</small>{note}"
-
+        return self.table().html()

@@ -1,5 +1,7 @@
 """Parameter sweeps: one notebook run through papermill for every point of a grid, resumable.
 
+The figures of a sweep are drawn by :func:`ftlab.plot.save_sweep_figures` (``ftlab sweep`` does both).
+
 ``ftlab sweep CONFIG.yaml`` (or ``ftlab sweep NOTEBOOK -g NAME V1,V2 ...``). Every run executes in
 a fresh kernel process into ``<out>/runs/<run id>/``; a run whose metrics exist is skipped on a
 re-run; a crashed run is reported and the others go on. The recorded metrics of all runs are
@@ -26,9 +28,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .cache import atomic_write, stable_hash
-from .errors import FtlabError
-from .report import read_metrics
+from .claims import read_metrics
+from .errors import UsageError
+from .files import atomic_write_text, stable_hash
+from .lessons import execute, notebook_parameters
 
 __all__ = ["load_config", "grid_points", "run_id", "run_sweep", "collect_results", "aggregate", "read_results"]
 
@@ -39,14 +42,14 @@ def load_config(path: str | Path) -> dict[str, Any]:
 
     path = Path(path)
     if not path.is_file():
-        raise FtlabError(f"No sweep config at {path}.")
+        raise UsageError(f"No sweep config at {path}.")
     try:
         cfg = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise FtlabError(f"{path} is not valid YAML: {err}") from err
+        raise UsageError(f"{path} is not valid YAML: {err}") from err
     unknown = set(cfg) - {"notebook", "out", "grid", "fixed"}
     if unknown or "notebook" not in cfg or not isinstance(cfg.get("grid", {}), dict):
-        raise FtlabError(f"{path}: a sweep config has 'notebook', 'grid' (NAME: [values]), optional 'fixed' and "
+        raise UsageError(f"{path}: a sweep config has 'notebook', 'grid' (NAME: [values]), optional 'fixed' and "
                          f"'out'{'; unknown keys: ' + ', '.join(sorted(unknown)) if unknown else ''}.")
     base = path.parent
     for key in ("notebook", "out"):         # relative paths are relative to the config file
@@ -78,18 +81,16 @@ def run_sweep(notebook: str | Path, grid: dict[str, list], out: str | Path, fixe
     """
     import papermill as pm
 
-    from .cli import lesson_parameters
-
     notebook, out = Path(notebook), Path(out)
     if not notebook.is_file():
-        raise FtlabError(f"No notebook at {notebook}.")
-    accepted = lesson_parameters(notebook)
+        raise UsageError(f"No notebook at {notebook}.")
+    accepted = notebook_parameters(notebook)
     points = grid_points(grid, fixed)
     unknown = sorted({k for p in points for k in p} - set(accepted))
     if unknown:
-        raise FtlabError(f"{notebook.name} has no parameter(s) {', '.join(unknown)}. Valid: {', '.join(sorted(accepted))}.")
+        raise UsageError(f"{notebook.name} has no parameter(s) {', '.join(unknown)}. Valid: {', '.join(sorted(accepted))}.")
     if "OUT_DIR" not in accepted:
-        raise FtlabError(f"{notebook.name} has no OUT_DIR parameter, so its metrics cannot be collected.")
+        raise UsageError(f"{notebook.name} has no OUT_DIR parameter, so its metrics cannot be collected.")
     for i, params in enumerate(points, 1):
         rid = run_id(params)
         folder = out / "runs" / rid
@@ -98,25 +99,19 @@ def run_sweep(notebook: str | Path, grid: dict[str, list], out: str | Path, fixe
             log(f"[{i}/{len(points)}] {shown}: done before, skipped")
             continue
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write(folder / "params.json", lambda tmp: Path(tmp).write_text(json.dumps(params)))
+        atomic_write_text(folder / "params.json", json.dumps(params))
         t0 = time.perf_counter()
         try:
-            pm.execute_notebook(str(notebook), str(folder / notebook.name), parameters={**params, "OUT_DIR": str(folder)},
-                                kernel_name="python3", cwd=str(folder), progress_bar=False)
+            execute(notebook, folder / notebook.name, {**params, "OUT_DIR": str(folder)}, folder)
             status = "ok"
         except pm.PapermillExecutionError as err:
             status = f"failed: {err.ename}: {err.evalue}"[:300]
         seconds = time.perf_counter() - t0
-        atomic_write(folder / "status.json", lambda tmp: Path(tmp).write_text(json.dumps(
-            {"status": status, "seconds": seconds})))
+        atomic_write_text(folder / "status.json", json.dumps({"status": status, "seconds": seconds}))
         log(f"[{i}/{len(points)}] {shown}: {status} in {seconds:.0f} s")
     rows = collect_results(out)
     failed = [r for r in rows if r["status"] != "ok"]
-    from .plot_sweep import save_sweep_figures  # matplotlib only now
-
-    figures = save_sweep_figures(rows, out)
-    log(f"{len(rows) - len(failed)} runs ok, {len(failed)} failed; results in {out / 'results.csv'}"
-        + (f", figures {', '.join(f.name for f in figures)}" if figures else ""))
+    log(f"{len(rows) - len(failed)} runs ok, {len(failed)} failed; results in {out / 'results.csv'}")
     return rows
 
 
@@ -138,7 +133,7 @@ def collect_results(out: str | Path) -> list[dict[str, Any]]:
         writer = csv.DictWriter(buf, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-        atomic_write(out / "results.csv", lambda tmp: Path(tmp).write_text(buf.getvalue()))
+        atomic_write_text(out / "results.csv", buf.getvalue())
     return rows
 
 
@@ -154,7 +149,8 @@ def aggregate(rows: list[dict[str, Any]], by: tuple[str, ...] = ("strategy", "su
     out = []
     for key, runs in groups.items():
         vals = [float(r[value]) for r in runs]
-        extra = {k: statistics.mean(float(r[k]) for r in runs) for k in ("trainable", "seconds") if runs[0].get(k) not in (None, "")}
+        extra = {k: statistics.mean(float(r[k]) for r in runs) for k in ("trainable", "seconds")
+                 if runs[0].get(k) not in (None, "")}
         out.append({**dict(zip(by, key)), "mean": statistics.mean(vals),
                     "std": statistics.stdev(vals) if len(vals) > 1 else 0.0, "n": len(vals), **extra})
     return out

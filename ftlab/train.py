@@ -1,9 +1,22 @@
-"""The training loop: fit / evaluate / predict, seeding and devices.
+"""The training loop: fit / evaluate / predict, how a batch becomes a loss, seeding and devices.
 
-Introduced in lesson 02 (after the plain PyTorch loop it replaces). ``fit`` rebuilds the
-optimizer whenever the set of trainable parameters changes, so unfreezing is never a silent
-no-op; it re-applies the BatchNorm policy after every ``model.train()``; it keeps the best
-weights; it stops cleanly on a non-finite loss or on KeyboardInterrupt (Jupyter's Stop button).
+Introduced in lesson 02, after the plain PyTorch loop it replaces. ``fit`` reads like that loop:
+for each epoch, train every batch (forward, loss, backward, step), then validate. What it adds
+sits in small helpers beside it: the optimizer follows what trains (unfreezing adds param
+groups and keeps the optimizer's state), the BatchNorm policy is re-applied after every
+``model.train()``, the best weights are kept, and a non-finite loss or Jupyter's Stop button
+ends the run cleanly with the kept weights in place.
+
+**Batches.** One hook, :func:`batch_step`, turns a batch into a loss (and logits and
+targets where there are some). It understands three forms:
+
+* ``(inputs, targets)`` tuples: ``loss = criterion(model(inputs), targets)`` (cross-entropy by default);
+* dicts in the Hugging Face convention: ``out = model(**batch)``; the loss is ``out.loss``
+  (or ``criterion(out.logits, batch["labels"])`` when a criterion is given);
+* detection batches ``(list_of_images, list_of_target_dicts)`` as torchvision's detection
+  models take them: in training mode the model returns a dict of losses, which are summed.
+
+Pass ``step=`` to ``fit`` / ``evaluate`` for anything else.
 """
 from __future__ import annotations
 
@@ -11,21 +24,22 @@ import math
 import random
 import time
 import warnings
-from types import SimpleNamespace
-from typing import Any, Callable, Iterable, NamedTuple
+from collections.abc import Mapping
+from typing import Callable, Iterable, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .errors import FtlabError
-from .freeze import freeze_to, layer_groups, train_mode, trainable_count
+from .callbacks import Callback, FitState
+from .errors import UsageError
+from .freezing import eval_mode, train_mode, trainable_count
 from .history import History
-from .params import param_groups
+from .optim import Schedule, add_unfrozen, make_optimizer, param_groups
 
-__all__ = ["fit", "evaluate", "predict", "Predictions", "seed_everything", "resolve_device",
-           "Callback", "GradualUnfreeze", "make_optimizer", "make_scheduler", "prepare"]
+__all__ = ["fit", "evaluate", "predict", "Predictions", "StepOutput", "batch_step", "seed_everything",
+           "resolve_device", "prepare", "to_device"]
 
 
 def seed_everything(seed: int) -> None:
@@ -47,111 +61,176 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-class Callback:
-    """Base class for fit callbacks; override any of the hooks. ``state.stop = True`` ends training.
-
-    ``state`` has ``model``, ``epoch``, ``epochs``, ``history``, ``optimizer``, ``loss`` (last
-    batch), ``batch`` and ``stop``.
-    """
-
-    def on_fit_start(self, state): ...
-    def on_epoch_start(self, state): ...
-    def on_batch_end(self, state): ...
-    def on_epoch_end(self, state): ...
-    def on_fit_end(self, state): ...
-
-
-class GradualUnfreeze(Callback):
-    """Unfreeze one more layer group (from the top) every ``every`` epochs (ULMFiT's gradual unfreezing)."""
-
-    def __init__(self, every: int = 1, start: int = -1, bn: str = "frozen"):
-        self.every, self.start, self.bn = every, start, bn
-
-    def on_epoch_start(self, state):
-        n = len(layer_groups(state.model))
-        k = max(-n, self.start - state.epoch // self.every)
-        freeze_to(state.model, k, bn=self.bn)
-
-
-def _loaders(loaders) -> tuple[Iterable, Iterable | None]:
-    if hasattr(loaders, "train"):
-        return loaders.train, getattr(loaders, "val", None)
-    if isinstance(loaders, (tuple, list)) and 1 <= len(loaders) <= 5:
-        return loaders[0], loaders[1] if len(loaders) > 1 else None
-    raise FtlabError("Pass ftlab.loaders(...) or a (train_loader, val_loader) pair as `loaders`.")
-
-
-def make_optimizer(model: nn.Module, name: str, lr, lr_mult, weight_decay: float) -> torch.optim.Optimizer:
-    """An optimizer over the trainable parameters only, with ftlab's param groups."""
-    groups = param_groups(model, lr, lr_mult=lr_mult, weight_decay=weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(groups)
-    if name == "sgd":
-        return torch.optim.SGD(groups, momentum=0.9, nesterov=True)
-    raise FtlabError(f"Unknown optimizer {name!r}: use 'adamw' or 'sgd' (or build your own with ftlab.param_groups).")
-
-
-def make_scheduler(optimizer, name: str | None, total_steps: int):
-    """``"onecycle"`` (warm-up then anneal), ``"cosine"`` or None (constant) over ``total_steps`` batches."""
-    if name not in (None, "onecycle", "cosine"):
-        raise FtlabError(f"Unknown scheduler {name!r}: use 'onecycle', 'cosine' or None.")
-    if name is None or total_steps < 1:
-        return None
-    if name == "onecycle":
-        if total_steps < 4:         # too short to warm up and anneal: keep the rate constant
-            return None
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total_steps,
-            pct_start=max(0.25, 2 / total_steps), cycle_momentum=isinstance(optimizer, torch.optim.SGD))
-    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
-
-
-def _to(x: torch.Tensor, dev: torch.device) -> torch.Tensor:
-    """Move a batch to the device; image batches go channels-last (1.5-2x faster convs on CPU)."""
-    x = x.to(dev, non_blocking=True)
-    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
-
-
 def prepare(model: nn.Module, device: str | torch.device = "auto") -> torch.device:
-    """Move a model to the resolved device in channels-last memory format; returns the device."""
+    """Move a model to the resolved device (4-D weights channels-last: faster convolutions on CPU)."""
     dev = resolve_device(device)
     model.to(dev, memory_format=torch.channels_last)
     return dev
 
 
-def _trainable_ids(model: nn.Module) -> frozenset[int]:
-    return frozenset(id(p) for p in model.parameters() if p.requires_grad)
+def to_device(batch, dev: torch.device):
+    """A batch (tensor, tuple, list or dict of them, nested) moved to ``dev``; 4-D tensors go channels-last."""
+    if isinstance(batch, torch.Tensor):
+        batch = batch.to(dev, non_blocking=True)
+        return batch.contiguous(memory_format=torch.channels_last) if batch.ndim == 4 else batch
+    if isinstance(batch, Mapping):
+        return {k: to_device(v, dev) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, dev) for v in batch)
+    return batch
 
 
-def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+class StepOutput(NamedTuple):
+    """What :func:`batch_step` gives: the loss (None when the model gives none), the batch size,
+    and logits and targets for accuracy and predictions (None for detection)."""
+
+    loss: torch.Tensor | None
+    n: int
+    logits: torch.Tensor | None = None
+    targets: torch.Tensor | None = None
+
+
+def batch_step(model: nn.Module, batch, criterion: Callable | None, device: torch.device) -> StepOutput:
+    """Turn one batch into a loss: ``(x, y)`` tuples, Hugging Face dicts, or detection ``(images, targets)``."""
+    batch = to_device(batch, device)
+    if isinstance(batch, Mapping):                                       # Hugging Face: model(**batch)
+        out = model(**batch)
+        labels = batch.get("labels")
+        loss = criterion(out.logits, labels) if criterion is not None else getattr(out, "loss", None)
+        return StepOutput(loss, len(out.logits), out.logits, labels)
+    inputs, targets = batch
+    if isinstance(inputs, (list, tuple)):                                # detection: lists of images and targets
+        out = model(list(inputs), list(targets))
+        loss = sum(out.values()) if isinstance(out, Mapping) else None   # eval mode gives detections, not losses
+        return StepOutput(loss, len(inputs))
+    logits = model(inputs)
+    return StepOutput((criterion or _cross_entropy)(logits, targets), len(targets), logits, targets)
+
+
+_cross_entropy = nn.CrossEntropyLoss()
+
+
+def _split_loaders(loaders) -> tuple[Iterable, Iterable | None]:
+    if hasattr(loaders, "train"):
+        return loaders.train, getattr(loaders, "val", None)
+    if isinstance(loaders, (tuple, list)) and 1 <= len(loaders) <= 5:
+        return loaders[0], loaders[1] if len(loaders) > 1 else None
+    raise UsageError("Pass ftlab.loaders(...) or a (train_loader, val_loader) pair as `loaders`.")
+
+
+def _check(model: nn.Module, epochs: int, monitor: str) -> None:
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise UsageError(f"epochs must be a whole number of at least 1, got {epochs!r}.")
+    if monitor not in ("val_loss", "val_acc"):
+        raise UsageError(f"monitor must be 'val_loss' or 'val_acc', not {monitor!r}.")
+    if trainable_count(model) == 0:
+        raise UsageError(f"Nothing in this {type(model).__name__} is trainable: every parameter is frozen, so fit "
+                         "would change nothing. Unfreeze something first, e.g. ftlab.train_top(model, 1) for the head.")
 
 
 class _NonFinite(Exception):
     pass
 
 
+class _Keeper:
+    """Keeps the weights to end with: the best epoch's by ``monitor`` (or the last epoch's without validation)."""
+
+    def __init__(self, model: nn.Module, monitor: str, enabled: bool):
+        self.model, self.monitor, self.enabled = model, monitor, enabled
+        self.saved = self._snapshot() if enabled else None     # until an epoch is done: the weights we started with
+        self.score, self.since, self.current = math.inf, 0, True
+
+    def _snapshot(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+
+    def epoch_end(self, row: dict, history: History) -> None:
+        value = row.get(self.monitor)
+        score = math.nan if value is None else (value if self.monitor == "val_loss" else -value)
+        if math.isnan(score) or score < self.score:      # no validation score: the last epoch is the one to keep
+            self.score, self.since = (self.score if math.isnan(score) else score), 0
+            history.best_epoch = row["epoch"]
+            self.saved, self.current = (self._snapshot() if self.enabled else None), True
+        else:
+            self.since += 1
+
+    def restore(self) -> None:
+        if self.enabled and not self.current:
+            self.model.load_state_dict(self.saved)
+
+
+def _sync_optimizer(state: FitState, kw: dict, steps_left: int) -> bool:
+    """Build the optimizer and schedule at the start, or add groups that became trainable. True when it changed."""
+    ids = frozenset(id(p) for p in state.model.parameters() if p.requires_grad)
+    if state.optimizer is None:
+        state.optimizer = make_optimizer(param_groups(state.model, kw["lr"], kw["lr_mult"], kw["weight_decay"]),
+                                         kw["optimizer"])
+        state.schedule = Schedule(state.optimizer, kw["scheduler"], steps_left)
+    elif ids != state.extra["trainable"]:
+        add_unfrozen(state.optimizer, state.model, kw["lr"], kw["lr_mult"], kw["weight_decay"])
+        state.schedule._apply()                      # new groups start at the schedule's current point
+    changed, state.extra["trainable"] = ids != state.extra.get("trainable"), ids
+    return changed
+
+
+def _train_epoch(state: FitState, loader, step, criterion, dev, callbacks, progress: bool) -> dict:
+    """One pass over the training data; returns the epoch's mean loss (and accuracy where there are logits)."""
+    train_mode(state.model)
+    total, correct, seen, scored = 0.0, 0, 0, 0
+    amp = dev.type == "cuda"
+    for batch in tqdm(loader, desc=f"epoch {state.epoch + 1}", disable=not progress, leave=False):
+        with torch.autocast(dev.type, enabled=amp):
+            out = step(state.model, batch, criterion, dev)
+        if out.loss is None:
+            raise UsageError("The model returned no loss in training mode; pass criterion= or a step= function.")
+        value = out.loss.item()
+        if not math.isfinite(value):
+            raise _NonFinite(f"non-finite loss ({value}) at epoch {state.epoch + 1}, batch {state.batch + 1}")
+        state.optimizer.zero_grad(set_to_none=True)
+        state.extra["scaler"].scale(out.loss).backward()
+        state.extra["scaler"].step(state.optimizer)
+        state.extra["scaler"].update()
+        state.schedule.step()
+        total, seen = total + value * out.n, seen + out.n
+        if out.logits is not None and out.targets is not None:
+            correct += (out.logits.argmax(-1) == out.targets).sum().item()
+            scored += out.n
+        state.loss, state.batch = value, state.batch + 1
+        _call(callbacks, "on_batch_end", state)
+        if state.stop:
+            break
+    return {"train_loss": total / max(1, seen), "train_acc": correct / scored if scored else None}
+
+
+def _call(callbacks: list[Callback], hook: str, state: FitState) -> None:
+    for cb in callbacks:
+        getattr(cb, hook)(state)
+
+
 def fit(model: nn.Module, loaders, epochs: int, lr: float | tuple[float, float] = 1e-3, *,
         lr_mult: float | None = None, optimizer: str = "adamw", weight_decay: float = 0.01,
         scheduler: str | None = "onecycle", early_stopping: int | None = None, monitor: str = "val_loss",
         restore_best: bool = True, callbacks: Iterable[Callback] = (), criterion: Callable | None = None,
-        device: str | torch.device = "auto", seed: int | None = None, progress: bool = True) -> History:
+        step: Callable = batch_step, device: str | torch.device = "auto", seed: int | None = None,
+        progress: bool = True) -> History:
     """Train the trainable part of a model and return its :class:`History`.
 
     Args:
-        model: the model; what is frozen stays frozen (see :mod:`ftlab.freeze`).
-        loaders: ``ftlab.loaders(...)`` or a ``(train_loader, val_loader)`` pair.
+        model: the model; what is frozen stays frozen (see :mod:`ftlab.freezing`).
+        loaders: ``ftlab.loaders(...)`` or a ``(train_loader, val_loader)`` pair (val may be None).
         epochs: number of passes over the training data.
-        lr: head learning rate, or ``(lo, hi)`` for discriminative rates (see ``param_groups``).
+        lr: head learning rate, or ``(lo, hi)`` for discriminative rates (see :func:`ftlab.param_groups`).
         lr_mult: with a single ``lr``, the earliest trainable group gets ``lr / lr_mult``.
         optimizer: ``"adamw"`` or ``"sgd"`` (momentum 0.9, Nesterov).
         weight_decay: on weights only, never on biases and norm parameters.
         scheduler: ``"onecycle"``, ``"cosine"`` or None, stepped every batch.
         early_stopping: stop after this many epochs without improvement of ``monitor``.
         monitor: ``"val_loss"`` (lower is better) or ``"val_acc"``.
-        restore_best: load the best epoch's weights at the end (needs a validation loader).
-        callbacks: :class:`Callback` objects (e.g. :class:`GradualUnfreeze`).
-        criterion: loss function (default cross-entropy).
+        restore_best: end with the best epoch's weights (by ``monitor``; without validation,
+            the last completed epoch's). After a non-finite loss or an interruption the kept
+            weights are restored either way when this is True.
+        callbacks: :class:`~ftlab.Callback` objects (e.g. :class:`~ftlab.GradualUnfreeze`).
+        criterion: loss function (default cross-entropy; Hugging Face models use their own loss).
+        step: how a batch becomes a loss (default :func:`batch_step`).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"``; mixed precision on CUDA.
         seed: seed everything (and the loader's shuffling) first, for a repeatable run.
         progress: show progress bars (a widget in Jupyter, text elsewhere).
@@ -159,86 +238,37 @@ def fit(model: nn.Module, loaders, epochs: int, lr: float | tuple[float, float] 
     Returns:
         :class:`History`; ``stopped`` says why a run ended early.
     """
-    if epochs < 1:
-        raise FtlabError(f"epochs must be at least 1, got {epochs}.")
-    if monitor not in ("val_loss", "val_acc"):
-        raise FtlabError(f"monitor must be 'val_loss' or 'val_acc', not {monitor!r}.")
-    train_dl, val_dl = _loaders(loaders)
+    _check(model, epochs, monitor)
+    train_dl, val_dl = _split_loaders(loaders)
     if seed is not None:
         seed_everything(seed)
         if getattr(train_dl, "generator", None) is not None:
             train_dl.generator.manual_seed(seed)
-    dev = prepare(model, device)
-    criterion = criterion or nn.CrossEntropyLoss()
-    amp = dev.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    history = History(meta={"optimizer": optimizer, "scheduler": scheduler, "weight_decay": weight_decay,
-                            "lr": lr, "lr_mult": lr_mult, "device": str(dev)})
-    state = SimpleNamespace(model=model, epoch=0, epochs=epochs, history=history, optimizer=None,
-                            loss=None, batch=0, stop=False)
-    best_state, best_score, since_best = _snapshot(model), math.inf, 0
-    opt = sched = None
-    active: frozenset[int] = frozenset()
-    callbacks = list(callbacks)
-    for cb in callbacks:
-        cb.on_fit_start(state)
-    bar = tqdm(range(epochs), desc="epochs", disable=not progress, leave=True)
+    dev, callbacks = prepare(model, device), list(callbacks)
+    kw = dict(lr=lr, lr_mult=lr_mult, weight_decay=weight_decay, optimizer=optimizer, scheduler=scheduler)
+    history = History(meta={**kw, "device": str(dev)})
+    state = FitState(model, epochs, history, extra={"scaler": torch.amp.GradScaler("cuda", enabled=dev.type == "cuda")})
+    keeper = _Keeper(model, monitor, restore_best)
+    _call(callbacks, "on_fit_start", state)
+    bar = tqdm(range(epochs), desc="epochs", disable=not progress)
     try:
         for epoch in bar:
-            state.epoch = epoch
-            for cb in callbacks:
-                cb.on_epoch_start(state)
-            unfrozen = _trainable_ids(model) != active
-            if unfrozen:        # new or changed trainable set: never leave new parameters out
-                active = _trainable_ids(model)
-                opt = make_optimizer(model, optimizer, lr, lr_mult, weight_decay)
-                sched = make_scheduler(opt, scheduler, (epochs - epoch) * len(train_dl))
-                state.optimizer = opt
-            t0 = time.perf_counter()
-            train_mode(model)
-            total, correct, seen = 0.0, 0, 0
-            for x, y in tqdm(train_dl, desc=f"epoch {epoch + 1}", disable=not progress, leave=False):
-                x, y = _to(x, dev), y.to(dev, non_blocking=True)
-                with torch.autocast(dev.type, enabled=amp):
-                    out = model(x)
-                    loss = criterion(out, y)
-                value = loss.item()
-                if not math.isfinite(value):
-                    raise _NonFinite(f"non-finite loss ({value}) at epoch {epoch + 1}, batch {state.batch + 1}")
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-                if sched is not None:
-                    sched.step()
-                total += value * len(y)
-                correct += (out.argmax(1) == y).sum().item()
-                seen += len(y)
-                state.loss, state.batch = value, state.batch + 1
-                for cb in callbacks:
-                    cb.on_batch_end(state)
-                if state.stop:
-                    break
-            row = {"epoch": epoch, "train_loss": total / max(1, seen), "train_acc": correct / max(1, seen)}
+            state.epoch, t0 = epoch, time.perf_counter()
+            _call(callbacks, "on_epoch_start", state)
+            unfrozen = _sync_optimizer(state, kw, (epochs - epoch) * len(train_dl)) and epoch > 0
+            keeper.current = False                                    # the weights are about to change
+            row = {"epoch": epoch, **_train_epoch(state, train_dl, step, criterion, dev, callbacks, progress)}
             if val_dl is not None:
-                ev = evaluate(model, val_dl, criterion=criterion, device=dev)
+                ev = evaluate(model, val_dl, criterion=criterion, device=dev, step=step)
                 row.update(val_loss=ev["loss"], val_acc=ev["acc"])
-            lrs = [g["lr"] for g in opt.param_groups]
-            row.update(lr=lrs[-1], lrs=lrs, seconds=time.perf_counter() - t0,
-                       trainable=trainable_count(model), stage=0, unfrozen=unfrozen and epoch > 0)
+            lrs = [g["lr"] for g in state.optimizer.param_groups]
+            row.update(lr=lrs[-1], lrs=lrs, seconds=time.perf_counter() - t0, trainable=trainable_count(model),
+                       stage=0, unfrozen=unfrozen)
             history.rows.append(row)
-            if val_dl is not None:
-                score = row["val_loss"] if monitor == "val_loss" else -row["val_acc"]
-                if score < best_score:
-                    best_score, since_best, history.best_epoch = score, 0, epoch
-                    if restore_best:
-                        best_state = _snapshot(model)
-                else:
-                    since_best += 1
-            bar.set_postfix({k: round(row[k], 4) for k in ("train_loss", "val_loss", "val_acc") if k in row})
-            for cb in callbacks:
-                cb.on_epoch_end(state)
-            if early_stopping is not None and since_best >= early_stopping:
+            keeper.epoch_end(row, history)
+            bar.set_postfix({k: round(row[k], 4) for k in ("train_loss", "val_loss", "val_acc") if row.get(k) is not None})
+            _call(callbacks, "on_epoch_end", state)
+            if early_stopping is not None and keeper.since >= early_stopping:
                 history.stopped = f"early stopping after epoch {epoch + 1} (best epoch {history.best_epoch + 1})"
                 break
             if state.stop:
@@ -246,37 +276,42 @@ def fit(model: nn.Module, loaders, epochs: int, lr: float | tuple[float, float] 
                 break
     except KeyboardInterrupt:
         history.stopped = f"interrupted in epoch {state.epoch + 1}"
-        print(f"ftlab: training {history.stopped}; returning the history so far.")
+        print(f"ftlab: training {history.stopped}; the kept weights are restored.")
     except _NonFinite as err:
         history.stopped = str(err)
-        warnings.warn(f"ftlab stopped training: {err}. The best weights so far were restored. "
-                      "Lower the learning rate (try lr_find) or check the inputs for NaNs.", RuntimeWarning,
-                      stacklevel=2)
+        warnings.warn(f"ftlab stopped training: {err}. The kept weights were restored. Lower the learning rate "
+                      "(try lr_find) or check the inputs for NaNs.", RuntimeWarning, stacklevel=2)
     finally:
         bar.close()
-    last_is_best = history.best_epoch is not None and history.best_epoch == len(history.rows) - 1 \
-        and not (history.stopped or "").startswith(("non-finite", "interrupted"))
-    if restore_best and not last_is_best and (history.best_epoch is not None or history.stopped and not history.rows):
-        model.load_state_dict(best_state)       # (the weights in place are the best ones when the last epoch was)
-    for cb in callbacks:
-        cb.on_fit_end(state)
+    keeper.restore()
+    _call(callbacks, "on_fit_end", state)
     model.eval()
     return history
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, criterion: Callable | None = None,
-             device: str | torch.device = "auto") -> dict[str, float]:
-    """Mean loss and accuracy of a model on a loader (eval mode; the model's mode is restored).
+def evaluate(model: nn.Module, loader, criterion: Callable | None = None, device: str | torch.device = "auto",
+             step: Callable = batch_step) -> dict[str, float]:
+    """Mean loss and accuracy of a model on a loader, in eval mode (every module's mode is restored).
 
     Returns:
-        ``{"loss": float, "acc": float, "n": int}``.
+        ``{"loss": float, "acc": float, "n": int}``; ``nan`` where the batches give no loss
+        (a detector in eval mode) or no logits.
     """
-    p = predict(model, loader, device=device)
-    criterion = criterion or nn.CrossEntropyLoss()
-    loss = criterion(p.logits, p.targets).item() if len(p.targets) else math.nan
-    acc = (p.preds == p.targets).float().mean().item() if len(p.targets) else math.nan
-    return {"loss": loss, "acc": acc, "n": len(p.targets)}
+    dev = prepare(model, device)
+    total, correct, seen, scored, lossless = 0.0, 0, 0, 0, False
+    with eval_mode(model):
+        for batch in loader:
+            with torch.autocast(dev.type, enabled=dev.type == "cuda"):
+                out = step(model, batch, criterion, dev)
+            lossless |= out.loss is None
+            total += 0.0 if out.loss is None else out.loss.float().item() * out.n
+            seen += out.n
+            if out.logits is not None and out.targets is not None:
+                correct += (out.logits.argmax(-1) == out.targets).sum().item()
+                scored += out.n
+    loss = total / seen if seen and not lossless else math.nan
+    return {"loss": loss, "acc": correct / scored if scored else math.nan, "n": seen}
 
 
 class Predictions(NamedTuple):
@@ -289,20 +324,19 @@ class Predictions(NamedTuple):
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader, device: str | torch.device = "auto") -> Predictions:
-    """Class probabilities, predicted classes and targets for every sample of a loader (in order)."""
-    was_training = model.training
+def predict(model: nn.Module, loader, device: str | torch.device = "auto", step: Callable = batch_step) -> Predictions:
+    """Class probabilities, predicted classes and targets for every sample of a classification loader (in order)."""
     dev = prepare(model, device)
-    model.eval()
     logits, targets = [], []
-    for x, y in loader:
-        with torch.autocast(dev.type, enabled=dev.type == "cuda"):
-            logits.append(model(_to(x, dev)).float().cpu())
-        targets.append(torch.as_tensor(y))
-    model.train(was_training)
-    if was_training:
-        train_mode(model)
+    with eval_mode(model):
+        for batch in loader:
+            with torch.autocast(dev.type, enabled=dev.type == "cuda"):
+                out = step(model, batch, None, dev)
+            if out.logits is None:
+                raise UsageError("predict() needs classification batches (inputs, targets) or dicts with labels; "
+                                 "a detector's batches give boxes, not class scores: call the model in eval mode.")
+            logits.append(out.logits.float().cpu())
+            targets.append(torch.as_tensor(out.targets).cpu())
     lg = torch.cat(logits) if logits else torch.empty(0, 0)
     tg = torch.cat(targets).long() if targets else torch.empty(0, dtype=torch.long)
     return Predictions(lg.softmax(-1), lg.argmax(-1), tg, lg)
-

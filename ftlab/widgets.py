@@ -2,12 +2,13 @@
 
 Each panel keeps its widget in ``self.widget``, shows itself in Jupyter (``_ipython_display_``),
 wires events with ``observe`` / ``on_click``, and leaves the work to plain functions
-(:func:`apply_freeze`, :func:`run_strategy`) that tests call without a browser.
+(:func:`ftlab.train_top`, :func:`ftlab.experiments.run_strategy`) that tests call without a browser.
+The slider of the FreezeExplorer and the strategies of the TrainPanel count "how much trains"
+the one way ftlab does: the top ``k`` layer groups, the head being one of them.
 """
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any, Callable
 
 import ipywidgets as W
@@ -16,23 +17,17 @@ from IPython.display import display
 from torch import nn
 
 from . import plot
-from .errors import FtlabError
-from .freeze import freeze_to, layer_groups, trainable_count
-from .loaders import Loaders, with_augmentation
-from .params import trainable_summary
-from .report import format_table
-from .train import Callback, evaluate, fit
-from .transforms import AUGMENTATIONS
+from .callbacks import Callback
+from .experiments import run_strategy
+from .freezing import train_top, trainable_summary
+from .groups import layer_groups
+from .tables import table_from_dicts
+from .vision.loading import Loaders, with_augmentation
+from .vision.transforms import AUGMENTATIONS
 
-__all__ = ["apply_freeze", "run_strategy", "STRATEGIES", "FreezeExplorer", "TrainPanel", "AugmentationExplorer"]
+__all__ = ["PANEL_STRATEGIES", "FreezeExplorer", "TrainPanel", "AugmentationExplorer"]
 
-STRATEGIES = ("head only", "last k groups", "full")
-
-
-def apply_freeze(model: nn.Module, trainable_groups: int, bn: str = "frozen") -> None:
-    """Make the top ``trainable_groups`` layer groups trainable and freeze the rest (0 = all frozen)."""
-    n = len(layer_groups(model))
-    freeze_to(model, n - max(0, min(n, trainable_groups)), bn=bn)
+PANEL_STRATEGIES = ("head", "top k", "full")
 
 
 def _show(out: W.Output, fig) -> None:
@@ -42,7 +37,7 @@ def _show(out: W.Output, fig) -> None:
 
 
 class FreezeExplorer:
-    """A slider for how many layer groups (from the top) train, and a BatchNorm-policy toggle.
+    """A slider for how many layer groups train (from the top, the head counted), and a BatchNorm-policy toggle.
 
     The trainable summary and the ``plot.trainable`` picture update live; the model really is
     frozen that way afterwards (``explorer.model``).
@@ -51,7 +46,7 @@ class FreezeExplorer:
     def __init__(self, model: nn.Module, trainable_groups: int = 1, bn: str = "frozen"):
         self.model = model
         n = len(layer_groups(model))
-        self.slider = W.IntSlider(value=trainable_groups, min=0, max=n, description="train top",
+        self.slider = W.IntSlider(value=trainable_groups, min=0, max=n, description="groups training (from the top)",
                                   continuous_update=False, style={"description_width": "initial"})
         self.bn = W.ToggleButtons(options=["frozen", "train"], value=bn, description="BatchNorm")
         self.summary = W.HTML()
@@ -62,7 +57,7 @@ class FreezeExplorer:
         self._update()
 
     def _update(self, change=None) -> None:
-        apply_freeze(self.model, self.slider.value, self.bn.value)
+        train_top(self.model, self.slider.value, self.bn.value)
         s = trainable_summary(self.model)
         self.summary.value = f"<b>trainable: {s.trainable:,} of {s.total:,} parameters ({s.percent:.1f}%)</b>" \
                              + s._repr_html_()
@@ -84,30 +79,6 @@ class _StopFlag(Callback):
         self.panel._live(state.history)
 
 
-def run_strategy(make_model: Callable[[], nn.Module], loaders: Loaders, strategy: str = "head only", k: int = 2,
-                 lr: float = 3e-3, epochs: int = 3, weight_decay: float = 0.01, augment: str = "none",
-                 early_stopping: int | None = None, callbacks=(), progress: bool = False, seed: int = 0) -> dict[str, Any]:
-    """Train a fresh model with one strategy; return a result row (name, acc, trainable, seconds, history).
-
-    Args:
-        make_model: builds a fresh model with the right number of classes.
-        loaders: ``ftlab.loaders(...)``; the augmentation preset is swapped as asked.
-        strategy: ``"head only"``, ``"last k groups"`` (the last ``k`` groups incl. the head) or ``"full"``.
-    """
-    if strategy not in STRATEGIES:
-        raise FtlabError(f"Unknown strategy {strategy!r}: use one of {', '.join(STRATEGIES)}.")
-    model = make_model()
-    trainable_groups = {"head only": 1, "last k groups": k, "full": len(layer_groups(model))}[strategy]
-    apply_freeze(model, trainable_groups)
-    start = time.perf_counter()
-    history = fit(model, with_augmentation(loaders, augment), epochs, lr=lr, lr_mult=10, weight_decay=weight_decay,
-                  early_stopping=early_stopping, callbacks=callbacks, progress=progress, seed=seed)
-    label = strategy.replace("k groups", f"{k} groups")
-    return {"name": f"{label}, lr {lr:g}, {augment}", "acc": evaluate(model, loaders.test)["acc"],
-            "trainable": trainable_count(model), "seconds": time.perf_counter() - start,
-            "epochs": len(history), "stopped": history.stopped or "", "history": history}
-
-
 class TrainPanel:
     """Pick a strategy and hyper-parameters, Run, watch the curves, Stop; every run joins a comparison."""
 
@@ -117,8 +88,8 @@ class TrainPanel:
         self._stop = False
         self._thread: threading.Thread | None = None
         s = {"description_width": "initial"}
-        self.strategy = W.Dropdown(options=STRATEGIES, value="head only", description="strategy")
-        self.k = W.IntSlider(value=2, min=2, max=len(layer_groups(make_model())), description="k groups", style=s)
+        self.strategy = W.Dropdown(options=PANEL_STRATEGIES, value="head", description="strategy")
+        self.k = W.IntSlider(value=2, min=1, max=len(layer_groups(make_model())), description="k (top k)", style=s)
         self.lr = W.FloatLogSlider(value=3e-3, base=10, min=-5, max=-1, description="learning rate", style=s)
         self.epochs = W.IntSlider(value=3, min=1, max=30, description="epochs")
         self.weight_decay = W.FloatLogSlider(value=1e-2, base=10, min=-4, max=0, description="weight decay", style=s)
@@ -136,10 +107,21 @@ class TrainPanel:
         self.widget = W.VBox([controls, self.live, self.table, self.comparison])
 
     def settings(self) -> dict[str, Any]:
-        """The current choices as keyword arguments of :func:`run_strategy`."""
-        return {"strategy": self.strategy.value, "k": self.k.value, "lr": self.lr.value, "epochs": self.epochs.value,
+        """The current choices: a strategy of :mod:`ftlab.experiments` and its training settings."""
+        strategy = f"top{self.k.value}" if self.strategy.value == "top k" else self.strategy.value
+        return {"strategy": strategy, "lr": self.lr.value, "epochs": self.epochs.value,
                 "weight_decay": self.weight_decay.value, "augment": self.augment.value,
                 "early_stopping": self.patience.value or None}
+
+    def train_one(self, callbacks=(), seed: int = 0) -> dict[str, Any]:
+        """Train a fresh model with the current settings; the result row joins ``self.results``."""
+        settings = self.settings()
+        augment = settings.pop("augment")
+        row = run_strategy(self.make_model(), with_augmentation(self.loaders, augment), callbacks=callbacks,
+                           seed=seed, lr_mult=10, **settings)
+        row["name"] = f"{settings['strategy']}, lr {settings['lr']:g}, {augment}"
+        self.results.append(row)
+        return row
 
     def run(self, blocking: bool = True) -> None:
         """Train with the current settings (in a background thread when not ``blocking``, so Stop works)."""
@@ -161,9 +143,8 @@ class TrainPanel:
 
     def _train(self) -> None:
         try:
-            row = run_strategy(self.make_model, self.loaders, callbacks=[_StopFlag(self)], **self.settings())
-            self.results.append(row)
-            self.status.value = f"done: test accuracy {row['acc']:.1%}" + (f" ({row['stopped']})" if row["stopped"] else "")
+            row = self.train_one(callbacks=[_StopFlag(self)])
+            self.status.value = f"done: test accuracy {row['test_acc']:.1%}" + (f" ({row['stopped']})" if row["stopped"] else "")
             self._refresh()
         except Exception as err:  # shown in the panel: a thread has nowhere else to report
             self.status.value = f"<span style='color:#D55E00'>failed: {type(err).__name__}: {err}</span>"
@@ -176,9 +157,10 @@ class TrainPanel:
         _show(self.live, plot.history(history))
 
     def _refresh(self) -> None:
-        rows = [{"#": i + 1, "run": r["name"], "test acc": f"{r['acc']:.1%}", "trainable": f"{r['trainable']:,}",
-                 "seconds": f"{r['seconds']:.1f}", "epochs": r["epochs"]} for i, r in enumerate(self.results)]
-        self.table.value = "<pre>" + format_table(rows) + "</pre>"
+        rows = [{"#": i + 1, "run": r["name"], "test acc": f"{r['test_acc']:.1%}", "trainable": f"{r['trainable']:,}",
+                 "seconds": f"{r['seconds']:.1f}", "epochs": r["epochs_run"],
+                 "cached": "yes" if r["cached"] else "no"} for i, r in enumerate(self.results)]
+        self.table.value = table_from_dicts(rows).html()
         _show(self.comparison, plot.compare(self.results))
 
     def _ipython_display_(self) -> None:

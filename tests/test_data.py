@@ -53,8 +53,9 @@ def test_unknown_dataset_name():
 
 @pytest.mark.parametrize("augment", ["none", "light", "strong"])
 def test_transform_shapes_dtypes_and_ranges(elpv2, augment):
-    t = ft.make_transforms(CFG, image_size=64, augment=augment, train=True)
-    x = t(elpv2.train.images[0])
+    aug, pre = ft.augmentation(augment, 300), ft.preprocess(CFG, image_size=64)       # two stages, kept apart
+    assert (aug is None) == (augment == "none")
+    x = pre(aug(elpv2.train.images[0]) if aug else elpv2.train.images[0])
     assert x.shape == (3, 64, 64) and x.dtype == torch.float32
     assert x.min() >= -1 - 1e-6 and x.max() <= 1 + 1e-6
     assert torch.equal(x[0], x[1]) and torch.equal(x[1], x[2])
@@ -64,7 +65,7 @@ def test_light_augmentation_only_moves_pixels(elpv2):
     img = elpv2.train.images[3]
     aug = ft.augmentation("light", 300)
     torch.manual_seed(0)
-    ops = [t for t in aug.transforms if not isinstance(t, ft.transforms.RandomShift)]  # flips + rot90, no shift
+    ops = [t for t in aug.transforms if not isinstance(t, ft.vision.transforms.RandomShift)]  # flips + rot90, no shift
     for _ in range(8):
         out = img
         for op in ops:
@@ -89,6 +90,19 @@ def test_loaders_are_seeded_and_subsets_stratified(elpv2):
     frac = ft.loaders(elpv2, CFG, image_size=32, subset=0.1)
     assert frac.train.dataset.counts() == {"functional": 122, "defective": 55}
     assert a.classes == ["functional", "defective"] and a.config["image_size"] == 32
+
+
+def test_loaders_keep_augmentation_and_preprocessing_apart(elpv2):
+    L = ft.loaders(elpv2, CFG, image_size=32, subset=5, augment="light")
+    assert L.train.dataset.augment is not None and L.val.dataset.augment is None
+    assert L.train.dataset.transform is L.train.dataset.without_augmentation().transform
+    assert L.train.dataset.without_augmentation().augment is None
+
+
+@pytest.mark.parametrize("bad", [-5, 0, 2.5, "224"])
+def test_bad_image_size_is_a_clear_error(elpv2, bad):
+    with pytest.raises(ValueError, match="image_size must be a whole number of at least 1.*pixels"):
+        ft.loaders(elpv2, CFG, image_size=bad)
 
 
 @pytest.mark.parametrize("subset,match", [(10_000, "more than"), (1.5, "fraction"), ("all", "int")])
@@ -153,7 +167,7 @@ def test_image_folder_bad_inputs(tmp_path, tmp_cache):
 
 def test_random_shift_moves_whole_pixels_and_fills_with_zero():
     x = torch.arange(1, 101, dtype=torch.uint8).view(1, 10, 10)
-    shift = ft.transforms.RandomShift(0.2)
+    shift = ft.vision.transforms.RandomShift(0.2)
     torch.manual_seed(3)
     seen = set()
     for _ in range(20):

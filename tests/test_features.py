@@ -69,7 +69,7 @@ def test_cut_point_caching_trains_the_top_groups(small, tmp_cache):
 
 def test_bad_cut(small):
     model, L = small
-    with pytest.raises(ft.FtlabError, match="valid cuts"):
+    with pytest.raises(ft.FtlabError, match="A cut is 'head', 'auto' or one of these groups"):
         ft.extract_features(model, L.val, cut="blocks.9")
 
 
@@ -93,20 +93,18 @@ def test_extraction_keeps_the_batchnorm_policy(small):
 
 def test_d4_views_are_the_flips_and_rotations(small):
     model, L = small
-    feats = ft.extract_features(model, L.val, cut="blocks.5", cache=False, views=8)
+    feats = ft.extract_features(model, L.val, cut="blocks.5", cache=False, views=ft.D4_VIEWS)
     assert feats.x.shape[:2] == (20, 8) and feats.views == 8
     x = torch.stack([L.val.dataset[i][0] for i in range(3)])
-    views = [ft.features.d4_view(x, k) for k in range(8)]
+    views = [view(x) for view in ft.D4_VIEWS]
     assert len({tuple(v.flatten()[:50].tolist()) for v in views}) == 8          # 8 different images
-    assert torch.equal(ft.features.d4_view(views[1], 3), x)                     # 4 quarter turns = identity
+    assert torch.equal(views[0], x) and torch.equal(ft.vision.d4_view(views[1], 3), x)   # 4 quarter turns = identity
     with torch.no_grad():
         for k in (0, 3, 6):
-            expect = ft.features._bottom(model.eval(), views[k], feats.cut)
+            expect = ft.features._bottom(model.eval(), views[k], feats.cut, ft.layer_groups(model))
             assert torch.allclose(feats.x[:3, k], expect, atol=1e-4, rtol=1e-3)
-    with pytest.raises(ft.FtlabError, match="square"):
-        ft.features.d4_view(torch.zeros(1, 3, 4, 5), 1)
-    with pytest.raises(ft.FtlabError, match="views must be 1 or 8"):
-        ft.extract_features(model, L.val, views=4)
+    with pytest.raises(ValueError, match="square"):
+        ft.vision.d4_view(torch.zeros(1, 3, 4, 5), 1)
 
 
 def test_view_average_is_a_log_probability(small):
@@ -122,7 +120,7 @@ def test_view_average_is_a_log_probability(small):
 def test_fit_head_on_views_trains_and_scores(small):
     model, L = small
     ft.freeze_to(model, "blocks.6")
-    tr, va = (ft.extract_features(model, dl, cut="auto", cache=False, views=8) for dl in (L.train, L.val))
+    tr, va = (ft.extract_features(model, dl, cut="auto", cache=False, views=ft.D4_VIEWS) for dl in (L.train, L.val))
     h = ft.fit_head(model, tr, va, 2, lr=1e-3, batch_size=8, progress=False)
     assert len(h.rows) == 2 and h.meta["views"] == 8 and h.meta["cached_cut"] == tr.cut
     ev = ft.features.evaluate_cached(model, va)
@@ -152,5 +150,38 @@ def test_features_are_shared_by_2_and_4_classes(lite0, tmp_cache):
     assert a.key == b.key and torch.equal(a.x, b.x)
     assert torch.equal(b.y, l2.test.dataset.targets) and torch.equal(a.y, l4.test.dataset.targets)
     assert torch.equal(a.with_targets(a.y >= 2).y, b.y)
-    with pytest.raises(ft.FtlabError, match="same cells"):
+    with pytest.raises(ft.FtlabError, match="same samples"):
         a.with_targets(a.y[:3])
+
+
+def test_cut_point_caching_works_through_layer_groups_of_any_model(tmp_cache):
+    """No image assumption: a tiny model with a pooling body and a plain tensor data set."""
+    from tiny import Tiny, tiny_loaders
+
+    torch.manual_seed(0)
+    model = Tiny()
+    ft.train_top(model, 2)
+    train, val = tiny_loaders()
+    feats = ft.extract_features(model, val, cut="auto")
+    assert feats.cut == 1 and feats.x.shape == (32, 4, 8, 8)
+    again = ft.extract_features(model, val, cut="auto")                 # keyed by the inputs: a cache hit
+    assert again.key == feats.key and len(list((tmp_cache / "features").iterdir())) == 1
+    top = ft.features.Top(model, 1).eval()
+    with torch.no_grad():
+        assert torch.allclose(top(feats.x), model.eval()(torch.cat([x for x, _ in val])), atol=1e-5)
+    h = ft.fit_head(model, ft.extract_features(model, train, cut="auto"), feats, 2, lr=1e-2, progress=False)
+    assert len(h) == 2 and not model.stem[0].weight.grad is not None
+
+
+def test_a_cut_that_does_not_reproduce_the_model_is_refused():
+    class Residual(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.head = torch.nn.Linear(4, 4), torch.nn.Linear(4, 4), torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.head(self.b(self.a(x)) + x)          # not the groups in a row
+
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(8, 4), torch.zeros(8).long()))
+    with pytest.raises(ValueError, match="does not reproduce"):
+        ft.extract_features(Residual(), data, cut="b", cache=False)

@@ -1,10 +1,9 @@
 import pytest
 import torch
 import torchvision
-from torch import nn
+from tiny import Tiny, tiny_loaders
 
 import ftlab as ft
-from tiny import Tiny, tiny_loaders
 
 
 def grads(model):
@@ -46,6 +45,63 @@ def test_freeze_and_freeze_to():
     assert {n for n, g in grads(m).items() if g} == {"head.weight", "head.bias"}
     with pytest.raises(ft.FtlabError, match="3 layer groups"):
         ft.freeze_to(m, 5)
+    ft.freeze_to(m, 3)                     # len(groups): everything frozen
+    assert not any(grads(m).values())
+    ft.freeze_to(m, "body")
+    assert not m.stem[0].weight.requires_grad and m.body[0].weight.requires_grad
+
+
+def test_train_top_counts_the_head_as_one_group(lite0):
+    m = Tiny()
+    for k, trainable in ((0, set()), (1, {"head"}), (2, {"body", "head"}), (3, {"stem", "body", "head"})):
+        ft.train_top(m, k)
+        assert {n.split(".")[0] for n, g in grads(m).items() if g} == trainable, k
+    big = ft.pretrained(num_classes=2)
+    ft.train_top(big, 3)
+    assert [r["group"] for r in ft.trainable_summary(big).rows if r["trainable"]] == ["blocks.6", "final_conv", "head"]
+    ft.freeze_to(big, -3)                  # fastai's spelling of the same cut
+    assert [r["group"] for r in ft.trainable_summary(big).rows if r["trainable"]] == ["blocks.6", "final_conv", "head"]
+    with pytest.raises(ValueError, match="0..3 for this Tiny"):
+        ft.train_top(m, 4)
+
+
+def test_one_resolver_for_indices_names_and_globs(lite0):
+    assert ft.resolve_groups(lite0, ["final_conv", -1]) == [8, 9]
+    assert ft.resolve_groups(lite0, "blocks.*") == list(range(1, 8))
+    assert ft.resolve_groups(lite0, 0) == [0]
+    for bad in (10, -11, "block.6", "blocks.9*"):
+        with pytest.raises(ft.UsageError, match=r"10 layer groups \(0..9\): stem, blocks.0"):
+            ft.resolve_groups(lite0, bad)
+    with pytest.raises(ValueError, match="10 layer groups"):       # the same message from every helper
+        ft.freeze_to(lite0, "blocks.9")
+    with pytest.raises(ValueError, match="10 layer groups"):
+        ft.extract_features(lite0, [], cut="nope")
+
+
+def test_eval_mode_restores_every_module_and_the_bn_policy():
+    m = Tiny()
+    ft.freeze_to(m, -1)
+    ft.train_mode(m)
+    before = [x.training for x in m.modules()]
+    assert not m.stem[1].training and m.head.training
+    with ft.eval_mode(m):
+        assert not any(x.training for x in m.modules())
+    assert [x.training for x in m.modules()] == before
+    with pytest.raises(RuntimeError), ft.eval_mode(m):
+        raise RuntimeError("restored on errors too")
+    assert [x.training for x in m.modules()] == before
+
+
+def test_timm_group_matcher_fallback_for_models_missing_from_the_table():
+    import timm
+
+    model = timm.create_model("resnet18", pretrained=False, num_classes=2)
+    saved = ft.groups.ARCHITECTURES.pop("timm.ResNet")
+    try:
+        names = ft.group_names(model)
+    finally:
+        ft.groups.ARCHITECTURES["timm.ResNet"] = saved
+    assert names == ["conv1+bn1", "layer1", "layer2", "layer3", "layer4", "fc"]
 
 
 def test_unfreeze_by_index_name_and_glob(lite0):
@@ -60,7 +116,7 @@ def test_unfreeze_by_index_name_and_glob(lite0):
     ft.freeze(big)
     ft.unfreeze(big, "blocks.[56]")
     assert ft.trainable_count(big) == sum(p.numel() for p in [*big.blocks[5].parameters(), *big.blocks[6].parameters()])
-    with pytest.raises(ft.FtlabError, match="Valid groups: stem, blocks.0"):
+    with pytest.raises(ft.FtlabError, match=r"groups \(0..9\): stem, blocks.0"):
         ft.unfreeze(big, "block.6")
     with pytest.raises(ft.FtlabError, match="out of range"):
         ft.unfreeze(m, 7)
@@ -116,7 +172,7 @@ def test_param_groups_geometric_rates_and_no_decay_on_norms_and_biases():
     assert {id(p) for g in groups for p in g["params"]} == trainable
     torch.optim.SGD(groups)       # usable by any torch optimizer as it is
     ft.freeze(m)
-    with pytest.raises(ft.FtlabError, match="Nothing is trainable"):
+    with pytest.raises(ValueError, match="Nothing in this Tiny is trainable"):
         ft.param_groups(m, 1e-3)
 
 

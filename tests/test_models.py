@@ -1,11 +1,10 @@
-import copy
 
 import pytest
 import torch
 from skimage import data as photos
 
 import ftlab as ft
-from ftlab import weights
+from ftlab.vision import weights
 
 
 def test_lite0_mapping_is_complete_and_exact(lite0):

@@ -1,4 +1,4 @@
-"""ftlab.plot / ftlab.plot_more: what each figure shows (lines, marks, labels, images), not only that it runs."""
+"""ftlab.plot: what each figure shows (lines, marks, labels, images), not only that it runs."""
 import copy
 
 import matplotlib.pyplot as plt
@@ -8,11 +8,12 @@ import torch
 import torch.nn.functional as F
 from matplotlib.colors import to_hex
 from sklearn.decomposition import PCA
+from tiny import Tiny, tiny_loaders
 
 import ftlab as ft
-from ftlab import plot, plot_more
+from ftlab import plot
+from ftlab.plot import style
 from ftlab.recipes import LRFinderResult
-from tiny import Tiny, tiny_loaders
 
 
 @pytest.fixture(autouse=True)
@@ -67,7 +68,7 @@ def test_history_overlays_runs_with_one_colour_each(run):
     for ax in axs:
         curves = [ln for ln in ax.lines if ln.get_marker() == "o"]
         assert [(to_hex(ln.get_color()), ln.get_linestyle(), len(ln.get_xdata())) for ln in curves] == [
-            (plot.PALETTE[0], "-", 2), (plot.PALETTE[0], "--", 2), (plot.PALETTE[1], "-", 3), (plot.PALETTE[1], "--", 3)]
+            (style.PALETTE[0], "-", 2), (style.PALETTE[0], "--", 2), (style.PALETTE[1], "-", 3), (style.PALETTE[1], "--", 3)]
         assert vlines(ax) == [1.5] and len(ax.collections) == 0          # no gap band when overlaid
     assert [t.get_text() for t in axs[0].get_legend().get_texts()][:2] == ["lite0: train", "lite0: validation"]
     with pytest.raises(ft.FtlabError, match="2 axes"):
@@ -111,7 +112,7 @@ def test_show_batch_denormalises_and_marks_wrong_predictions(run):
     for i, a in enumerate(shown):
         true, pred = ds.classes[int(ds.targets[i])], ds.classes[int(preds[i])]
         assert a.get_title() == f"{true}\npred: {pred}"
-        assert to_hex(a.title.get_color()) == (plot.WRONG if i >= 3 else "#000000")
+        assert to_hex(a.title.get_color()) == (style.WRONG if i >= 3 else "#000000")
         img = ds.images[i, 0].float() / 255    # grayscale cell: Normalize(0.5, 0.5) undone exactly
         np.testing.assert_allclose(a.images[0].get_array()[..., 0], img.numpy(), atol=1e-6)
     assert [a.get_title() for a in plot.show_batch(ds, n=2).axes if a.images] == [
@@ -158,7 +159,7 @@ def test_trainable_bars_per_layer_group():
     bars = ax.containers[0]
     assert len(bars) == len(rows) == 3
     assert [b.get_width() for b in bars] == [r["params"] for r in rows]
-    assert [to_hex(b.get_facecolor()) for b in bars] == [plot.FROZEN, plot.PALETTE[1], plot.PALETTE[0]]
+    assert [to_hex(b.get_facecolor()) for b in bars] == [style.FROZEN, style.PALETTE[1], style.PALETTE[0]]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["stem", "body", "head"]
     assert ax.get_xscale() == "log" and ax.get_xlabel() == "parameters (log scale)"
     assert "BN frozen" in ax.texts[0].get_text() and "trainable)" in ax.texts[1].get_text()
@@ -255,11 +256,12 @@ def test_gradcam_on_a_fully_frozen_pretrained_model(run):
     assert torch.equal(fig.maps, maps) and all(a.get_title().split(" (")[0] in (
         "pred: functional", "pred: defective") for a in shown)
     assert not any(p.requires_grad for p in model.parameters()) and not model.training
-    assert plot.gradcam is plot_more.gradcam                # ft.plot reaches the sibling's figures
+    assert plot.gradcam is plot.images.gradcam              # ft.plot reaches every figure module's figures
 
 
 def test_sweep_figures_per_augmentation(tmp_path):
-    from ftlab.plot_sweep import augmentation, save_sweep_figures
+    from ftlab.plot.results import augmentation_effect as augmentation
+    from ftlab.plot.results import save_sweep_figures
 
     rows = [{"strategy": st, "augment": aug, "train_images": n, "seed": seed, "status": "ok",
              "test_acc": 0.7 + 0.01 * seed + (0.05 if aug != "none" else 0) + n / 1e5}
@@ -275,7 +277,7 @@ def test_sweep_figures_per_augmentation(tmp_path):
 
 
 def test_augmentation_figure_picks_the_size_with_several_augmentations():
-    from ftlab.plot_sweep import augmentation
+    from ftlab.plot.results import augmentation_effect as augmentation
 
     rows = [{"strategy": "head", "augment": aug, "train_images": 100, "seed": 0, "test_acc": 0.7} for aug in ("none", "light")]
     rows.append({"strategy": "head", "augment": "none", "train_images": 1000, "seed": 0, "test_acc": 0.8})

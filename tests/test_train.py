@@ -1,11 +1,12 @@
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
+from tiny import Tiny, tiny_loaders
 from torch import nn
 
 import ftlab as ft
-from tiny import Tiny, tiny_loaders
 
 
 def rows_without_time(h):
@@ -40,7 +41,7 @@ def test_unfreezing_inside_fit_is_never_a_silent_no_op():
     nn.functional.cross_entropy(m(torch.randn(4, 3, 8, 8)), torch.tensor([0, 1, 0, 1])).backward()
     opt.step()
     assert torch.equal(w, m.stem[0].weight)
-    # fit rebuilds the optimizer when the trainable set changes mid-run
+    # fit adds the newly trainable parameters to its optimizer when the trainable set changes mid-run
     m = Tiny()
     ft.freeze_to(m, -1)
     snapshots = []
@@ -114,6 +115,12 @@ def test_evaluate_and_predict():
 
 
 def test_bad_arguments():
+    frozen = Tiny()
+    ft.freeze(frozen)
+    with pytest.raises(ValueError, match="Nothing in this Tiny is trainable.*train_top"):
+        ft.fit(frozen, tiny_loaders(), 1, progress=False)
+    with pytest.raises(ft.UsageError, match="epochs must be"):
+        ft.fit(Tiny(), tiny_loaders(), 0, progress=False)
     with pytest.raises(ft.FtlabError, match="optimizer"):
         ft.fit(Tiny(), tiny_loaders(), 1, optimizer="adam9", progress=False)
     with pytest.raises(ft.FtlabError, match="scheduler"):
@@ -122,9 +129,129 @@ def test_bad_arguments():
         ft.fit(Tiny(), "data", 1, progress=False)
 
 
+def test_unfreezing_keeps_optimizer_state_and_continues_the_schedule():
+    """Lightning's unfreeze_and_add_param_group: no new optimizer, no restarted warm-up."""
+    m = Tiny()
+    ft.train_top(m, 1)
+    seen = {}
+
+    class Spy(ft.Callback):
+        def on_epoch_start(self, state):
+            if state.epoch == 1:
+                seen["optimizer"], seen["step"] = state.optimizer, state.schedule.step_count
+                seen["head"] = {k: v.clone() for k, v in state.optimizer.state[m.head.weight].items()}
+                ft.train_top(state.model, 3)
+
+        def on_batch_end(self, state):
+            if state.epoch == 1 and "after" not in seen:
+                seen["after"] = state.optimizer
+                seen["groups"] = [g["name"] for g in state.optimizer.param_groups]
+                seen["lrs"] = {g["name"]: g["lr"] for g in state.optimizer.param_groups}
+                seen["head_step"] = float(state.optimizer.state[m.head.weight]["step"])
+                seen["stem_step"] = float(state.optimizer.state[m.stem[0].weight]["step"])
+
+    train, val = tiny_loaders()                     # 4 batches an epoch
+    ft.fit(m, (train, val), epochs=3, lr=1e-2, progress=False, seed=0, callbacks=[Spy()], restore_best=False)
+    assert seen["after"] is seen["optimizer"]                           # the same optimizer ...
+    assert seen["head"]["step"] == 4 and seen["head_step"] == 5         # ... whose head state goes on
+    assert seen["stem_step"] == 1                                       # new groups start fresh
+    assert seen["groups"][:2] == ["head", "head/no_decay"] and "stem" in seen["groups"]
+    # the schedule continues: after 5 of 12 steps, every group is at the one-cycle value of step 5
+    ref_opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-2)
+    ref = torch.optim.lr_scheduler.OneCycleLR(ref_opt, max_lr=1e-2, total_steps=12, pct_start=0.25,
+                                              cycle_momentum=False)
+    for _ in range(5):
+        ref_opt.step()
+        ref.step()
+    assert seen["step"] == 4
+    assert all(lr == pytest.approx(ref_opt.param_groups[0]["lr"]) for lr in seen["lrs"].values())
+
+
+class TinyTextModel(nn.Module):
+    """A Hugging Face-style classifier: model(**batch) returns an object with .loss and .logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.embeddings = nn.Embedding(20, 8)
+        self.classifier = nn.Linear(8, 2)
+
+    def forward(self, input_ids, attention_mask=None, labels=None):
+        mask = attention_mask.unsqueeze(-1).float()
+        logits = self.classifier((self.embeddings(input_ids) * mask).sum(1) / mask.sum(1))
+        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return SimpleNamespace(loss=loss, logits=logits)
+
+
+def _text_batches(n=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 2, (n,), generator=g)
+    ids = torch.randint(0, 10, (n, 6), generator=g) + 10 * labels.view(-1, 1)      # class 1 uses tokens 10..19
+    items = [{"input_ids": i, "attention_mask": torch.ones(6, dtype=torch.long), "labels": y} for i, y in zip(ids, labels)]
+    return (torch.utils.data.DataLoader(items, batch_size=16, shuffle=True, generator=g),
+            torch.utils.data.DataLoader(items[:32], batch_size=16))
+
+
+def test_fit_trains_on_hugging_face_style_dict_batches():
+    torch.manual_seed(0)
+    m = TinyTextModel()
+    assert ft.group_names(m) == ["embeddings", "classifier"]
+    ft.train_top(m, 1)
+    embeddings = m.embeddings.weight.clone()
+    h = ft.fit(m, _text_batches(), epochs=8, lr=0.05, progress=False, seed=0)
+    assert torch.equal(embeddings, m.embeddings.weight)                 # frozen stays frozen
+    assert h[-1]["train_loss"] < h[0]["train_loss"] and h.best["val_acc"] > 0.9
+    assert h[0]["train_acc"] is not None
+    p = ft.predict(m, _text_batches()[1])
+    assert p.probs.shape == (32, 2) and ft.evaluate(m, _text_batches()[1])["acc"] == pytest.approx(
+        (p.preds == p.targets).float().mean().item())
+
+
+class TinyDetector(nn.Module):
+    """torchvision-detection style: model(images, targets) gives a dict of losses in training mode."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Conv2d(3, 4, 3)
+        self.box = nn.Linear(4, 4)
+        self.cls = nn.Linear(4, 2)
+
+    def forward(self, images, targets=None):
+        feats = torch.stack([self.backbone(i.unsqueeze(0)).mean((0, 2, 3)) for i in images])
+        boxes, logits = self.box(feats), self.cls(feats)
+        if self.training:
+            return {"loss_box": nn.functional.smooth_l1_loss(boxes, torch.stack([t["boxes"][0] for t in targets])),
+                    "loss_classifier": nn.functional.cross_entropy(logits, torch.stack([t["labels"][0] for t in targets]))}
+        return [{"boxes": b[None], "labels": lg.argmax()[None], "scores": lg.softmax(-1).max()[None]}
+                for b, lg in zip(boxes, logits)]
+
+
+def _detection_batches(n=32):
+    g = torch.Generator().manual_seed(0)
+    items = []
+    for i in range(n):
+        label = i % 2
+        image = torch.rand(3, 12 + i % 5, 14, generator=g) + label          # images of different sizes
+        items.append((image, {"boxes": torch.tensor([[1.0, 2.0, 8.0, 9.0]]) * (1 + label), "labels": torch.tensor([label])}))
+    return torch.utils.data.DataLoader(items, batch_size=8, shuffle=True, generator=g, collate_fn=lambda b: tuple(zip(*b)))
+
+
+def test_fit_trains_a_detector_on_image_and_target_lists():
+    torch.manual_seed(0)
+    m = TinyDetector()
+    h = ft.fit(m, (_detection_batches(), None), epochs=6, lr=0.05, progress=False, seed=0)
+    assert h[-1]["train_loss"] < 0.5 * h[0]["train_loss"] and h[0]["train_acc"] is None
+    assert h.best_epoch == 5                                            # no validation: the last epoch is kept
+    ev = ft.evaluate(m, _detection_batches())                           # eval mode gives detections, not losses
+    assert math.isnan(ev["loss"]) and ev["n"] == 32
+    with pytest.raises(ft.UsageError, match="detector"):
+        ft.predict(m, _detection_batches())
+    h = ft.fit(m, (_detection_batches(), _detection_batches()), epochs=2, lr=0.01, progress=False, seed=0)
+    assert math.isnan(h[-1]["val_loss"]) and h.best_epoch == 1
+
+
 def test_fine_tune_two_stages():
     m = Tiny()
-    h = ft.fine_tune(m, tiny_loaders(), head_epochs=1, epochs=2, unfreeze=2, lr=1e-2, progress=False, seed=0)
+    h = ft.fine_tune(m, tiny_loaders(), head_epochs=1, epochs=2, top=2, lr=1e-2, progress=False, seed=0)
     assert len(h) == 3 and h.unfreeze_epochs() == [1]
     assert h[0]["trainable"] == 18 and h[1]["trainable"] > 18
     assert not m.stem[0].weight.requires_grad and m.body[0].weight.requires_grad

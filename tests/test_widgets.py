@@ -1,9 +1,9 @@
 """Widgets without a browser: construct, change values programmatically, check the model and the panel."""
 import ipywidgets as W
 import pytest
+from tiny import Tiny, tiny_loaders
 
 import ftlab as ft
-from tiny import Tiny, tiny_loaders
 
 
 def test_freeze_explorer_really_freezes_and_updates_the_summary():
@@ -22,12 +22,14 @@ def test_freeze_explorer_really_freezes_and_updates_the_summary():
     assert ft.trainable_count(model) == sum(p.numel() for n, p in model.named_parameters() if ".bn" in n or n.startswith("bn"))
 
 
-def test_apply_freeze_counts_groups_from_the_top():
+def test_freeze_explorer_counts_like_train_top():
     m = Tiny()
-    ft.widgets.apply_freeze(m, 2)
-    assert not m.stem[0].weight.requires_grad and m.body[0].weight.requires_grad
-    ft.widgets.apply_freeze(m, 0)
-    assert ft.trainable_count(m) == 0
+    ex = ft.widgets.FreezeExplorer(m)
+    for k in range(4):
+        ex.slider.value = k
+        expected = Tiny()
+        ft.train_top(expected, k)
+        assert [p.requires_grad for p in m.parameters()] == [p.requires_grad for p in expected.parameters()]
 
 
 class _Loaders:
@@ -44,11 +46,15 @@ def test_train_panel_run_appends_a_row():
     panel.run(blocking=True)
     assert len(panel.results) == 1
     row = panel.results[0]
-    assert row["trainable"] == sum(p.numel() for p in Tiny().parameters()) and row["epochs"] == 2
-    assert "full" in panel.table.value and "done" in panel.status.value
-    panel.strategy.value = "head only"
+    assert row["trainable"] == sum(p.numel() for p in Tiny().parameters()) and row["epochs_run"] == 2
+    assert "full" in panel.table.value and "done" in panel.status.value and not row["cached"]
+    panel.strategy.value = "head"
     panel.run(blocking=True)
-    assert len(panel.results) == 2 and panel.results[1]["trainable"] == 18
+    assert len(panel.results) == 2 and panel.results[1]["trainable"] == 18 and panel.results[1]["cached"]
+    panel.strategy.value, panel.k.value = "top k", 2
+    assert panel.settings()["strategy"] == "top2"
+    panel.run(blocking=True)
+    assert panel.results[2]["trainable"] == 18 + 4 * 8 * 9 + 8 + 16 and "top2" in panel.table.value
 
 
 def test_train_panel_stop_ends_training_cleanly():
@@ -60,8 +66,8 @@ def test_train_panel_stop_ends_training_cleanly():
             if state.batch == 5:
                 panel.stop()
 
-    row = ft.widgets.run_strategy(Tiny, panel.loaders, epochs=5, callbacks=[StopSoon(), ft.widgets._StopFlag(panel)])
-    assert row["epochs"] == 2 and row["stopped"].startswith("stopped by a callback")
+    row = ft.run_strategy(Tiny(), panel.loaders, "full", epochs=5, callbacks=[StopSoon(), ft.widgets._StopFlag(panel)])
+    assert row["epochs_run"] == 2 and row["stopped"].startswith("stopped by a callback")
 
 
 def test_augmentation_explorer_redraws(elpv2):
@@ -73,5 +79,7 @@ def test_augmentation_explorer_redraws(elpv2):
 
 
 def test_run_strategy_rejects_unknown_strategy():
-    with pytest.raises(ft.FtlabError, match="Unknown strategy"):
-        ft.widgets.run_strategy(Tiny, _Loaders(), strategy="half")
+    with pytest.raises(ValueError, match="Unknown strategy 'half'.*top<k>"):
+        ft.run_strategy(Tiny(), _Loaders(), strategy="half")
+    with pytest.raises(ValueError, match="top1 .. top3"):
+        ft.run_strategy(Tiny(), _Loaders(), strategy="top7")

@@ -1,4 +1,4 @@
-"""Seeded train / val / test DataLoaders with the model's preprocessing and an augmentation preset.
+"""Data sets by name and seeded train / val / test DataLoaders with the model's preprocessing.
 
 Introduced in lesson 02. All images are resized once (as uint8 tensors) to the image size
 in use, so each batch only augments and normalises: the loader keeps well ahead of the model
@@ -6,18 +6,44 @@ on a laptop CPU with ``num_workers=0``, which also works everywhere Jupyter does
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .data import ImageSet, Splits
-from .errors import DataError, FtlabError
-from .transforms import transforms
+from ..errors import DataError, UsageError
+from .data import ImageSet, Splits, elpv
+from .folders import image_folder
+from .models import preprocessing
+from .transforms import augmentation, preprocess
 
-__all__ = ["Loaders", "loaders", "stratified_subset", "with_augmentation"]
+__all__ = ["DATASETS", "dataset", "Loaders", "loaders", "stratified_subset", "with_augmentation"]
+
+DATASETS = {"elpv": elpv}
+
+
+def dataset(name: str, **kwargs) -> Splits:
+    """A data set by name (``"elpv"``) or, for an existing folder path, :func:`ftlab.image_folder`.
+
+    Args:
+        name: a registered data set name or a path to a class-per-folder image tree.
+        **kwargs: passed on (e.g. ``classes=4`` for ELPV).
+
+    Returns:
+        :class:`~ftlab.Splits`.
+    """
+    if name in DATASETS:
+        return DATASETS[name](**kwargs)
+    if Path(name).expanduser().exists() or "/" in name:
+        return image_folder(name, **kwargs)
+    close = difflib.get_close_matches(name, list(DATASETS), n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise DataError(f"Unknown data set {name!r}.{hint} Known data sets: {', '.join(DATASETS)}; "
+                    "or pass the path of a folder with one sub-folder per class.")
 
 
 @dataclass
@@ -82,14 +108,15 @@ def loaders(data: Splits, config: Mapping[str, Any], image_size: int | None = No
         :class:`Loaders` with ``train``, ``val``, ``test``, ``classes`` and ``config``.
     """
     if isinstance(config, torch.nn.Module):
-        from .models import preprocessing
-
         config = preprocessing(config)
     if not isinstance(data, Splits):
-        raise FtlabError(f"loaders() needs the Splits of a data set (ftlab.elpv(), ftlab.image_folder()), "
+        raise UsageError(f"loaders() needs the Splits of a data set (ftlab.elpv(), ftlab.image_folder()), "
                          f"not {type(data).__name__}.")
-    if batch_size < 1:
-        raise DataError(f"batch_size must be at least 1, got {batch_size}.")
+    for name, value in (("batch_size", batch_size), ("image_size", image_size if image_size is not None else 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise DataError(f"{name} must be a whole number of at least 1, got {value!r}"
+                            + (" (image_size is the side of the square input in pixels, e.g. 96 or 224)."
+                               if name == "image_size" else "."))
     size = int(image_size or config["input_size"][-1])
     interp = config.get("interpolation", "bilinear")
     parts = {"train": data.train, "val": data.val, "test": data.test}
@@ -101,7 +128,8 @@ def loaders(data: Splits, config: Mapping[str, Any], image_size: int | None = No
     made = {}
     for split, part in parts.items():
         train = split == "train"
-        ds = part.resized(size, interp).with_transform(transforms(config, size, augment, train=train))
+        ds = part.resized(size, interp).with_transform(preprocess(config, size),
+                                                       augmentation(augment, size) if train else None)
         made[split] = DataLoader(
             ds, batch_size=batch_size if train else (eval_batch_size or 2 * batch_size),
             shuffle=train, drop_last=False, num_workers=num_workers,
@@ -117,7 +145,8 @@ def with_augmentation(loaders: Loaders, augment: str) -> Loaders:
     if loaders.config.get("augment") == augment:
         return loaders
     old = loaders.train
-    ds = old.dataset.with_transform(transforms(loaders.config, loaders.config["image_size"], augment, train=True))
+    size = loaders.config["image_size"]
+    ds = old.dataset.with_transform(old.dataset.transform, augmentation(augment, size))
     train = DataLoader(ds, batch_size=old.batch_size, shuffle=True, num_workers=old.num_workers,
                        generator=torch.Generator().manual_seed(loaders.config.get("seed", 0)),
                        persistent_workers=old.num_workers > 0)

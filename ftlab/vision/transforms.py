@@ -1,9 +1,13 @@
-"""Transforms on uint8 image tensors: the model's preprocessing and augmentation presets.
+"""Transforms on uint8 image tensors, in two stages kept apart: augmentation, then preprocessing.
 
 Everything here works on ``torch.uint8`` tensors of shape ``[C, H, W]`` (C = 1 for the
-grayscale solar cells, 3 for photos) with ``torchvision.transforms.v2``. The model
-decides size, mean, std and interpolation (see :func:`ftlab.models.preprocessing`);
-nothing about them is hard-coded here.
+grayscale solar cells, 3 for photos) with ``torchvision.transforms.v2``. Stage 1,
+:func:`augmentation`, is random and runs on the training split only; stage 2,
+:func:`preprocess`, is the model's own (size, mean, std and interpolation from
+:func:`ftlab.preprocessing`; nothing about them is hard-coded here). An :class:`~ftlab.ImageSet`
+holds them as ``augment`` and ``transform``, so feature caching can drop the random stage
+without guessing which ops are which. :data:`D4_VIEWS` are the 8 exact symmetries of a
+square image, the views that ``extract_features`` can cache.
 
 Augmentation presets (train split only):
 
@@ -23,9 +27,9 @@ from typing import Any, Mapping
 import torch
 from torchvision.transforms import InterpolationMode, v2
 
-from .errors import FtlabError
+from ..errors import UsageError
 
-__all__ = ["AUGMENTATIONS", "Rot90", "RandomShift", "ToRGB", "augmentation", "preprocess", "transforms"]
+__all__ = ["AUGMENTATIONS", "Rot90", "RandomShift", "ToRGB", "augmentation", "preprocess", "d4_view", "D4_VIEWS"]
 
 AUGMENTATIONS = ("none", "light", "strong")
 
@@ -77,13 +81,13 @@ class ToRGB:
 
 def _check_preset(preset: str) -> str:
     if preset not in AUGMENTATIONS:
-        raise FtlabError(
+        raise UsageError(
             f"Unknown augmentation preset {preset!r}. Use one of: {', '.join(AUGMENTATIONS)}."
         )
     return preset
 
 
-def augmentation(preset: str, size: int) -> v2.Compose:
+def augmentation(preset: str, size: int) -> v2.Compose | None:
     """The augmentation pipeline of a preset, for square images of side ``size``.
 
     Args:
@@ -91,7 +95,8 @@ def augmentation(preset: str, size: int) -> v2.Compose:
         size: side of the (already resized) images it will see.
 
     Returns:
-        A ``v2.Compose`` mapping a uint8 ``[C, size, size]`` tensor to one of the same shape.
+        A ``v2.Compose`` mapping a uint8 ``[C, size, size]`` tensor to one of the same shape,
+        or None for ``"none"``.
     """
     ops: list[Any] = []
     if _check_preset(preset) in ("light", "strong"):
@@ -100,7 +105,7 @@ def augmentation(preset: str, size: int) -> v2.Compose:
     if preset == "strong":
         ops += [v2.RandomResizedCrop(size, scale=(0.6, 1.0), ratio=(0.9, 1.1), antialias=True),
                 v2.ColorJitter(brightness=0.3, contrast=0.3)]
-    return v2.Compose(ops or [v2.Identity()])
+    return v2.Compose(ops) if ops else None
 
 
 def preprocess(config: Mapping[str, Any], image_size: int | None = None) -> v2.Compose:
@@ -123,20 +128,20 @@ def preprocess(config: Mapping[str, Any], image_size: int | None = None) -> v2.C
     ])
 
 
-def transforms(config: Mapping[str, Any], image_size: int | None = None,
-               augment: str = "none", train: bool = False) -> v2.Compose:
-    """Augmentation (train only) followed by the model's preprocessing.
+def d4_view(x: torch.Tensor, k: int) -> torch.Tensor:
+    """View ``k`` (0-7) of the 8 symmetries of a square image batch: ``k % 4`` quarter turns, flipped if ``k >= 4``."""
+    if x.shape[-1] != x.shape[-2]:
+        raise UsageError(f"Flips and 90-degree rotations are symmetries of square images only, got {tuple(x.shape[-2:])}.")
+    x = torch.rot90(x, k % 4, dims=(-2, -1))
+    return x.flip(-1) if k >= 4 else x
 
-    Args:
-        config: the model's preprocessing config.
-        image_size: side length overriding the model's input size (small = fast).
-        augment: augmentation preset for the training split.
-        train: whether this is for the training split (evaluation never augments).
 
-    Returns:
-        The full ``v2.Compose``.
-    """
-    size = int(image_size or config["input_size"][-1])
-    aug = augmentation(augment if train else "none", size)
-    ops = [t for t in aug.transforms if not isinstance(t, v2.Identity)]
-    return v2.Compose([*ops, *preprocess(config, size).transforms])
+def _view(k: int):
+    def view(x: torch.Tensor) -> torch.Tensor:
+        return d4_view(x, k)
+    view.__name__ = f"d4_{k}"
+    return view
+
+
+D4_VIEWS = tuple(_view(k) for k in range(8))
+"""The 8 flips and quarter turns of a square image (the first is the identity), for ``extract_features(views=...)``."""

@@ -1,7 +1,5 @@
-"""Matplotlib figures of images: batches, augmentation draws, top losses and Grad-CAM heat maps.
+"""Figures of images: batches, augmentation draws, top losses and Grad-CAM heat maps.
 
-Sibling of :mod:`ftlab.plot` (same style, same conventions: each function returns the
-``Figure`` and draws into ``ax`` when given one; reachable as ``ftlab.plot.<name>`` too).
 Images are shown the way the model does *not* see them: de-normalised with the model's own
 mean and std, read from the dataset's Normalize op (or passed as ``mean``/``std``).
 
@@ -12,42 +10,22 @@ leaves every parameter's ``requires_grad`` and ``.grad`` alone.
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import FtlabError
-from .models import architecture, preprocessing
-from .plot import WRONG, _styled
-from .train import predict
-from .transforms import augmentation
+from ..errors import UsageError
+from ..freezing import eval_mode
+from ..groups import architecture
+from ..train import predict
+from ..vision.models import preprocessing
+from ..vision.transforms import augmentation
+from .style import WRONG, styled, tiles
 
 __all__ = ["show_batch", "augmentations", "top_losses", "gradcam_maps", "gradcam"]
-
-
-def _tiles(n: int, ax=None, cols: int | None = None, side: float = 1.9):
-    """``n`` image axes (no ticks): a new grid, the given axes, or one given axes split into a grid."""
-    cols = cols or min(n, max(1, math.ceil(math.sqrt(n * 1.5))))
-    rows = math.ceil(n / cols)
-    if ax is None:
-        fig, axs = plt.subplots(rows, cols, figsize=(cols * side, rows * (side + 0.35)),
-                                layout="constrained", squeeze=False)
-        axs = list(axs.flat)
-    elif isinstance(ax, plt.Axes):
-        fig, spec = ax.figure, ax.get_subplotspec().subgridspec(rows, cols)
-        ax.remove()
-        axs = [fig.add_subplot(spec[i]) for i in range(rows * cols)]
-    else:
-        axs = list(np.ravel(ax))
-        fig = axs[0].figure
-    for a in axs:
-        a.set_axis_off()
-    return fig, axs[:n]
 
 
 def _norm_stats(transform) -> tuple[Any, Any]:
@@ -78,11 +56,11 @@ def _imshow(a, img: np.ndarray, title: str = "", color: str = "black") -> None:
 def _dataset(data):
     ds = getattr(data, "dataset", data)
     if not hasattr(ds, "__getitem__") or not len(ds):
-        raise FtlabError("Pass a DataLoader or a non-empty dataset (ftlab.ImageSet).")
+        raise UsageError("Pass a DataLoader or a non-empty dataset (ftlab.ImageSet).")
     return ds
 
 
-@_styled
+@styled
 def show_batch(data, n: int = 16, preds=None, mean=None, std=None, ax=None):
     """The first ``n`` images of a dataset or loader, de-normalised, titled with their class.
 
@@ -104,7 +82,7 @@ def show_batch(data, n: int = 16, preds=None, mean=None, std=None, ax=None):
     name = (lambda i: classes[i]) if classes else str
     preds = getattr(preds, "preds", preds)
     n = min(n, len(ds))
-    fig, axs = _tiles(n, ax)
+    fig, axs = tiles(n, ax)
     for i, a in enumerate(axs):
         x, y = ds[i]
         p = None if preds is None else int(preds[i])
@@ -113,7 +91,7 @@ def show_batch(data, n: int = 16, preds=None, mean=None, std=None, ax=None):
     return fig
 
 
-@_styled
+@styled
 def augmentations(dataset, index: int = 0, preset: str = "light", n: int = 8, size: int | None = None,
                   seed: int = 0, ax=None):
     """One image under ``n`` random draws of an augmentation preset; the first panel is the original.
@@ -121,7 +99,7 @@ def augmentations(dataset, index: int = 0, preset: str = "light", n: int = 8, si
     Args:
         dataset: an ``ftlab.ImageSet`` (or a loader of one); its raw uint8 images are used.
         index: which image.
-        preset: ``"none"``, ``"light"`` or ``"strong"`` (see :mod:`ftlab.transforms`).
+        preset: ``"none"``, ``"light"`` or ``"strong"`` (see :mod:`ftlab.vision.transforms`).
         n: number of augmented draws.
         size: side to resize to first (default: the image's own side).
         seed: seed of the draws (the global RNG is left as it was).
@@ -139,8 +117,8 @@ def augmentations(dataset, index: int = 0, preset: str = "light", n: int = 8, si
     aug = augmentation(preset, size)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        draws = [aug(img) for _ in range(n)]
-    fig, axs = _tiles(n + 1, ax)
+        draws = [aug(img) if aug is not None else img for _ in range(n)]
+    fig, axs = tiles(n + 1, ax)
     label = ds.classes[int(ds.targets[index])] if hasattr(ds, "classes") else ""
     _imshow(axs[0], _display(img), f"original\n{label}".strip())
     for i, (a, x) in enumerate(zip(axs[1:], draws)):
@@ -148,7 +126,7 @@ def augmentations(dataset, index: int = 0, preset: str = "light", n: int = 8, si
     return fig
 
 
-@_styled
+@styled
 def top_losses(model: nn.Module, loader, k: int = 9, ax=None):
     """The ``k`` samples with the highest cross-entropy: true class, prediction and its probability.
 
@@ -162,14 +140,14 @@ def top_losses(model: nn.Module, loader, k: int = 9, ax=None):
         The ``Figure``.
     """
     if isinstance(getattr(loader, "sampler", None), torch.utils.data.RandomSampler):
-        raise FtlabError("top_losses needs an unshuffled loader (e.g. loaders.val or loaders.test).")
+        raise UsageError("top_losses needs an unshuffled loader (e.g. loaders.val or loaders.test).")
     ds = _dataset(loader)
     p = predict(model, loader)
     losses = F.cross_entropy(p.logits, p.targets, reduction="none")
     worst = losses.argsort(descending=True)[:k].tolist()
     mean, std = _norm_stats(getattr(ds, "transform", None))
     classes = getattr(ds, "classes", None) or [str(i) for i in range(p.probs.shape[1])]
-    fig, axs = _tiles(len(worst), ax, side=2.1)
+    fig, axs = tiles(len(worst), ax, side=2.1)
     for a, i in zip(axs, worst):
         t, q = int(p.targets[i]), int(p.preds[i])
         title = f"true: {classes[t]}\npred: {classes[q]} ({p.probs[i, q]:.2f})\nloss {losses[i]:.2f}"
@@ -187,11 +165,11 @@ def _target_layer(model: nn.Module, layer: str | nn.Module | None) -> nn.Module:
         try:
             return model.get_submodule(path)
         except AttributeError:
-            raise FtlabError(f"{type(model).__name__} has no module {path!r}; pass target_layer as a module "
+            raise UsageError(f"{type(model).__name__} has no module {path!r}; pass target_layer as a module "
                              "or a path from model.named_modules().") from None
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     if not convs:
-        raise FtlabError(f"{type(model).__name__} has no Conv2d layer: pass target_layer explicitly.")
+        raise UsageError(f"{type(model).__name__} has no Conv2d layer: pass target_layer explicitly.")
     return convs[-1]
 
 
@@ -220,29 +198,25 @@ def gradcam_maps(model: nn.Module, images: torch.Tensor, target_layer: str | nn.
 def _gradcam(model, images, target_layer, targets) -> tuple[torch.Tensor, torch.Tensor]:
     """Maps ``[N, H, W]`` and class probabilities ``[N, K]`` from one forward and one backward pass."""
     layer = _target_layer(model, target_layer)
-    modes = [(m, m.training) for m in model.modules()]
     dev = next(model.parameters()).device
     seen: dict[str, torch.Tensor] = {}
 
     def hook(module, inputs, out):
         if not isinstance(out, torch.Tensor) or out.ndim != 4:
-            raise FtlabError(f"Grad-CAM needs a layer with [N, C, h, w] output; {type(module).__name__} gives "
+            raise UsageError(f"Grad-CAM needs a layer with [N, C, h, w] output; {type(module).__name__} gives "
                              f"{getattr(out, 'shape', type(out).__name__)}. Pick another target_layer.")
         seen["act"] = out.detach().requires_grad_(True)
         return seen["act"].clone()      # downstream in-place ops must not touch the leaf
 
     handle = layer.register_forward_hook(hook)
     try:
-        model.eval()
-        with torch.enable_grad():
+        with eval_mode(model), torch.enable_grad():
             logits = model(images.to(dev))
             cls = logits.argmax(1) if targets is None else torch.as_tensor(targets, device=dev).long().view(-1)
             score = logits.gather(1, cls.expand(len(logits)).view(-1, 1)).sum()
             grad, = torch.autograd.grad(score, seen["act"])
     finally:
         handle.remove()
-        for m, mode in modes:
-            m.training = mode
     act = seen["act"].detach()
     cam = F.relu((grad.mean((2, 3), keepdim=True) * act).sum(1, keepdim=True)).float()
     cam = F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
@@ -251,7 +225,7 @@ def _gradcam(model, images, target_layer, targets) -> tuple[torch.Tensor, torch.
     return maps, logits.detach().float().softmax(1).cpu()
 
 
-@_styled
+@styled
 def gradcam(model: nn.Module, images: torch.Tensor, target_layer: str | nn.Module | None = None,
             classes: Sequence[str] | None = None, targets=None, mean=None, std=None, ax=None):
     """Grad-CAM heat maps over the images, titled with the prediction (and the explained class).
@@ -273,11 +247,11 @@ def gradcam(model: nn.Module, images: torch.Tensor, target_layer: str | nn.Modul
         try:
             cfg = preprocessing(model)
             mean, std = cfg["mean"], cfg["std"]
-        except FtlabError:
+        except UsageError:
             pass
     explained = None if targets is None else torch.as_tensor(targets).long().view(-1).expand(len(probs))
     name = (lambda i: classes[i]) if classes else str
-    fig, axs = _tiles(len(images), ax, side=2.1)
+    fig, axs = tiles(len(images), ax, side=2.1)
     for i, a in enumerate(axs):
         q = int(probs[i].argmax())
         a.imshow(_display(images[i], mean, std), cmap="gray")

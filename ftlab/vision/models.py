@@ -1,6 +1,7 @@
-"""Pretrained backbones, new heads and the model's own preprocessing config.
+"""Pretrained image classifiers, new heads, their layer groups and the model's own preprocessing config.
 
-Introduced in lesson 01. ``pretrained()`` gives the offline default, EfficientNet-Lite0 with
+Introduced in lesson 01. The layer groups of timm's and torchvision's CNNs are registered
+here into the one table of :mod:`ftlab.groups`. ``pretrained()`` gives the offline default, EfficientNet-Lite0 with
 real ImageNet-1k weights (timm's ``tf_efficientnet_lite0``), or any timm / torchvision
 classifier by name through its library's own weights API (from the local cache; with
 ``download=True`` on a connected machine).
@@ -13,57 +14,42 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .errors import FtlabError, WeightsUnavailable
-from .weights import (hf_cache_dir, lite0_state_dict, timm_weights_file, torch_hub_dir,
-                      torchvision_weights_file, unavailable)
+from ..checkpoint import register_builder
+from ..errors import UsageError
+from ..freezing import eval_mode
+from ..groups import head_module, register_architecture
+from .weights import hf_cache_dir, lite0_state_dict, timm_weights_file, torch_hub_dir, torchvision_weights_file, unavailable
 
-__all__ = ["ARCHITECTURES", "OFFLINE_MODELS", "architecture", "pretrained", "head_module", "set_dropout",
-           "preprocessing", "imagenet_classes", "predict_imagenet"]
+__all__ = ["OFFLINE_MODELS", "pretrained", "set_dropout", "preprocessing", "imagenet_classes", "predict_imagenet"]
 
 OFFLINE_MODELS = {"efficientnet_lite0": "tf_efficientnet_lite0",
                   "tf_efficientnet_lite0": "tf_efficientnet_lite0"}
 
-# Per-architecture facts, in one place (house style 6). Keyed by "<library>.<class name>".
-# groups: ordered (name, module paths) from input to output; "x.*" = one group per child of x.
-# head: the module path of the classifier that a new task replaces.
-ARCHITECTURES: dict[str, dict[str, Any]] = {
-    "timm.EfficientNet": {"groups": [("stem", ["conv_stem", "bn1"]), ("blocks.*", None),
-                                     ("final_conv", ["conv_head", "bn2"]), ("head", ["classifier"])],
-                          "head": "classifier", "gradcam": "conv_head"},
-    "timm.MobileNetV3": {"groups": [("stem", ["conv_stem", "bn1"]), ("blocks.*", None),
-                                    ("final_conv", ["conv_head", "norm_head"]), ("head", ["classifier"])],
-                         "head": "classifier", "gradcam": "blocks"},
-    "torchvision.ResNet": {"groups": [("stem", ["conv1", "bn1", "relu", "maxpool"]), ("layer1", ["layer1"]),
-                                      ("layer2", ["layer2"]), ("layer3", ["layer3"]),
-                                      ("layer4", ["layer4"]), ("head", ["fc"])],
-                           "head": "fc", "gradcam": "layer4"},
-    "torchvision.MobileNetV2": {"groups": [("features.*", None), ("head", ["classifier"])],
-                                "head": "classifier", "gradcam": "features"},
-    "torchvision.MobileNetV3": {"groups": [("features.*", None), ("head", ["classifier"])],
-                                "head": "classifier", "gradcam": "features"},
-    "torchvision.EfficientNet": {"groups": [("features.*", None), ("head", ["classifier"])],
-                                 "head": "classifier", "gradcam": "features"},
-}
-ARCHITECTURES["timm.ResNet"] = ARCHITECTURES["torchvision.ResNet"]
 
 
-def architecture(model: nn.Module) -> dict[str, Any] | None:
-    """The :data:`ARCHITECTURES` entry of a model, or None for an unknown architecture."""
-    lib = type(model).__module__.split(".")[0]
-    return ARCHITECTURES.get(f"{lib}.{type(model).__name__}")
+def _avgpool(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Global average pooling, flattened: what torchvision CNNs do between their last stage and classifier."""
+    return F.adaptive_avg_pool2d(x, 1).flatten(1)
 
 
-def head_module(model: nn.Module) -> nn.Module:
-    """The classifier module (from the table; the last ``nn.Linear`` for unknown architectures)."""
-    arch = architecture(model)
-    if arch is not None:
-        return model.get_submodule(arch["head"])
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise FtlabError(f"{type(model).__name__} has no nn.Linear classifier ftlab can find.")
-    return linears[-1]
+# Per-architecture facts (house style 6), registered into ftlab.groups.ARCHITECTURES.
+# gradcam: the layer whose activations Grad-CAM explains.
+_TIMM_EFFNET = [("stem", ["conv_stem", "bn1"]), ("blocks.*", None), ("final_conv", ["conv_head", "bn2"]),
+                ("head", ["classifier"])]
+_RESNET = [("stem", ["conv1", "bn1", "relu", "maxpool"]), ("layer1", ["layer1"]), ("layer2", ["layer2"]),
+           ("layer3", ["layer3"]), ("layer4", ["layer4"]), ("head", ["fc"])]
+register_architecture("timm.EfficientNet", _TIMM_EFFNET, head="classifier", gradcam="conv_head")
+register_architecture("timm.MobileNetV3", [("stem", ["conv_stem", "bn1"]), ("blocks.*", None),
+                                           ("final_conv", ["conv_head", "norm_head"]), ("head", ["classifier"])],
+                      head="classifier", gradcam="blocks")
+register_architecture("timm.ResNet", _RESNET, head="fc", gradcam="layer4")
+register_architecture("torchvision.ResNet", _RESNET, head="fc", pool=_avgpool, gradcam="layer4")
+for _name in ("MobileNetV2", "MobileNetV3", "EfficientNet"):
+    register_architecture(f"torchvision.{_name}", [("features.*", None), ("head", ["classifier"])],
+                          head="classifier", pool=_avgpool, gradcam="features")
 
 
 def set_dropout(model: nn.Module, p: float) -> nn.Module:
@@ -72,13 +58,13 @@ def set_dropout(model: nn.Module, p: float) -> nn.Module:
     Introduced in lesson 04 as one of the controls against overfitting.
     """
     if not 0 <= p < 1:
-        raise FtlabError(f"Dropout probability must be in [0, 1), got {p}.")
+        raise UsageError(f"Dropout probability must be in [0, 1), got {p}.")
     if hasattr(model, "drop_rate"):
         model.drop_rate = float(p)
         return model
     drops = [m for m in head_module(model).modules() if isinstance(m, nn.Dropout)]
     if not drops:
-        raise FtlabError(f"{type(model).__name__} has no dropout before its classifier that ftlab knows of.")
+        raise UsageError(f"{type(model).__name__} has no dropout before its classifier that ftlab knows of.")
     for d in drops:
         d.p = float(p)
     return model
@@ -115,7 +101,7 @@ def _known(name: str) -> str:
     names = [*OFFLINE_MODELS, *_torchvision_names(), *timm.list_models()]
     close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
     hint = f" Close matches: {', '.join(close)}." if close else ""
-    raise FtlabError(f"Unknown model {name!r}.{hint} Use 'efficientnet_lite0' (offline), a torchvision "
+    raise UsageError(f"Unknown model {name!r}.{hint} Use 'efficientnet_lite0' (offline), a torchvision "
                      "classifier (torchvision.models.list_models()) or a timm model (timm.list_models()).")
 
 
@@ -141,7 +127,7 @@ def pretrained(name: str = "efficientnet_lite0", num_classes: int | None = None,
         FtlabError: unknown model name (with close matches) or unknown ``weights`` value.
     """
     if weights not in ("imagenet", None):
-        raise FtlabError(f"weights must be 'imagenet' or None, not {weights!r}.")
+        raise UsageError(f"weights must be 'imagenet' or None, not {weights!r}.")
     kind = _known(name)
     arch = name.split("/", 1)[1] if "/" in name else name
     if kind == "torchvision":
@@ -157,7 +143,9 @@ def pretrained(name: str = "efficientnet_lite0", num_classes: int | None = None,
             model = _timm_model(arch, model.pretrained_cfg, download)
     if num_classes is not None:
         _replace_head(model, int(num_classes))
-    model.ftlab_name = name
+    model.ftlab_name, model.ftlab_builder = name, "vision"
+    if not hasattr(model, "ftlab_preprocessing"):
+        model.ftlab_preprocessing = _timm_preprocessing(model)
     return model.eval()
 
 
@@ -205,13 +193,17 @@ def preprocessing(model: nn.Module) -> dict[str, Any]:
     if hasattr(model, "ftlab_preprocessing"):
         return dict(model.ftlab_preprocessing)
     if getattr(model, "pretrained_cfg", None):
-        import timm
-
-        cfg = timm.data.resolve_data_config({}, model=model)
-        return {k: cfg[k] for k in ("input_size", "mean", "std", "interpolation", "crop_pct")}
-    raise FtlabError(f"{type(model).__name__} carries no preprocessing config. Build it with "
+        return _timm_preprocessing(model)
+    raise UsageError(f"{type(model).__name__} carries no preprocessing config. Build it with "
                      "ftlab.pretrained(...) or set model.ftlab_preprocessing = {'input_size': (3, 224, 224), "
                      "'mean': ..., 'std': ..., 'interpolation': 'bilinear', 'crop_pct': 0.875}.")
+
+
+def _timm_preprocessing(model: nn.Module) -> dict[str, Any]:
+    import timm
+
+    cfg = timm.data.resolve_data_config({}, model=model)
+    return {k: cfg[k] for k in ("input_size", "mean", "std", "interpolation", "crop_pct")}
 
 
 @lru_cache(maxsize=1)
@@ -229,7 +221,7 @@ def _to_chw_uint8(img) -> torch.Tensor:
         t = torch.from_numpy(np.asarray(img).copy())
         t = t.permute(2, 0, 1) if t.ndim == 3 else t.unsqueeze(0)
     if t.ndim != 3 or t.dtype != torch.uint8:
-        raise FtlabError(f"Expected uint8 images (HxWxC arrays, PIL images or CxHxW tensors), got {tuple(t.shape)} {t.dtype}.")
+        raise UsageError(f"Expected uint8 images (HxWxC arrays, PIL images or CxHxW tensors), got {tuple(t.shape)} {t.dtype}.")
     return t[:3] if t.shape[0] >= 3 else t.expand(3, -1, -1)
 
 
@@ -259,12 +251,13 @@ def predict_imagenet(model: nn.Module, images: Sequence, k: int = 5) -> list[lis
         t = TF.resize(_to_chw_uint8(img), int(size / cfg["crop_pct"]), interpolation=interp, antialias=True)
         t = TF.center_crop(t, [size, size]).float() / 255
         batch.append(TF.normalize(t, list(cfg["mean"]), list(cfg["std"])))
-    was_training = model.training
-    model.eval()
-    probs = model(torch.stack(batch)).softmax(-1)
-    model.train(was_training)
+    with eval_mode(model):
+        probs = model(torch.stack(batch)).softmax(-1)
     if probs.shape[-1] != 1000:
-        raise FtlabError("predict_imagenet needs the 1,000-way ImageNet head: build the model with num_classes=None.")
+        raise UsageError("predict_imagenet needs the 1,000-way ImageNet head: build the model with num_classes=None.")
     names = imagenet_classes()
     top = probs.topk(k, dim=-1)
     return [[(names[i], float(p)) for p, i in zip(ps, ix)] for ps, ix in zip(top.values, top.indices.tolist())]
+
+
+register_builder("vision", pretrained)       # load_checkpoint(path) without a model rebuilds it with pretrained()

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .cache import atomic_save, cache_dir, stable_hash
-from .data import ImageSet, Splits, _split
-from .errors import DataError
+from ..errors import DataError
+from ..files import atomic_save, cache_dir, stable_hash
+from .data import ImageSet, Splits, stratified_split
 
 __all__ = ["image_folder"]
 
@@ -112,7 +112,7 @@ def image_folder(path, size: int = 256, val_fraction: float = 0.15, test_fractio
             train = sets["train"]
             if len(train) < 2 * len(classes):
                 raise DataError(f"Too few images in {root} ({len(train)}) to carve a {split} split.")
-            keep, held = _split(len(train), train.targets.numpy(), fraction, seed)
+            keep, held = stratified_split(len(train), train.targets.numpy(), fraction, seed)
             sets["train"] = train.subset(keep, f"{root.name}/train")
             sets[split] = train.subset(held, f"{root.name}/{split}")
     return Splits(sets["train"], sets["val"], sets["test"], name=root.name)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from .cache import atomic_save, cache_dir
-from .errors import FtlabError, WeightsUnavailable
+from ..errors import FtlabError, WeightsUnavailable
+from ..files import atomic_save, cache_dir
 
 __all__ = ["lite0_source_file", "lite0_key_map", "convert_lite0", "lite0_state_dict",
            "timm_weights_file", "torchvision_weights_file", "hf_cache_dir", "torch_hub_dir"]

@@ -1,4 +1,6 @@
-"""Where ftlab keeps what it computes once (decoded images, converted weights, features).
+"""Files: the cache folder, atomic writes, stable content hashes and the repository root.
+
+Where ftlab keeps what it computes once (decoded data, converted weights, features):
 
 The cache directory is, in order of preference:
 
@@ -21,7 +23,16 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["cache_dir", "atomic_write", "atomic_save", "stable_hash"]
+__all__ = ["repo_root", "cache_dir", "atomic_write", "atomic_save", "atomic_write_text", "stable_hash"]
+
+
+def repo_root() -> Path | None:
+    """The source checkout ftlab runs from (the folder with ``pyproject.toml`` and ``data/``), or None.
+
+    None when ftlab is installed as a plain package, not editable from a clone.
+    """
+    repo = Path(__file__).resolve().parent.parent
+    return repo if (repo / "pyproject.toml").is_file() and (repo / "data").is_dir() else None
 
 
 def cache_dir(*parts: str) -> Path:
@@ -37,8 +48,8 @@ def cache_dir(*parts: str) -> Path:
     if env:
         root = Path(env).expanduser()
     else:
-        repo = Path(__file__).resolve().parent.parent
-        if (repo / "pyproject.toml").is_file() and (repo / "data").is_dir():
+        repo = repo_root()
+        if repo is not None:
             root = repo / "data" / "cache"
         else:
             xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -75,6 +86,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` an object atomically."""
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write a text file atomically."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def stable_hash(*items: Any, length: int = 16) -> str:

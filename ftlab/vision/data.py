@@ -1,14 +1,13 @@
-"""Data sets as uint8 tensors decoded once and cached: ELPV solar cells and your own image folders.
+"""Image data sets as uint8 tensors decoded once and cached: :class:`ImageSet`, :class:`Splits` and ELPV.
 
-Introduced in lesson 01. The flow is: decoded uint8 tensors (cached on disk) → a
-fixed, stratified train/val/test split (:class:`Splits`) → :func:`ftlab.loaders.loaders`
-adds the model's transforms and makes seeded DataLoaders.
+Introduced in lesson 01. The flow is: decoded uint8 tensors (cached on disk) → a fixed,
+stratified train/val/test split (:class:`Splits`) → :func:`ftlab.loaders` adds the two
+transform stages (augmentation for training, then the model's preprocessing) and makes
+seeded DataLoaders. Your own class-per-folder images come in through :mod:`ftlab.vision.folders`.
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -16,14 +15,14 @@ import torch
 from sklearn.model_selection import train_test_split
 from torchvision.transforms.v2 import functional as TF
 
-from .cache import atomic_save, cache_dir, stable_hash
-from .errors import DataError
+from ..errors import DataError
+from ..files import atomic_save, cache_dir, stable_hash
+from ..tables import Table
 
-__all__ = ["ImageSet", "Splits", "DATASETS", "dataset", "elpv"]
+__all__ = ["ImageSet", "Splits", "stratified_split", "elpv"]
 
 ELPV_TEST_FRACTION = 0.25   # Deitsch et al. 2019: 1,968 training cells of 2,624
 ELPV_SPLIT_SEED = 0         # fixed, so every run is scored on the same 656 test cells
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
 @dataclass
@@ -36,7 +35,9 @@ class ImageSet(torch.utils.data.Dataset):
         classes: class names, index = target.
         groups: optional per-image group label (ELPV: module type ``mono``/``poly``).
         name: where it came from, e.g. ``"elpv2/train"``.
-        transform: applied to each uint8 ``[C, H, W]`` image in ``__getitem__``.
+        transform: the model's preprocessing, applied to each uint8 ``[C, H, W]`` image in ``__getitem__``.
+        augment: random augmentation applied before ``transform`` (training only; None = none).
+            The two stages stay apart, so feature caching can drop the random one.
     """
 
     images: torch.Tensor
@@ -45,12 +46,15 @@ class ImageSet(torch.utils.data.Dataset):
     groups: list[str] | None = None
     name: str = "images"
     transform: Callable | None = field(default=None, repr=False)
+    augment: Callable | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.targets)
 
     def __getitem__(self, i: int):
         x = self.images[i]
+        if self.augment is not None:
+            x = self.augment(x)
         return (self.transform(x) if self.transform is not None else x), int(self.targets[i])
 
     def __repr__(self) -> str:
@@ -64,9 +68,17 @@ class ImageSet(torch.utils.data.Dataset):
         return replace(self, images=self.images[idx], targets=self.targets[idx],
                        groups=groups, name=name or self.name)
 
-    def with_transform(self, transform: Callable | None) -> "ImageSet":
-        """The same images (shared memory) with another transform."""
-        return replace(self, transform=transform)
+    def with_transform(self, transform: Callable | None, augment: Callable | None = None) -> "ImageSet":
+        """The same images (shared memory) with another preprocessing ``transform`` and ``augment`` stage."""
+        return replace(self, transform=transform, augment=augment)
+
+    def without_augmentation(self) -> "ImageSet":
+        """The same images and preprocessing, without the random augmentation stage."""
+        return replace(self, augment=None)
+
+    def cache_key(self) -> str:
+        """A hash of what a model sees (the pixels, their shape, the preprocessing), not of the labels."""
+        return stable_hash(list(self.images.shape), repr(self.transform), self.images)
 
     def resized(self, size: int, interpolation: str = "bilinear") -> "ImageSet":
         """All images resized once (antialiased) to ``size x size``, still uint8.
@@ -104,26 +116,20 @@ class Splits:
         """``{split: {class: count}}``."""
         return {s: getattr(self, s).counts() for s in ("train", "val", "test")}
 
-    def _rows(self) -> list[list[str]]:
-        rows = [["split", *self.classes, "total"]]
-        for split, c in self.counts().items():
-            rows.append([split, *map(str, c.values()), str(sum(c.values()))])
-        return rows
+    def table(self) -> Table:
+        """Class counts per split as a :class:`~ftlab.tables.Table`."""
+        body = [[split, *c.values(), sum(c.values())] for split, c in self.counts().items()]
+        return Table(["split", *self.classes, "total"], body, title=self.name)
 
     def __repr__(self) -> str:
-        rows = self._rows()
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines = ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows]
-        return f"{self.name}\n" + "\n".join(lines)
+        return self.table().text()
 
     def _repr_html_(self) -> str:
-        head, *body = self._rows()
-        th = "".join(f"<th>{h}</th>" for h in head)
-        tr = "".join("<tr>" + "".join(f"<td>{v}</td>" for v in r) + "</tr>" for r in body)
-        return f"<b>{self.name}</b><table><tr>{th}</tr>{tr}</table>"
+        return self.table().html()
 
 
-def _split(n_items: int, strata, fraction: float, seed: int):
+def stratified_split(n_items: int, strata, fraction: float, seed: int):
+    """Indices ``0..n_items-1`` split into (kept, held out), stratified by ``strata``, seeded."""
     idx = np.arange(n_items)
     return train_test_split(idx, test_size=fraction, stratify=strata, random_state=seed)
 
@@ -177,36 +183,10 @@ def elpv(classes: int = 2, val_fraction: float = 0.1, seed: int = 0) -> Splits:
     targets = level if classes == 4 else (raw["probs"] >= 0.5).long()
     names = ["p=0", "p=1/3", "p=2/3", "p=1"] if classes == 4 else ["functional", "defective"]
     types = raw["types"]
-    strata = [f"{int(l)}-{t}" for l, t in zip(level, types)]
+    strata = [f"{int(lv)}-{t}" for lv, t in zip(level, types)]
     full = ImageSet(raw["images"], targets, names, types, name=f"elpv{classes}")
-    train_idx, test_idx = _split(len(full), strata, ELPV_TEST_FRACTION, ELPV_SPLIT_SEED)
-    fit_idx, val_idx = _split(len(train_idx), [strata[i] for i in train_idx], val_fraction, seed)
+    train_idx, test_idx = stratified_split(len(full), strata, ELPV_TEST_FRACTION, ELPV_SPLIT_SEED)
+    fit_idx, val_idx = stratified_split(len(train_idx), [strata[i] for i in train_idx], val_fraction, seed)
     return Splits(train=full.subset(train_idx[fit_idx], f"elpv{classes}/train"),
                   val=full.subset(train_idx[val_idx], f"elpv{classes}/val"),
                   test=full.subset(test_idx, f"elpv{classes}/test"), name=f"ELPV ({classes} classes)")
-
-
-DATASETS = {"elpv": elpv}
-
-
-def dataset(name: str, **kwargs) -> Splits:
-    """A data set by name (``"elpv"``) or, for an existing folder path, :func:`image_folder`.
-
-    Args:
-        name: a registered data set name or a path to a class-per-folder image tree.
-        **kwargs: passed on (e.g. ``classes=4`` for ELPV).
-
-    Returns:
-        :class:`Splits`.
-    """
-    from .folders import image_folder  # sibling module built on this one
-
-    if name in DATASETS:
-        return DATASETS[name](**kwargs)
-    if Path(name).expanduser().exists() or "/" in name:
-        return image_folder(name, **kwargs)
-    close = difflib.get_close_matches(name, list(DATASETS), n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise DataError(f"Unknown data set {name!r}.{hint} Known data sets: {', '.join(DATASETS)}; "
-                    "or pass the path of a folder with one sub-folder per class.")
-

@@ -1,77 +1,26 @@
-"""Matplotlib figures of numbers: training curves, confusion matrix, trainable map, comparisons, LR finder.
-
-Every function returns the ``Figure`` (Jupyter shows it as the cell's value), draws into ``ax`` (or a sequence of axes) when given
-one, and works headless (Agg). One house style (:data:`STYLE` with the colour-blind-safe
-Okabe-Ito :data:`PALETTE`) is applied by the ``_styled`` decorator. Figures of images
-(batches, augmentations, top losses, Grad-CAM) live in the sibling
-:mod:`ftlab.plot_more`; ``ftlab.plot.show_batch`` etc. reach them too.
-"""
+"""Figures of training: curves, confusion matrix, embeddings, the trainable map, comparisons, LR finder."""
 from __future__ import annotations
 
-import functools
 from typing import Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 from sklearn import metrics
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
-from threadpoolctl import threadpool_limits     # a scikit-learn dependency
+from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 from torch import nn
 
-from .errors import FtlabError
-from .history import History
-from .params import trainable_summary
-from .train import predict
+from ..errors import UsageError
+from ..freezing import trainable_summary
+from ..history import History
+from ..train import predict
+from .style import FROZEN, PALETTE, axes_row, styled
 
-__all__ = ["PALETTE", "STYLE", "history", "confusion_matrix", "classification_report", "embedding", "trainable",
-           "compare", "lr_find"]
-_SIBLING = ("show_batch", "augmentations", "top_losses", "gradcam", "gradcam_maps")
-_RESULTS = ("scaling", "baselines")
+__all__ = ["history", "confusion_matrix", "classification_report", "embedding", "trainable", "compare", "lr_find"]
 
-PALETTE = ("#0072b2", "#e69f00", "#009e73", "#d55e00", "#cc79a7", "#56b4e9", "#f0e442", "#000000")
-"""Okabe-Ito colours (blue, orange, green, vermillion, purple, sky, yellow, black): colour-blind safe."""
-WRONG, FROZEN = "#d55e00", "#bbbbbb"
-STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9,
-         "xtick.labelsize": 9, "ytick.labelsize": 9, "axes.spines.top": False, "axes.spines.right": False,
-         "axes.grid": True, "grid.alpha": 0.3, "axes.prop_cycle": plt.cycler(color=PALETTE),
-         "figure.dpi": 100, "savefig.bbox": "tight"}
-
-
-def _styled(func):
-    """Run a plotting function under :data:`STYLE` (fonts, colours, spines, grid).
-
-    A figure the function created itself is released from pyplot, so Jupyter shows it exactly
-    once: as the value of the cell (``display(fig)`` shows it elsewhere). A figure drawn into
-    the caller's ``ax`` stays the caller's.
-    """
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        with plt.rc_context(STYLE):
-            fig = func(*args, **kwargs)
-        if kwargs.get("ax") is None:
-            plt.close(fig)
-        return fig
-    return wrapper
-
-
-def _axes(ax, n: int, size: tuple[float, float]):
-    """``n`` axes in a row: new ones in a fresh figure, or the given ones (styled like new ones)."""
-    if ax is None:
-        fig, axs = plt.subplots(1, n, figsize=size, layout="constrained", squeeze=False)
-        return fig, list(axs.flat)
-    axs = list(np.ravel(ax))
-    if len(axs) < n:
-        raise FtlabError(f"This figure needs {n} axes, got {len(axs)}: pass a sequence of {n} axes or none.")
-    for a in axs[:n]:
-        a.spines[["top", "right"]].set_visible(False)
-        a.grid(True, alpha=STYLE["grid.alpha"])
-    return axs[0].figure, axs[:n]
-
-
-@_styled
+@styled
 def history(h: History | Sequence[History], labels: Sequence[str] | None = None, ax=None):
     """Loss and accuracy per epoch: train solid, validation dashed, one colour per run.
 
@@ -89,7 +38,7 @@ def history(h: History | Sequence[History], labels: Sequence[str] | None = None,
     """
     runs = [h] if isinstance(h, History) else list(h)
     labels = list(labels) if labels else [""] if len(runs) == 1 else [f"run {i + 1}" for i in range(len(runs))]
-    fig, (al, aa) = _axes(ax, 2, (10, 3.8))
+    fig, (al, aa) = axes_row(ax, 2, (10, 3.8))
     for i, (run, name) in enumerate(zip(runs, labels)):
         c, pre, x = PALETTE[i % len(PALETTE)], f"{name}: " if name else "", np.array(run["epoch"]) + 1
         for a, key in ((al, "loss"), (aa, "acc")):
@@ -137,13 +86,13 @@ def _labels(preds, targets, classes):
     if hasattr(preds, "preds") and hasattr(preds, "targets"):
         preds, targets = preds.preds, preds.targets
     if preds is None or targets is None:
-        raise FtlabError("Pass preds and targets (class indices), or a model and a loader.")
+        raise UsageError("Pass preds and targets (class indices), or a model and a loader.")
     preds, targets = np.asarray(preds).ravel(), np.asarray(targets).ravel()
     k = len(classes) if classes else int(max(preds.max(initial=0), targets.max(initial=0))) + 1
     return preds, targets, list(classes) if classes else [str(i) for i in range(k)]
 
 
-@_styled
+@styled
 def confusion_matrix(preds=None, targets=None, classes: Sequence[str] | None = None, model: nn.Module | None = None,
                      loader=None, normalize: bool = True, ax=None):
     """Confusion matrix with counts and row percentages; per-class recall in the row labels.
@@ -165,7 +114,7 @@ def confusion_matrix(preds=None, targets=None, classes: Sequence[str] | None = N
     k = len(classes)
     cm = metrics.confusion_matrix(targets, preds, labels=range(k))
     frac = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    fig, (a,) = _axes(ax, 1, (1.1 * k + 2.6, 1.0 * k + 1.6))
+    fig, (a,) = axes_row(ax, 1, (1.1 * k + 2.6, 1.0 * k + 1.6))
     shown = frac if normalize else cm
     a.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else max(1, cm.max()))
     a.grid(False)
@@ -181,7 +130,7 @@ def confusion_matrix(preds=None, targets=None, classes: Sequence[str] | None = N
     return fig
 
 
-@_styled
+@styled
 def embedding(features, labels=None, classes: Sequence[str] | None = None, method: str = "pca", ax=None,
               title: str | None = None):
     """Features projected to 2-D (PCA or t-SNE, seeded), one colour per class.
@@ -205,7 +154,7 @@ def embedding(features, labels=None, classes: Sequence[str] | None = None, metho
     x = np.asarray(features.detach().cpu() if hasattr(features, "detach") else features, dtype=np.float32)
     x, y = x.reshape(len(x), -1), np.asarray(labels).ravel()
     if method not in ("pca", "tsne") or len(x) < 3 or len(y) != len(x):
-        raise FtlabError(f"embedding needs method 'pca' or 'tsne' (got {method!r}) and at least 3 samples "
+        raise UsageError(f"embedding needs method 'pca' or 'tsne' (got {method!r}) and at least 3 samples "
                          f"with one label each (got {len(x)} samples, {len(y)} labels).")
     if method == "pca":
         points = PCA(n_components=2, random_state=0).fit_transform(x)
@@ -214,7 +163,7 @@ def embedding(features, labels=None, classes: Sequence[str] | None = None, metho
         # crawl (20-40 s instead of 0.2 s for 30 points on 2 cores)
         with threadpool_limits(1, user_api="openmp"):
             points = TSNE(2, perplexity=min(30.0, (len(x) - 1) / 3), init="pca", random_state=0).fit_transform(x)
-    fig, (a,) = _axes(ax, 1, (5.5, 4.5))
+    fig, (a,) = axes_row(ax, 1, (5.5, 4.5))
     for c in np.unique(y):
         a.scatter(*points[y == c].T, s=14, alpha=0.75, color=PALETTE[int(c) % len(PALETTE)],
                   label=classes[int(c)] if classes else str(c))
@@ -225,7 +174,7 @@ def embedding(features, labels=None, classes: Sequence[str] | None = None, metho
     return fig
 
 
-@_styled
+@styled
 def trainable(model: nn.Module, ax=None):
     """One bar per layer group (parameter count, log scale) coloured frozen / partly / fully trainable.
 
@@ -238,7 +187,7 @@ def trainable(model: nn.Module, ax=None):
     """
     s = trainable_summary(model)
     n = len(s.rows)
-    fig, (a,) = _axes(ax, 1, (8, 0.32 * n + 1.6))
+    fig, (a,) = axes_row(ax, 1, (8, 0.32 * n + 1.6))
     colors = [FROZEN if r["trainable"] == 0 else PALETTE[0] if r["trainable"] == r["params"] else PALETTE[1]
               for r in s.rows]
     a.barh(range(n), [max(1, r["params"]) for r in s.rows], color=colors, height=0.7)
@@ -259,24 +208,26 @@ def trainable(model: nn.Module, ax=None):
     return fig
 
 
-@_styled
+@styled
 def compare(results: Sequence[dict], ax=None):
     """Test accuracy against trainable parameters (log) and against training time, one point per run.
 
     Args:
-        results: dicts with ``name``, ``acc`` (test accuracy, 0-1), ``trainable`` (parameter
-            count) and ``seconds``.
+        results: dicts with ``name``, ``test_acc`` (or ``acc``: test accuracy, 0-1), ``trainable``
+            (parameter count) and ``seconds`` (the rows of :func:`ftlab.experiments.run_strategy`).
         ax: two axes to draw into.
 
     Returns:
         The ``Figure``.
     """
-    fig, axs = _axes(ax, 2, (10, 3.8))
+    fig, axs = axes_row(ax, 2, (10, 3.8))
     for a, key, xlabel in ((axs[0], "trainable", "trainable parameters (log scale)"),
                            (axs[1], "seconds", "training time (s)")):
         for i, r in enumerate(results):
-            a.plot(r[key], r["acc"], "o", ms=8, color=PALETTE[i % len(PALETTE)])
-            a.annotate(r["name"], (r[key], r["acc"]), xytext=(6, 5), textcoords="offset points", fontsize=9)
+            acc = r["test_acc"] if "test_acc" in r else r["acc"]
+            a.plot(r[key], acc, "o", ms=8, color=PALETTE[i % len(PALETTE)])
+            a.annotate(r.get("name", r.get("strategy", "")), (r[key], acc), xytext=(6, 5), textcoords="offset points",
+                       fontsize=9)
         a.set(xlabel=xlabel, ylabel="test accuracy")
         a.yaxis.set_major_formatter(PercentFormatter(1.0))
         a.margins(x=0.2, y=0.15)
@@ -286,7 +237,7 @@ def compare(results: Sequence[dict], ax=None):
     return fig
 
 
-@_styled
+@styled
 def lr_find(result, ax=None):
     """The learning-rate range test: smoothed loss against learning rate, the suggestion marked.
 
@@ -297,7 +248,7 @@ def lr_find(result, ax=None):
     Returns:
         The ``Figure``.
     """
-    fig, (a,) = _axes(ax, 1, (6, 3.8))
+    fig, (a,) = axes_row(ax, 1, (6, 3.8))
     lrs, losses = np.asarray(result.lrs, dtype=float), np.asarray(result.losses, dtype=float)
     a.plot(lrs, losses, color=PALETTE[0], label="smoothed loss")
     a.axvline(result.suggestion, color=PALETTE[3], ls="--", label=f"suggestion {result.suggestion:.1e}")
@@ -308,16 +259,3 @@ def lr_find(result, ax=None):
     a.set(xlabel="learning rate (log scale)", ylabel="loss", title="Learning-rate range test")
     a.legend(loc="upper left")
     return fig
-
-
-def __getattr__(name: str):
-    """``ftlab.plot.gradcam`` and the other figures of :mod:`ftlab.plot_more`, imported on first use."""
-    if name in _SIBLING:
-        from . import plot_more
-
-        return getattr(plot_more, name)
-    if name in _RESULTS:
-        from . import plot_sweep
-
-        return getattr(plot_sweep, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,20 +1,20 @@
 """Figures of experiment results: accuracy against training-set size per strategy, and the published baselines.
 
-Sibling of :mod:`ftlab.plot` (introduced in lesson 05); ``ftlab.plot.scaling`` reaches it too.
+Introduced in lesson 05; ``ftlab sweep`` draws them with :func:`save_sweep_figures`.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Sequence
 
-from .plot import _axes, _styled
-from .cache import atomic_write
-from .sweep import aggregate
+from ..files import atomic_write
+from ..sweep import aggregate
+from .style import axes_row, styled
 
-__all__ = ["scaling", "baselines", "augmentation", "save_sweep_figures"]
+__all__ = ["scaling", "baselines", "augmentation_effect", "save_sweep_figures"]
 
 
-@_styled
+@styled
 def scaling(rows: Sequence[dict[str, Any]], value: str = "test_acc", ax=None):
     """Accuracy (mean ± std over seeds) against training images, one line per strategy.
 
@@ -27,7 +27,7 @@ def scaling(rows: Sequence[dict[str, Any]], value: str = "test_acc", ax=None):
     Returns:
         The Figure.
     """
-    fig, (a,) = _axes(ax, 1, (6.5, 4.2))
+    fig, (a,) = axes_row(ax, 1, (6.5, 4.2))
     agg = aggregate(list(rows), by=("strategy", "train_images"), value=value)
     for strategy in dict.fromkeys(r["strategy"] for r in agg):
         pts = sorted((r for r in agg if r["strategy"] == strategy), key=lambda r: float(r["train_images"]))
@@ -40,10 +40,10 @@ def scaling(rows: Sequence[dict[str, Any]], value: str = "test_acc", ax=None):
     return fig
 
 
-@_styled
+@styled
 def baselines(ours: dict[str, float], published: dict[str, float], ax=None):
     """Horizontal bars: our accuracies next to published ones (published bars hatched)."""
-    fig, (a,) = _axes(ax, 1, (7, 0.45 * (len(ours) + len(published)) + 1.2))
+    fig, (a,) = axes_row(ax, 1, (7, 0.45 * (len(ours) + len(published)) + 1.2))
     names = [*published, *ours]
     values = [*published.values(), *ours.values()]
     bars = a.barh(range(len(names)), values, color=["#bbbbbb"] * len(published) + ["#0072b2"] * len(ours))
@@ -58,11 +58,11 @@ def baselines(ours: dict[str, float], published: dict[str, float], ax=None):
     return fig
 
 
-@_styled
-def augmentation(rows: Sequence[dict[str, Any]], value: str = "test_acc", ax=None):
+@styled
+def augmentation_effect(rows: Sequence[dict[str, Any]], value: str = "test_acc", ax=None):
     """Grouped bars: accuracy (mean ± std over seeds) per strategy and augmentation, at the largest
     training set that was run with more than one augmentation (else the largest)."""
-    fig, (a,) = _axes(ax, 1, (6.5, 4.2))
+    fig, (a,) = axes_row(ax, 1, (6.5, 4.2))
     every = aggregate(list(rows), by=("strategy", "augment", "train_images"), value=value)
     sizes = {float(r["train_images"]) for r in every}
     mixed = [n for n in sizes if len({r["augment"] for r in every if float(r["train_images"]) == n}) > 1]
@@ -103,5 +103,5 @@ def save_sweep_figures(rows: Sequence[dict[str, Any]], out: str | Path) -> list[
             fig.axes[0].set_title(f"Accuracy against training-set size, augment={aug}")
         save(fig, "scaling.png" if len(augments) == 1 else f"scaling-{aug}.png")
     if len(augments) > 1:
-        save(augmentation(ok), "augmentation.png")
+        save(augmentation_effect(ok), "augmentation.png")
     return written

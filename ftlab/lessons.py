@@ -1,0 +1,143 @@
+"""The lessons: discovery, their parameters, and the headless runner behind ``ftlab lessons``.
+
+``run_lessons`` executes ``notebooks/NN_*.ipynb`` in order through papermill into a run
+directory (never into ``notebooks/``, never over an executed copy), then prints a summary of
+each lesson's recorded metrics and wall time and writes it as ``summary.md`` / ``summary.csv``.
+"""
+from __future__ import annotations
+
+import ast
+import csv
+import io
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .claims import read_metrics
+from .errors import UsageError
+from .files import atomic_write_text, repo_root
+from .tables import table_from_dicts
+
+__all__ = ["QUICK", "notebooks_dir", "lesson_paths", "notebook_parameters", "parse_value", "execute",
+           "run_lessons", "summary_rows", "write_summary"]
+
+# --quick: tiny settings for a smoke run, applied to the lessons that have these parameters
+QUICK = {"SUBSET": 10, "EVAL_SUBSET": 10, "EPOCHS": 1, "HEAD_EPOCHS": 1, "IMAGE_SIZE": 48}
+
+
+def notebooks_dir() -> Path:
+    """The lessons folder of the source checkout ftlab runs from."""
+    root = repo_root()
+    if root is None or not (root / "notebooks").is_dir():
+        raise UsageError("No lessons folder: run ftlab from a clone of the ftlab repository (pip install -e .).")
+    return root / "notebooks"
+
+
+def lesson_paths(only: list[str] | None = None) -> list[Path]:
+    """The lesson notebooks in order, optionally only those whose name starts with one of ``only``."""
+    paths = sorted(p for p in notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        picked = [p for p in paths if any(p.name.startswith(o) or p.stem == o for o in only)]
+        if not picked:
+            raise UsageError(f"No lesson matches {only}; lessons: {', '.join(p.stem for p in paths)}.")
+        return picked
+    return paths
+
+
+def notebook_parameters(path: str | Path) -> dict[str, Any]:
+    """The ``parameters`` cell of a notebook, ``{name: default}`` (via papermill)."""
+    import papermill as pm
+
+    return {name: info["default"] for name, info in pm.inspect_notebook(str(path)).items()}
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value as Python: ``3`` -> 3, ``[0, 1]`` -> list, anything else stays a string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def execute(notebook: Path, output: Path, params: dict[str, Any], cwd: Path) -> None:
+    """Run a notebook through papermill in a fresh kernel (whose own log shows errors only)."""
+    import papermill as pm
+
+    pm.execute_notebook(str(notebook), str(output), parameters=params, kernel_name="python3", cwd=str(cwd),
+                        progress_bar=False, log_output=False,
+                        extra_arguments=["--IPKernelApp.log_level=ERROR"])   # no "TCP without encryption" line
+
+
+def run_lessons(out: Path, lessons: list[Path], params: dict[str, Any], quick: bool = False,
+                overwrite: bool = False) -> int:
+    """Execute lessons into ``out``; print progress and the summary. Returns a process exit code."""
+    import papermill as pm
+
+    nb_dir = notebooks_dir().resolve()
+    out = Path(out).resolve()
+    if out == nb_dir or nb_dir in out.parents:
+        raise UsageError(f"--out {out} is inside notebooks/: ftlab never writes executed copies over the lessons. "
+                         "Pick another folder (default runs/<timestamp>/).")
+    accepted = {p: notebook_parameters(p) for p in lessons}
+    valid = sorted({name for names in accepted.values() for name in names})
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise UsageError(f"Unknown parameter(s) {', '.join(unknown)}. Valid parameters: {', '.join(valid)}.")
+    existing = [out / p.name for p in lessons if (out / p.name).exists()]
+    if existing and not overwrite:
+        raise UsageError(f"{existing[0]} exists; ftlab will not overwrite an executed lesson. "
+                         "Use another --out or pass --overwrite.")
+    out.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+    status: dict[str, str] = {}
+    code = 0
+    for i, path in enumerate(lessons, 1):
+        names = accepted[path]
+        run_params = {k: v for k, v in {**(QUICK if quick else {}), **params}.items() if k in names}
+        if "OUT_DIR" in names:
+            run_params["OUT_DIR"] = str(out)
+        shown = ", ".join(f"{k}={v!r}" for k, v in run_params.items() if k != "OUT_DIR")
+        print(f"[{i}/{len(lessons)}] {path.stem} {shown}".rstrip(), flush=True)
+        t0 = time.perf_counter()
+        try:
+            execute(path, out / path.name, run_params, out)
+            status[path.stem] = "ok"
+        except pm.PapermillExecutionError as err:
+            status[path.stem] = "failed"
+            print(f"      FAILED in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
+                  f"      the partly executed copy is {out / path.name}", file=sys.stderr)
+            code = 1
+        seconds[path.stem] = time.perf_counter() - t0
+        print(f"      {status[path.stem]} in {seconds[path.stem]:.1f} s", flush=True)
+        if code:
+            break
+    rows = summary_rows(out, seconds, status)
+    md, csv_path = write_summary(out, rows)
+    print("\n" + table_from_dicts(rows).text())
+    print(f"\nexecuted notebooks, {md.name} and {csv_path.name} are in {out}")
+    return code
+
+
+def summary_rows(out_dir: str | Path, seconds: dict[str, float], status: dict[str, str]) -> list[dict[str, Any]]:
+    """One row per lesson: lesson, status, seconds and its metrics as ``name=value`` text."""
+    metrics = read_metrics(out_dir)
+    rows = []
+    for lesson in seconds:
+        m = metrics.get(lesson, {})
+        text = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items())
+        rows.append({"lesson": lesson, "status": status.get(lesson, "?"), "seconds": round(seconds[lesson], 1),
+                     "metrics": text})
+    return rows
+
+
+def write_summary(out_dir: str | Path, rows: list[dict[str, Any]], title: str = "ftlab lessons") -> tuple[Path, Path]:
+    """Write ``summary.md`` and ``summary.csv`` into ``out_dir`` (atomically)."""
+    out_dir = Path(out_dir)
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    md = atomic_write_text(out_dir / "summary.md", f"# {title}\n\n{table_from_dicts(rows).markdown()}\n")
+    return md, atomic_write_text(out_dir / "summary.csv", buf.getvalue())

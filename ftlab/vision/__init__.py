@@ -1,0 +1,18 @@
+"""Images: data sets as uint8 tensors, the two transform stages, seeded loaders, pretrained CNNs.
+
+Importing it registers the layer groups of timm's and torchvision's CNNs in :mod:`ftlab.groups`
+and lets :func:`ftlab.load_checkpoint` rebuild the models it makes. Everything here is also
+reachable as ``ftlab.<name>``.
+"""
+from .data import ImageSet, Splits, elpv, stratified_split
+from .experiments import run_experiment
+from .folders import image_folder
+from .full import coarsen, full_run, load_full
+from .loading import Loaders, dataset, loaders, stratified_subset, with_augmentation
+from .models import imagenet_classes, predict_imagenet, preprocessing, pretrained, set_dropout
+from .transforms import AUGMENTATIONS, D4_VIEWS, augmentation, d4_view, preprocess
+
+__all__ = ["ImageSet", "Splits", "elpv", "stratified_split", "run_experiment", "image_folder", "coarsen", "full_run",
+           "load_full", "Loaders", "dataset", "loaders", "stratified_subset", "with_augmentation",
+           "imagenet_classes", "predict_imagenet", "preprocessing", "pretrained", "set_dropout",
+           "AUGMENTATIONS", "D4_VIEWS", "augmentation", "d4_view", "preprocess"]
