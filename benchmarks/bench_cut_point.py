@@ -11,7 +11,7 @@ training losses and validation accuracies side by side as the check.
 Runs alternate plain / cached (``--repeats``, default 3) on ``--cells`` training cells per class
 (default 60, i.e. 240 cells over the 4 classes; 30 % of val, 59 cells) for ``--epochs`` (default 3) epochs. The full run's own
 speed is measured too: ``fit_head`` on 8 cached views per cell, exactly the full configuration
-(``ftlab.fullrun.FULL``), for one epoch: ``full_run_train_images_per_s``.
+(``ftlab.vision.full.FULL``), for one epoch: ``full_run_train_images_per_s``.
 
 Target: cached at least 1.5x faster than plain over the measured epochs, extraction included,
 with the same validation accuracy (within 1 point).
@@ -21,9 +21,9 @@ from __future__ import annotations
 import copy
 
 from _common import log, main, median, parser, rnd, timed
-from ftlab.fullrun import FULL
 
 import ftlab as ft
+from ftlab.vision.full import FULL
 
 TARGET_SPEEDUP = 1.5
 
@@ -54,7 +54,7 @@ def cached(base, L, epochs, seed):
 def full_config_speed(base, L):
     """One epoch of the full configuration's training (8 cached views per cell): images/s."""
     model = partial(base)
-    t_x, (tr, va) = timed(lambda: [ft.extract_features(model, dl, cut=FULL["cut"], views=FULL["views"],
+    t_x, (tr, va) = timed(lambda: [ft.extract_features(model, dl, cut=FULL["cut"], views=ft.D4_VIEWS,
                                                        cache=False, device="cpu") for dl in (L.train, L.val)])
     t_fit, h = timed(lambda: ft.fit_head(model, tr, va, 1, lr=FULL["lr"], lr_mult=FULL["lr_mult"],
                                          weight_decay=FULL["weight_decay"], batch_size=FULL["batch_size"],

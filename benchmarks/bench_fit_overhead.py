@@ -3,7 +3,7 @@
 Both train fresh copies of the same model (last 2 layer groups trainable) for one epoch on
 the same fixed batches, with AdamW over ``ft.param_groups``, OneCycleLR stepped every batch,
 loss/accuracy accumulation, a no-grad validation pass, and channels-last model and inputs
-(as ``ftlab.train.prepare`` / ``ftlab.train._to`` do). Runs alternate A B A B ... so drift
+(as ``ftlab.train.prepare`` / ``ftlab.batches.to_device`` do). Runs alternate A B A B ... so drift
 in the machine's load hits both alike. Target: fit at most 5 % slower (ratio of medians).
 """
 from __future__ import annotations

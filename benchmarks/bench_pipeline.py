@@ -46,7 +46,7 @@ def train_step(model: nn.Module, opt, x: torch.Tensor, y: torch.Tensor) -> float
     """One step the way ``ft.fit`` does it; returns its wall seconds."""
     t0 = time.perf_counter()
     ft.train_mode(model)
-    out = model(ft.train._to(x, torch.device("cpu")))
+    out = model(ft.batches.to_device(x, torch.device("cpu")))
     loss = nn.functional.cross_entropy(out, y)
     opt.zero_grad(set_to_none=True)
     loss.backward()

@@ -9,6 +9,7 @@ history, checkpoint, claims, experiments, sweep, lessons, tables) knows nothing 
 import importlib
 
 from . import (
+    batches,
     callbacks,
     checkpoint,
     claims,
@@ -27,6 +28,7 @@ from . import (
     train,
     vision,
 )
+from .batches import batch_step, resolve_device, seed_everything
 from .callbacks import Callback, FitState, GradualUnfreeze, LRRangeTest
 from .checkpoint import load_checkpoint, save_checkpoint
 from .claims import read_metrics, record
@@ -50,7 +52,7 @@ from .history import History
 from .optim import Schedule, param_groups
 from .recipes import fine_tune, lr_find
 from .tables import Table
-from .train import Predictions, batch_step, evaluate, fit, predict, resolve_device, seed_everything
+from .train import Predictions, evaluate, fit, predict
 from .vision import (
     AUGMENTATIONS,
     D4_VIEWS,
@@ -76,7 +78,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     # submodules (plot and widgets load lazily)
-    "callbacks", "checkpoint", "claims", "errors", "experiments", "features", "files", "freezing", "groups",
+    "batches", "callbacks", "checkpoint", "claims", "errors", "experiments", "features", "files", "freezing", "groups",
     "history", "lessons", "optim", "recipes", "sweep", "tables", "train", "vision", "plot", "widgets",
     # errors
     "FtlabError", "UsageError", "DataError", "WeightsUnavailable",

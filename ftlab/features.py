@@ -27,12 +27,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from .batches import prepare, to_device
 from .errors import UsageError
 from .files import atomic_save, cache_dir, stable_hash
 from .freezing import eval_mode
 from .groups import group_index, head_input, layer_groups
 from .history import History
-from .train import Predictions, evaluate, fit, predict, prepare, to_device
+from .train import Predictions, evaluate, fit, predict
 
 __all__ = ["Features", "Top", "ViewAverage", "extract_features", "fit_head", "fit_cached",
            "evaluate_cached", "predict_cached", "resolve_cut", "linear_probe"]

@@ -1,4 +1,4 @@
-"""The training loop: fit / evaluate / predict, how a batch becomes a loss, seeding and devices.
+"""The training loop: fit / evaluate / predict.
 
 Introduced in lesson 02, after the plain PyTorch loop it replaces. ``fit`` reads like that loop:
 for each epoch, train every batch (forward, loss, backward, step), then validate. What it adds
@@ -7,107 +7,29 @@ groups and keeps the optimizer's state), the BatchNorm policy is re-applied afte
 ``model.train()``, the best weights are kept, and a non-finite loss or Jupyter's Stop button
 ends the run cleanly with the kept weights in place.
 
-**Batches.** One hook, :func:`batch_step`, turns a batch into a loss (and logits and
-targets where there are some). It understands three forms:
-
-* ``(inputs, targets)`` tuples: ``loss = criterion(model(inputs), targets)`` (cross-entropy by default);
-* dicts in the Hugging Face convention: ``out = model(**batch)``; the loss is ``out.loss``
-  (or ``criterion(out.logits, batch["labels"])`` when a criterion is given);
-* detection batches ``(list_of_images, list_of_target_dicts)`` as torchvision's detection
-  models take them: in training mode the model returns a dict of losses, which are summed.
-
-Pass ``step=`` to ``fit`` / ``evaluate`` for anything else.
+**Batches.** One hook, :func:`ftlab.batches.batch_step`, turns a batch into a loss (and logits
+and targets where there are some): ``(inputs, targets)`` tuples, Hugging Face-style dicts and
+torchvision-style detection batches. Pass ``step=`` to ``fit`` / ``evaluate`` for anything else.
 """
 from __future__ import annotations
 
 import math
-import random
 import time
 import warnings
-from collections.abc import Mapping
 from typing import Callable, Iterable, NamedTuple
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .batches import batch_step, prepare, seed_everything
 from .callbacks import Callback, FitState
 from .errors import UsageError
 from .freezing import eval_mode, train_mode, trainable_count
 from .history import History
 from .optim import Schedule, add_unfrozen, make_optimizer, param_groups
 
-__all__ = ["fit", "evaluate", "predict", "Predictions", "StepOutput", "batch_step", "seed_everything",
-           "resolve_device", "prepare", "to_device"]
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and PyTorch (CPU and CUDA). On CPU the same seed gives the same History."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.cuda.manual_seed_all(seed)
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"``: CUDA when present, else Apple MPS, else CPU."""
-    if str(device) != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def prepare(model: nn.Module, device: str | torch.device = "auto") -> torch.device:
-    """Move a model to the resolved device (4-D weights channels-last: faster convolutions on CPU)."""
-    dev = resolve_device(device)
-    model.to(dev, memory_format=torch.channels_last)
-    return dev
-
-
-def to_device(batch, dev: torch.device):
-    """A batch (tensor, tuple, list or dict of them, nested) moved to ``dev``; 4-D tensors go channels-last."""
-    if isinstance(batch, torch.Tensor):
-        batch = batch.to(dev, non_blocking=True)
-        return batch.contiguous(memory_format=torch.channels_last) if batch.ndim == 4 else batch
-    if isinstance(batch, Mapping):
-        return {k: to_device(v, dev) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(v, dev) for v in batch)
-    return batch
-
-
-class StepOutput(NamedTuple):
-    """What :func:`batch_step` gives: the loss (None when the model gives none), the batch size,
-    and logits and targets for accuracy and predictions (None for detection)."""
-
-    loss: torch.Tensor | None
-    n: int
-    logits: torch.Tensor | None = None
-    targets: torch.Tensor | None = None
-
-
-def batch_step(model: nn.Module, batch, criterion: Callable | None, device: torch.device) -> StepOutput:
-    """Turn one batch into a loss: ``(x, y)`` tuples, Hugging Face dicts, or detection ``(images, targets)``."""
-    batch = to_device(batch, device)
-    if isinstance(batch, Mapping):                                       # Hugging Face: model(**batch)
-        out = model(**batch)
-        labels = batch.get("labels")
-        loss = criterion(out.logits, labels) if criterion is not None else getattr(out, "loss", None)
-        return StepOutput(loss, len(out.logits), out.logits, labels)
-    inputs, targets = batch
-    if isinstance(inputs, (list, tuple)):                                # detection: lists of images and targets
-        out = model(list(inputs), list(targets))
-        loss = sum(out.values()) if isinstance(out, Mapping) else None   # eval mode gives detections, not losses
-        return StepOutput(loss, len(inputs))
-    logits = model(inputs)
-    return StepOutput((criterion or _cross_entropy)(logits, targets), len(targets), logits, targets)
-
-
-_cross_entropy = nn.CrossEntropyLoss()
+__all__ = ["fit", "evaluate", "predict", "Predictions"]
 
 
 def _split_loaders(loaders) -> tuple[Iterable, Iterable | None]:
@@ -201,6 +123,21 @@ def _train_epoch(state: FitState, loader, step, criterion, dev, callbacks, progr
     return {"train_loss": total / max(1, seen), "train_acc": correct / scored if scored else None}
 
 
+def _seed(seed: int | None, train_dl) -> None:
+    """Seed everything and the loader's shuffling, for a repeatable run."""
+    if seed is not None:
+        seed_everything(seed)
+        if getattr(train_dl, "generator", None) is not None:
+            train_dl.generator.manual_seed(seed)
+
+
+def _epoch_row(row: dict, state: FitState, t0: float, unfrozen: bool) -> dict:
+    """An epoch's history row: its metrics, the learning rates it ended with, time, what trained."""
+    lrs = [g["lr"] for g in state.optimizer.param_groups]
+    return {**row, "lr": max(lrs), "lrs": lrs, "seconds": time.perf_counter() - t0,
+            "trainable": trainable_count(state.model), "stage": 0, "unfrozen": unfrozen}
+
+
 def _call(callbacks: list[Callback], hook: str, state: FitState) -> None:
     for cb in callbacks:
         getattr(cb, hook)(state)
@@ -240,10 +177,7 @@ def fit(model: nn.Module, loaders, epochs: int, lr: float | tuple[float, float] 
     """
     _check(model, epochs, monitor)
     train_dl, val_dl = _split_loaders(loaders)
-    if seed is not None:
-        seed_everything(seed)
-        if getattr(train_dl, "generator", None) is not None:
-            train_dl.generator.manual_seed(seed)
+    _seed(seed, train_dl)
     dev, callbacks = prepare(model, device), list(callbacks)
     kw = dict(lr=lr, lr_mult=lr_mult, weight_decay=weight_decay, optimizer=optimizer, scheduler=scheduler)
     history = History(meta={**kw, "device": str(dev)})
@@ -261,10 +195,7 @@ def fit(model: nn.Module, loaders, epochs: int, lr: float | tuple[float, float] 
             if val_dl is not None:
                 ev = evaluate(model, val_dl, criterion=criterion, device=dev, step=step)
                 row.update(val_loss=ev["loss"], val_acc=ev["acc"])
-            lrs = [g["lr"] for g in state.optimizer.param_groups]
-            row.update(lr=lrs[-1], lrs=lrs, seconds=time.perf_counter() - t0, trainable=trainable_count(model),
-                       stage=0, unfrozen=unfrozen)
-            history.rows.append(row)
+            history.rows.append(_epoch_row(row, state, t0, unfrozen))
             keeper.epoch_end(row, history)
             bar.set_postfix({k: round(row[k], 4) for k in ("train_loss", "val_loss", "val_acc") if row.get(k) is not None})
             _call(callbacks, "on_epoch_end", state)

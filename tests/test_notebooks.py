@@ -51,9 +51,9 @@ def _sane(lesson, m):
     if lesson == "01_pretrained_features":
         assert m["probe_pretrained"] > m["majority"] and m["probe_pretrained"] > m["probe_random"]
     elif lesson == "02_head_only":
-        assert m["cached_speedup"] > 0 and m["fit_test_acc"] >= 0.6      # wall-clock ratios belong in benchmarks
+        assert m["fit_test_acc"] >= 0.6      # (its timings are reported, never asserted: benchmarks measure speed)
     elif lesson == "03_partial_unfreezing":
-        assert {"acc_head_only", "acc_last_1", "acc_last_3", "acc_full"} <= set(m)
+        assert {"acc_head", "acc_top_2", "acc_top_4", "acc_full"} <= set(m)
     elif lesson == "04_overfitting_controls":
         assert len([k for k in m if k.startswith("test_acc_")]) == 6
     elif lesson == "05_experiments":
@@ -113,7 +113,7 @@ def test_sweep_is_resumable_and_reports_crashes(tmp_path):
     rows = sweep.run_sweep(nb, grid, tmp_path, fixed, log=lines.append)
     by = {r["STRATEGY"]: r for r in rows}
     assert by["linear_probe"]["status"] == "ok" and 0.5 < by["linear_probe"]["test_acc"] <= 1
-    assert by["nonsense"]["status"].startswith("failed: FtlabError: Unknown strategy")
+    assert by["nonsense"]["status"].startswith("failed: UsageError: Unknown strategy")
     assert (tmp_path / "results.csv").read_text().count("\n") == 3
     from ftlab.plot import save_sweep_figures
 

@@ -85,7 +85,7 @@ def test_no_import_cycles_among_ftlab_modules_including_function_level_imports()
 
 def test_the_core_knows_nothing_of_images_and_lower_layers_never_import_upper_ones():
     graph = _graph()
-    core = ["groups", "freezing", "optim", "callbacks", "train", "recipes", "history", "checkpoint", "features",
+    core = ["batches", "groups", "freezing", "optim", "callbacks", "train", "recipes", "history", "checkpoint", "features",
             "claims", "experiments", "sweep", "lessons", "tables", "files", "errors"]
     upper = {"ftlab.vision", "ftlab.plot", "ftlab.widgets", "ftlab.cli"}
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..batches import seed_everything
 from ..experiments import STRATEGIES, run_strategy, strategy_top
-from ..train import seed_everything
 from .data import Splits
 from .loading import loaders as make_loaders
 from .models import preprocessing, pretrained

@@ -29,11 +29,11 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from ..batches import seed_everything
 from ..errors import UsageError
 from ..features import extract_features, fit_head, predict_cached
 from ..files import atomic_write_text, repo_root
 from ..freezing import freeze_to
-from ..train import seed_everything
 from .data import elpv
 from .loading import loaders as make_loaders
 from .models import preprocessing, pretrained
