@@ -31,7 +31,7 @@ from . import (
 from .batches import batch_step, resolve_device, seed_everything
 from .callbacks import Callback, FitState, GradualUnfreeze, LRRangeTest
 from .checkpoint import load_checkpoint, save_checkpoint
-from .claims import read_metrics, record
+from .claims import Claim, claim, claims_table, read_metrics, record
 from .errors import DataError, FtlabError, UsageError, WeightsUnavailable
 from .experiments import STRATEGIES, run_strategy, strategy_top
 from .features import Features, evaluate_cached, extract_features, fit_cached, fit_head, linear_probe, predict_cached
@@ -92,7 +92,9 @@ __all__ = [
     "History", "fine_tune", "lr_find", "save_checkpoint", "load_checkpoint",
     # features, experiments, lessons
     "Features", "extract_features", "fit_head", "fit_cached", "evaluate_cached", "predict_cached", "linear_probe",
-    "STRATEGIES", "strategy_top", "run_strategy", "run_experiment", "record", "read_metrics", "Table", "cache_dir",
+    "STRATEGIES", "strategy_top", "run_strategy", "run_experiment", "Table", "cache_dir",
+    # a lesson's evidence
+    "record", "read_metrics", "claim", "Claim", "claims_table",
     # images
     "ImageSet", "Splits", "elpv", "image_folder", "dataset", "Loaders", "loaders", "stratified_subset",
     "AUGMENTATIONS", "augmentation", "preprocess", "D4_VIEWS", "pretrained", "preprocessing", "set_dropout",

@@ -1,17 +1,31 @@
-"""A lesson's recorded metrics: each lesson records its key numbers as JSON for the summary.
+"""A lesson's evidence: the metrics it records and the claims its prose makes, checked against them.
 
-Introduced in lesson 01 (``ftlab.record``); gathered by ``ftlab lessons`` and ``ftlab sweep``.
+Introduced in lesson 01. A lesson may only claim what its own run shows, so every sentence that
+a number supports is written down as a :func:`claim` with the condition that makes it true
+(with a margin where noise matters) and the numbers behind it::
+
+    c = ft.claim("pretrained features beat random ones by 5 points",
+                 probe["pretrained"] > probe["random init"] + 0.05,
+                 pretrained=probe["pretrained"], random=probe["random init"])
+
+A claim shows in the notebook as holding or not; a claim that does not hold is information (a
+rerun with other parameters may well break one), never an error. :func:`record` stores the
+claims next to the metrics in ``<out_dir>/metrics/<lesson>.json``, and ``ftlab lessons`` lists
+how many hold per lesson and names the ones that do not.
 """
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
+from .errors import UsageError
 from .files import atomic_write_text
+from .tables import Table
 
-__all__ = ["record", "read_metrics"]
+__all__ = ["Claim", "claim", "claims_table", "record", "read_metrics"]
 
 
 def _plain(value: Any) -> Any:
@@ -22,24 +36,72 @@ def _plain(value: Any) -> Any:
     return value if isinstance(value, (int, str, bool, type(None))) else str(value)
 
 
-def record(lesson: str, out_dir: str | Path | None = None, **metrics: Any) -> dict[str, Any]:
-    """Record a lesson's key metrics; with ``out_dir`` also write ``<out_dir>/metrics/<lesson>.json``.
+@dataclass
+class Claim:
+    """A sentence of a lesson, whether it holds in this run, and the numbers it rests on."""
+
+    claim: str
+    holds: bool
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def _line(self) -> str:
+        numbers = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in self.evidence.items())
+        return f"{'holds' if self.holds else 'DOES NOT HOLD in this run'}: {self.claim}" + (f" ({numbers})" if numbers else "")
+
+    def __repr__(self) -> str:
+        return ("✓ " if self.holds else "✗ ") + self._line()
+
+    def _repr_html_(self) -> str:
+        colour = "#009e73" if self.holds else "#d55e00"
+        return f'<span style="color:{colour}">{"✓" if self.holds else "✗"}</span> {self._line()}'
+
+
+def claim(text: str, holds, **evidence: Any) -> Claim:
+    """A claim a lesson makes, with the condition that makes it true and the numbers behind it.
+
+    Args:
+        text: the claim as the prose says it.
+        holds: the condition, evaluated on this run's numbers (a bool, numpy or torch bool).
+        **evidence: the numbers it rests on (shown with it and stored in the metrics).
+
+    Returns:
+        A :class:`Claim`; Jupyter shows it as holding (✓) or not (✗).
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise UsageError("A claim needs its sentence as text, e.g. ft.claim('pretrained beats random', a > b).")
+    return Claim(text.strip(), bool(holds), {k: _plain(v) for k, v in evidence.items()})
+
+
+def claims_table(claims: Sequence[Claim]) -> Table:
+    """The claims of a lesson as a table: each claim, whether it holds, its evidence."""
+    rows = [["✓" if c.holds else "✗", c.claim, ", ".join(f"{k}={v}" for k, v in c.evidence.items())] for c in claims]
+    held = sum(c.holds for c in claims)
+    return Table(["", "claim", "evidence"], rows, title=f"{held} of {len(claims)} claims hold in this run")
+
+
+def record(lesson: str, out_dir: str | Path | None = None, claims: Sequence[Claim] = (), **metrics: Any) -> dict[str, Any]:
+    """Record a lesson's key metrics and claims; with ``out_dir`` also write ``<out_dir>/metrics/<lesson>.json``.
 
     Args:
         lesson: lesson id, e.g. ``"02_head_only"``.
         out_dir: the run's output directory (the lessons' ``OUT_DIR`` parameter); None = only return.
+        claims: the lesson's :func:`claim` results, stored under ``"claims"``.
         **metrics: numbers (or short strings) to record.
 
     Returns:
-        The metrics as plain JSON-able values.
+        The metrics (and claims) as plain JSON-able values.
     """
     clean = {k: _plain(v) for k, v in metrics.items()}
+    if claims:
+        if not all(isinstance(c, Claim) for c in claims):
+            raise UsageError("claims= takes the results of ft.claim(...).")
+        clean["claims"] = [asdict(c) for c in claims]
     if out_dir:
         atomic_write_text(Path(out_dir) / "metrics" / f"{lesson}.json", json.dumps(clean, indent=2))
     return clean
 
 
 def read_metrics(out_dir: str | Path) -> dict[str, dict[str, Any]]:
-    """All recorded metrics of a run directory, ``{lesson: {name: value}}``."""
+    """All recorded metrics of a run directory, ``{lesson: {name: value}}`` (claims under ``"claims"``)."""
     folder = Path(out_dir) / "metrics"
     return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))} if folder.is_dir() else {}

@@ -120,14 +120,17 @@ def run_lessons(out: Path, lessons: list[Path], params: dict[str, Any], quick: b
 
 
 def summary_rows(out_dir: str | Path, seconds: dict[str, float], status: dict[str, str]) -> list[dict[str, Any]]:
-    """One row per lesson: lesson, status, seconds and its metrics as ``name=value`` text."""
+    """One row per lesson: lesson, status, seconds, claims held / made, the claims that do not hold, metrics."""
     metrics = read_metrics(out_dir)
     rows = []
     for lesson in seconds:
-        m = metrics.get(lesson, {})
+        m = dict(metrics.get(lesson, {}))
+        claims = m.pop("claims", [])
+        failing = [c["claim"] for c in claims if not c["holds"]]
         text = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items())
         rows.append({"lesson": lesson, "status": status.get(lesson, "?"), "seconds": round(seconds[lesson], 1),
-                     "metrics": text})
+                     "claims": f"{len(claims) - len(failing)}/{len(claims)} hold" if claims else "-",
+                     "not holding": "; ".join(failing), "metrics": text})
     return rows
 
 

@@ -112,7 +112,7 @@ def preprocess(config: Mapping[str, Any], image_size: int | None = None) -> v2.C
     """Resize (when needed), make 3 channels, scale to [0, 1] and normalise with the model's mean/std.
 
     Args:
-        config: the model's preprocessing config (:func:`ftlab.models.preprocessing`).
+        config: the model's preprocessing config (:func:`ftlab.preprocessing`).
         image_size: side length to use instead of the model's own input size.
 
     Returns:

@@ -1,0 +1,37 @@
+"""Claims as code: recorded next to the metrics, shown held or not, summarised by the runner."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import ftlab as ft
+from ftlab import lessons
+
+
+def test_claim_records_the_condition_and_the_evidence():
+    c = ft.claim("pretrained beats random", np.float64(0.83) > 0.71 + 0.05, pretrained=np.float64(0.83), random=0.71)
+    assert c.holds is True and c.evidence == {"pretrained": 0.83, "random": 0.71}
+    assert repr(c).startswith("✓ holds: pretrained beats random") and "pretrained=0.830" in repr(c)
+    bad = ft.claim("augmentation narrows the gap", torch.tensor(0.1) < 0.05, gap=torch.tensor(0.1))
+    assert bad.holds is False and "DOES NOT HOLD" in repr(bad) and "#d55e00" in bad._repr_html_()
+    table = ft.claims_table([c, bad])
+    assert table.title == "1 of 2 claims hold in this run" and "augmentation narrows the gap" in table.text()
+    with pytest.raises(ValueError, match="needs its sentence"):
+        ft.claim("", True)
+
+
+def test_claims_are_stored_with_the_metrics_and_summarised(tmp_path):
+    claims = [ft.claim("a", True, x=1.0), ft.claim("b is bigger", False, b=0.5)]
+    ft.record("01_x", tmp_path, claims=claims, acc=0.9)
+    ft.record("02_y", tmp_path, acc=0.8)
+    saved = json.loads((tmp_path / "metrics" / "01_x.json").read_text())
+    assert saved["claims"] == [{"claim": "a", "holds": True, "evidence": {"x": 1.0}},
+                               {"claim": "b is bigger", "holds": False, "evidence": {"b": 0.5}}]
+    rows = lessons.summary_rows(tmp_path, {"01_x": 1.0, "02_y": 2.0}, {"01_x": "ok", "02_y": "ok"})
+    assert rows[0]["claims"] == "1/2 hold" and rows[0]["not holding"] == "b is bigger"
+    assert rows[0]["metrics"] == "acc=0.900" and rows[1]["claims"] == "-"
+    md, _ = lessons.write_summary(tmp_path, rows)
+    assert "1/2 hold" in md.read_text() and "b is bigger" in md.read_text()
+    with pytest.raises(ValueError, match="ft.claim"):
+        ft.record("03_z", None, claims=["not a claim"])
