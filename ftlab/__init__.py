@@ -31,7 +31,7 @@ from . import (
 from .batches import batch_step, resolve_device, seed_everything
 from .callbacks import Callback, FitState, GradualUnfreeze, LRRangeTest
 from .checkpoint import load_checkpoint, save_checkpoint
-from .claims import Claim, claim, claims_table, read_metrics, record
+from .claims import Claim, ClaimNotHeld, check_claims, claim, claims_table, read_metrics, record
 from .errors import DataError, FtlabError, UsageError, WeightsUnavailable
 from .experiments import STRATEGIES, run_strategy, strategy_top
 from .features import Features, evaluate_cached, extract_features, fit_cached, fit_head, linear_probe, predict_cached
@@ -94,7 +94,7 @@ __all__ = [
     "Features", "extract_features", "fit_head", "fit_cached", "evaluate_cached", "predict_cached", "linear_probe",
     "STRATEGIES", "strategy_top", "run_strategy", "run_experiment", "Table", "cache_dir",
     # a lesson's evidence
-    "record", "read_metrics", "claim", "Claim", "claims_table",
+    "record", "read_metrics", "claim", "Claim", "claims_table", "check_claims", "ClaimNotHeld",
     # images
     "ImageSet", "Splits", "elpv", "image_folder", "dataset", "Loaders", "loaders", "stratified_subset",
     "AUGMENTATIONS", "augmentation", "preprocess", "D4_VIEWS", "pretrained", "preprocessing", "set_dropout",

@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .errors import UsageError
+from .errors import FtlabError, UsageError
 from .files import atomic_write_text
 from .tables import Table
 
-__all__ = ["Claim", "claim", "claims_table", "record", "read_metrics"]
+__all__ = ["STRICT_ENV", "Claim", "ClaimNotHeld", "claim", "claims_table", "check_claims", "record", "read_metrics"]
+
+STRICT_ENV = "FTLAB_STRICT_CLAIMS"   # "1": a claim that does not hold is an error (the tests' runs at the defaults)
 
 
 def _plain(value: Any) -> Any:
@@ -77,6 +80,25 @@ def claims_table(claims: Sequence[Claim]) -> Table:
     rows = [["✓" if c.holds else "✗", c.claim, ", ".join(f"{k}={v}" for k, v in c.evidence.items())] for c in claims]
     held = sum(c.holds for c in claims)
     return Table(["", "claim", "evidence"], rows, title=f"{held} of {len(claims)} claims hold in this run")
+
+
+class ClaimNotHeld(FtlabError):
+    """A lesson's claim did not hold although the run asked for claims to be checked strictly."""
+
+
+def check_claims(claims: Sequence[Claim]) -> Table:
+    """Show a lesson's claims (:func:`claims_table`); with ``FTLAB_STRICT_CLAIMS=1`` one that fails is an error.
+
+    The test suite sets ``FTLAB_STRICT_CLAIMS=1`` when it runs the lessons at their classroom
+    defaults, where every claim must hold; anywhere else a claim that does not hold is shown, not raised.
+
+    Raises:
+        ClaimNotHeld: under ``FTLAB_STRICT_CLAIMS=1``, naming the claims that do not hold.
+    """
+    failing = [c for c in claims if not c.holds]
+    if failing and os.environ.get(STRICT_ENV) == "1":
+        raise ClaimNotHeld("Claims that do not hold at these settings: " + "; ".join(repr(c) for c in failing))
+    return claims_table(claims)
 
 
 def record(lesson: str, out_dir: str | Path | None = None, claims: Sequence[Claim] = (), **metrics: Any) -> dict[str, Any]:

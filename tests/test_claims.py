@@ -35,3 +35,13 @@ def test_claims_are_stored_with_the_metrics_and_summarised(tmp_path):
     assert "1/2 hold" in md.read_text() and "b is bigger" in md.read_text()
     with pytest.raises(ValueError, match="ft.claim"):
         ft.record("03_z", None, claims=["not a claim"])
+
+
+def test_check_claims_shows_them_and_raises_only_when_strict(monkeypatch):
+    claims = [ft.claim("holds", True), ft.claim("fails", False, x=1)]
+    monkeypatch.delenv("FTLAB_STRICT_CLAIMS", raising=False)
+    assert ft.check_claims(claims).title == "1 of 2 claims hold in this run"
+    monkeypatch.setenv("FTLAB_STRICT_CLAIMS", "1")
+    assert ft.check_claims(claims[:1]).title == "1 of 1 claims hold in this run"
+    with pytest.raises(ft.ClaimNotHeld, match="do not hold at these settings: ✗ DOES NOT HOLD in this run: fails"):
+        ft.check_claims(claims)

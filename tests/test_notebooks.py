@@ -44,7 +44,12 @@ def _metrics(out, lesson):
     return json.loads((out / "metrics" / f"{lesson}.json").read_text())
 
 
+CLAIMED = ("01_pretrained_features", "02_head_only")      # lessons that record their claims
+
+
 def _sane(lesson, m):
+    if lesson in CLAIMED:                 # tiny runs check that claims are recorded, not that they hold
+        assert len(m["claims"]) >= 3 and all(isinstance(c["holds"], bool) and c["claim"] for c in m["claims"])
     for k, v in m.items():
         if "acc" in k or k.startswith("probe"):
             assert 0.0 <= v <= 1.0, (k, v)
@@ -63,7 +68,8 @@ def _sane(lesson, m):
 @pytest.mark.slow
 @pytest.mark.parametrize("lesson", list(TINY))
 @pytest.mark.parametrize("changed", [False, True], ids=["tiny", "changed"])
-def test_lesson_runs_with_papermill(lesson, changed, tmp_path, capfd):
+def test_lesson_runs_with_papermill(lesson, changed, tmp_path, capfd, monkeypatch):
+    monkeypatch.delenv("FTLAB_STRICT_CLAIMS", raising=False)     # tiny settings: claims are recorded, may not hold
     tiny, change = TINY[lesson]
     params = {**tiny, **(change if changed else {})}
     code = lessons.run_lessons(tmp_path, lessons.lesson_paths([lesson]), params)
