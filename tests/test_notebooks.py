@@ -44,7 +44,7 @@ def _metrics(out, lesson):
     return json.loads((out / "metrics" / f"{lesson}.json").read_text())
 
 
-CLAIMED = ("01_pretrained_features", "02_head_only")      # lessons that record their claims
+CLAIMED = ("01_pretrained_features", "02_head_only", "03_partial_unfreezing")   # lessons that record claims
 
 
 def _sane(lesson, m):
