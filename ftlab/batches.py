@@ -71,6 +71,9 @@ class StepOutput(NamedTuple):
     targets: torch.Tensor | None = None
 
 
+_cross_entropy = nn.CrossEntropyLoss()
+
+
 def batch_step(model: nn.Module, batch, criterion: Callable | None, device: torch.device) -> StepOutput:
     """Turn one batch into a loss: ``(x, y)`` tuples, Hugging Face dicts, or detection ``(images, targets)``."""
     batch = to_device(batch, device)
@@ -87,5 +90,3 @@ def batch_step(model: nn.Module, batch, criterion: Callable | None, device: torc
     logits = model(inputs)
     return StepOutput((criterion or _cross_entropy)(logits, targets), len(targets), logits, targets)
 
-
-_cross_entropy = nn.CrossEntropyLoss()

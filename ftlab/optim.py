@@ -120,7 +120,7 @@ class Schedule:
         self.kind = None if kind == "onecycle" and total_steps < 4 else kind
         self.step_count = 0
         self.warmup = max(0.25, 2 / self.total) * self.total - 1
-        self._apply()
+        self.apply()
 
     @staticmethod
     def _cos(start: float, end: float, frac: float) -> float:
@@ -136,14 +136,18 @@ class Schedule:
             return self._cos(1 / 25, 1.0, t / self.warmup)
         return self._cos(1.0, 1 / 25e4, min(1.0, (t - self.warmup) / (self.total - 1 - self.warmup)))
 
-    def _apply(self) -> None:
+    def apply(self) -> None:
+        """Set every group's rate for the current step (call it after adding groups to the optimizer).
+
+        A group without a ``peak_lr`` takes its current rate as its peak, once.
+        """
         f = self.factor(self.step_count)
         for g in self.optimizer.param_groups:
-            g["lr"] = g.get("peak_lr", g["lr"]) * f
+            g["lr"] = g.setdefault("peak_lr", g["lr"]) * f
 
     def step(self) -> None:
         self.step_count += 1
-        self._apply()
+        self.apply()
 
 
 def add_unfrozen(optimizer: torch.optim.Optimizer, model: nn.Module, lr, lr_mult: float | None = None,

@@ -89,7 +89,7 @@ def _sync_optimizer(state: FitState, kw: dict, steps_left: int) -> bool:
         state.schedule = Schedule(state.optimizer, kw["scheduler"], steps_left)
     elif ids != state.extra["trainable"]:
         add_unfrozen(state.optimizer, state.model, kw["lr"], kw["lr_mult"], kw["weight_decay"])
-        state.schedule._apply()                      # new groups start at the schedule's current point
+        state.schedule.apply()                       # new groups start at the schedule's current point
     changed, state.extra["trainable"] = ids != state.extra.get("trainable"), ids
     return changed
 
@@ -267,7 +267,8 @@ def predict(model: nn.Module, loader, device: str | torch.device = "auto", step:
                 raise UsageError("predict() needs classification batches (inputs, targets) or dicts with labels; "
                                  "a detector's batches give boxes, not class scores: call the model in eval mode.")
             logits.append(out.logits.float().cpu())
-            targets.append(torch.as_tensor(out.targets).cpu())
+            if out.targets is not None:                # unlabelled batches: predictions only
+                targets.append(torch.as_tensor(out.targets).cpu())
     lg = torch.cat(logits) if logits else torch.empty(0, 0)
     tg = torch.cat(targets).long() if targets else torch.empty(0, dtype=torch.long)
     return Predictions(lg.softmax(-1), lg.argmax(-1), tg, lg)

@@ -298,3 +298,22 @@ def test_fit_on_real_elpv_beats_majority_class(elpv2):
     h = ft.fit(m, L, epochs=3, lr=3e-3, progress=False, seed=0)
     majority = max(L.val.dataset.counts().values()) / len(L.val.dataset)
     assert h.best["val_acc"] > majority + 0.03
+
+
+def test_schedule_takes_a_groups_own_rate_as_its_peak_once():
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([{"params": [p], "lr": 0.1}])          # built without ftlab: no peak_lr
+    sched = ft.Schedule(opt, "cosine", 10)
+    for _ in range(5):
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * sched.factor(5))   # not compounded step by step
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.05)
+
+
+def test_predict_on_unlabelled_dict_batches():
+    torch.manual_seed(0)
+    m = TinyTextModel()
+    items = [{"input_ids": torch.randint(0, 20, (6,)), "attention_mask": torch.ones(6, dtype=torch.long)}
+             for _ in range(10)]
+    p = ft.predict(m, torch.utils.data.DataLoader(items, batch_size=4))
+    assert p.probs.shape == (10, 2) and len(p.targets) == 0
