@@ -29,12 +29,21 @@ from . import (
     vision,
 )
 from .batches import batch_step, resolve_device, seed_everything
-from .callbacks import Callback, FitState, GradualUnfreeze, LRRangeTest
+from .callbacks import L2SP, Callback, FitState, GradualUnfreeze, LRRangeTest
 from .checkpoint import load_checkpoint, save_checkpoint
-from .claims import Claim, ClaimNotHeld, check_claims, claim, claims_table, read_metrics, record
+from .claims import Claim, ClaimNotHeld, Spread, check_claims, claim, claims_table, read_metrics, record, spread
 from .errors import DataError, FtlabError, UsageError, WeightsUnavailable
 from .experiments import STRATEGIES, run_strategy, strategy_top
-from .features import Features, evaluate_cached, extract_features, fit_cached, fit_head, linear_probe, predict_cached
+from .features import (
+    Features,
+    evaluate_cached,
+    extract_features,
+    fit_cached,
+    fit_head,
+    linear_probe,
+    pooled_features,
+    predict_cached,
+)
 from .files import cache_dir
 from .freezing import (
     apply_bn_policy,
@@ -87,14 +96,15 @@ __all__ = [
     "freeze", "unfreeze", "freeze_to", "train_top", "train_mode", "eval_mode", "apply_bn_policy",
     "trainable_count", "trainable_summary",
     # optimisation and training
-    "param_groups", "Schedule", "Callback", "FitState", "GradualUnfreeze", "LRRangeTest",
+    "param_groups", "Schedule", "Callback", "FitState", "GradualUnfreeze", "LRRangeTest", "L2SP",
     "fit", "evaluate", "predict", "Predictions", "batch_step", "resolve_device", "seed_everything",
     "History", "fine_tune", "lr_find", "save_checkpoint", "load_checkpoint",
     # features, experiments, lessons
     "Features", "extract_features", "fit_head", "fit_cached", "evaluate_cached", "predict_cached", "linear_probe",
+    "pooled_features",
     "STRATEGIES", "strategy_top", "run_strategy", "run_experiment", "Table", "cache_dir",
     # a lesson's evidence
-    "record", "read_metrics", "claim", "Claim", "claims_table", "check_claims", "ClaimNotHeld",
+    "record", "read_metrics", "claim", "Claim", "claims_table", "check_claims", "ClaimNotHeld", "Spread", "spread",
     # images
     "ImageSet", "Splits", "elpv", "image_folder", "dataset", "Loaders", "loaders", "stratified_subset",
     "AUGMENTATIONS", "augmentation", "preprocess", "D4_VIEWS", "pretrained", "preprocessing", "set_dropout",

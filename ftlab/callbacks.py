@@ -9,12 +9,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
+from .errors import UsageError
 from .freezing import train_top
 from .groups import layer_groups
 
-__all__ = ["FitState", "Callback", "GradualUnfreeze", "LRRangeTest"]
+__all__ = ["FitState", "Callback", "GradualUnfreeze", "LRRangeTest", "L2SP"]
 
 
 @dataclass
@@ -93,3 +95,38 @@ class LRRangeTest(Callback):
         if len(self.lrs) >= self.steps or smoothed > 4 * min(self.losses) or not math.isfinite(smoothed):
             state.stop = True
         self._set(state, lr * self.factor)
+
+
+class L2SP(Callback):
+    """Weight decay toward the pretrained weights θ₀ instead of toward zero (L2-SP, Li et al. 2018).
+
+    After every optimizer step each pretrained weight moves a fraction ``lr × alpha`` of the way
+    back to its pretrained value, ``θ ← θ − lr·alpha·(θ − θ₀)``, decoupled from the gradient like
+    AdamW's weight decay (which does ``θ ← θ − lr·wd·θ``). The new head has no pretrained value,
+    so its weights decay toward zero. As with ``fit``'s ``weight_decay``, only weights (tensors
+    with two or more dimensions) are pulled, not biases or norm parameters. Pass
+    ``weight_decay=0`` to :func:`ftlab.fit` with it, so that only this pull acts.
+
+    Args:
+        alpha: strength, on the same scale as ``weight_decay``.
+    """
+
+    def __init__(self, alpha: float):
+        if not alpha >= 0:
+            raise UsageError(f"L2SP strength alpha must be >= 0, got {alpha}.")
+        self.alpha = float(alpha)
+        self.reference: dict[int, torch.Tensor | None] = {}
+
+    def on_fit_start(self, state: FitState):
+        head = {id(p) for m in layer_groups(state.model)[-1].modules for p in m.parameters()}
+        self.reference = {id(p): None if id(p) in head else p.detach().clone()
+                          for p in state.model.parameters() if p.ndim > 1}
+
+    @torch.no_grad()
+    def on_batch_end(self, state: FitState):
+        for group in state.optimizer.param_groups:
+            for p in group["params"]:
+                if p.grad is None or id(p) not in self.reference:
+                    continue
+                ref = self.reference[id(p)]
+                p.sub_(p if ref is None else p - ref, alpha=group["lr"] * self.alpha)

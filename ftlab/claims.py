@@ -18,15 +18,17 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 from .errors import FtlabError, UsageError
 from .files import atomic_write_text
 from .tables import Table
 
-__all__ = ["STRICT_ENV", "Claim", "ClaimNotHeld", "claim", "claims_table", "check_claims", "record", "read_metrics"]
+__all__ = ["STRICT_ENV", "Claim", "ClaimNotHeld", "Spread", "spread",
+           "claim", "claims_table", "check_claims", "record", "read_metrics"]
 
 STRICT_ENV = "FTLAB_STRICT_CLAIMS"   # "1": a claim that does not hold is an error (the tests' runs at the defaults)
 
@@ -57,6 +59,38 @@ class Claim:
     def _repr_html_(self) -> str:
         colour = "#009e73" if self.holds else "#d55e00"
         return f'<span style="color:{colour}">{"✓" if self.holds else "✗"}</span> {self._line()}'
+
+
+class Spread(NamedTuple):
+    """Mean, sample standard deviation and count of a metric over seeds (see :func:`spread`)."""
+
+    mean: float
+    std: float | None
+    n: int
+    low: float
+    high: float
+
+    def __str__(self) -> str:
+        return self.format()
+
+    def format(self, percent: bool = True) -> str:
+        """``"81.2 % ± 0.8 (n=3)"``; one run shows no spread: ``"81.2 % (one seed)"``."""
+        if percent:
+            text = f"{self.mean:.1%}".replace("%", " %")
+            return text + (f" ± {self.std:.1%}".replace("%", "") + f" (n={self.n})" if self.n > 1 else " (one seed)")
+        return f"{self.mean:.3g}" + (f" ± {self.std:.2g} (n={self.n})" if self.n > 1 else " (one seed)")
+
+
+def spread(values: Sequence[float]) -> Spread:
+    """Mean ± standard deviation of one metric over several seeds; with one value the std is None.
+
+    Noisy comparisons in the lessons are made on several seeds and shown with their spread:
+    ``print(ft.spread(accs))`` gives ``81.2 % ± 0.8 (n=3)``.
+    """
+    vals = [float(v) for v in values]
+    if not vals:
+        raise UsageError("spread() needs at least one value (one per seed).")
+    return Spread(statistics.mean(vals), statistics.stdev(vals) if len(vals) > 1 else None, len(vals), min(vals), max(vals))
 
 
 def claim(text: str, holds, **evidence: Any) -> Claim:

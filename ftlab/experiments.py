@@ -55,7 +55,8 @@ def strategy_top(model: nn.Module, strategy: str) -> int:
 
 def run_strategy(model: nn.Module, loaders, strategy: str = "head", epochs: int = 5, lr: float = 3e-3,
                  lr_mult: float = 10.0, weight_decay: float = 0.01, early_stopping: int | None = None,
-                 callbacks: Iterable = (), seed: int = 0, device: str = "auto", progress: bool = False) -> dict[str, Any]:
+                 callbacks: Iterable = (), seed: int = 0, device: str = "auto", progress: bool = False,
+                 **fit_kwargs: Any) -> dict[str, Any]:
     """Train ``model`` with one strategy and score it on ``loaders.test``.
 
     Args:
@@ -64,6 +65,7 @@ def run_strategy(model: nn.Module, loaders, strategy: str = "head", epochs: int 
         strategy: a name of :data:`STRATEGIES` or ``top<k>``.
         epochs, lr, lr_mult, weight_decay, early_stopping, callbacks: see :func:`ftlab.fit`.
         seed: seed of shuffling and sampling.
+        **fit_kwargs: more :func:`ftlab.fit` arguments (``scheduler``, ``restore_best``, ``monitor``, ...).
 
     Returns:
         ``{"strategy", "test_acc", "val_acc", "trainable", "seconds", "epochs_run", "best_epoch", "cached", "history"}``.
@@ -82,7 +84,7 @@ def run_strategy(model: nn.Module, loaders, strategy: str = "head", epochs: int 
         augmented = getattr(loaders.train.dataset, "augment", None) is not None
         cached = k < len(layer_groups(model)) and not augmented
         kwargs = dict(lr=lr, lr_mult=lr_mult, weight_decay=weight_decay, early_stopping=early_stopping,
-                      callbacks=callbacks, seed=seed, device=device, progress=progress)
+                      callbacks=callbacks, seed=seed, device=device, progress=progress, **fit_kwargs)
         history = fit_cached(model, loaders, epochs, **kwargs) if cached else fit(model, loaders, epochs, **kwargs)
         row.update(test_acc=evaluate(model, loaders.test, device=device)["acc"],
                    val_acc=history.best["val_acc"] if history.best else None, trainable=trainable_count(model),

@@ -31,12 +31,12 @@ from .batches import prepare, to_device
 from .errors import UsageError
 from .files import atomic_save, cache_dir, stable_hash
 from .freezing import eval_mode
-from .groups import group_index, head_input, layer_groups
+from .groups import group_index, group_names, head_input, layer_groups, resolve_groups
 from .history import History
 from .train import Predictions, evaluate, fit, predict
 
 __all__ = ["Features", "Top", "ViewAverage", "extract_features", "fit_head", "fit_cached",
-           "evaluate_cached", "predict_cached", "resolve_cut", "linear_probe"]
+           "evaluate_cached", "predict_cached", "resolve_cut", "linear_probe", "pooled_features"]
 
 
 class Features(NamedTuple):
@@ -295,3 +295,65 @@ def linear_probe(train: Features, test: Features, C: float = 1.0, seed: int = 0)
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=3000, random_state=seed))
     clf.fit(train.x.numpy(), train.y.numpy())
     return float(clf.score(test.x.numpy(), test.y.numpy()))
+
+
+@torch.no_grad()
+def pooled_features(model: nn.Module, loader, groups=None, cache: bool = True,
+                    device: str | torch.device = "auto") -> dict[str, Features]:
+    """The output of each picked layer group, averaged over space (global average pooling), in one pass.
+
+    A linear probe per layer group needs one vector per image at every depth. The maps themselves
+    (``[N, C, H, W]``, what ``extract_features(model, loader, cut=...)`` stores) are large at the early
+    groups, so here each batch's maps are pooled to ``[N, C]`` as they are computed and only those
+    are kept, for all picked groups from one run of the model (cached on disk like ``extract_features``).
+
+    Args:
+        model: a CNN whose groups before the head output ``[B, C, H, W]`` maps, run in a row.
+        loader: a DataLoader (shuffling and a separate augmentation stage are ignored).
+        groups: the groups whose output to pool (one rule: name, index, glob or list; the head cannot
+            be picked); default every group before the head.
+        cache: read from / write to ``<ftlab cache>/features/``.
+        device: where to compute.
+
+    Returns:
+        ``{group name: Features}`` in the order of the groups; ``x`` is ``[N, C]`` and ``cut`` is the
+        index of the next group (``extract_features`` at that cut gives the same maps, unpooled).
+    """
+    names = group_names(model)
+    picked = resolve_groups(model, groups if groups is not None else list(range(len(names) - 1)))
+    if picked[-1] == len(names) - 1:
+        raise UsageError(f"The head ({names[-1]}) outputs the predictions, not maps to pool: "
+                         f"pick groups before it ({', '.join(names[:-1])}).")
+    plain, layers = _plain(loader), layer_groups(model)
+    last = picked[-1] + 1
+    bottom = [v for g in layers[:last] for m in g.modules for v in m.state_dict().values()]
+    key = _key(model, plain.dataset, ["pooled", *picked], [], bottom)
+    path = cache_dir("features") / f"pooled-{key}.pt"
+    targets = getattr(plain.dataset, "targets", None)
+    if cache and path.is_file():
+        stored = torch.load(path, weights_only=True)
+        y = torch.as_tensor(targets).long() if targets is not None else stored["y"]
+        return {names[i]: Features(stored["x"][names[i]], y, i + 1, key) for i in picked}
+    dev = prepare(model, device)
+    xs: dict[int, list[torch.Tensor]] = {i: [] for i in picked}
+    ys = []
+    with eval_mode(model):
+        for x, y in plain:
+            x = h = to_device(x, dev)
+            for i in range(last):
+                h = _body(h, layers, i, i + 1)
+                if i in xs:
+                    if h.ndim != 4:
+                        raise UsageError(f"Group {names[i]} outputs {tuple(h.shape)}, not [B, C, H, W] maps to pool: "
+                                         "pick earlier groups, or use extract_features.")
+                    xs[i].append(h.float().mean((2, 3)).cpu())
+            top_in = head_input(model, h) if last == len(names) - 1 else h     # Top at the head takes pooled input
+            if not ys and not torch.allclose(Top(model, last).eval()(top_in), model(x), atol=1e-4, rtol=1e-3):
+                raise UsageError(f"The groups of {type(model).__name__} up to {names[last - 1]} run in a row do not "
+                                 "reproduce its output (its forward is not the groups in a row).")
+            ys.append(torch.as_tensor(y))
+    y = torch.cat(ys).long()
+    pooled = {names[i]: torch.cat(xs[i]) for i in picked}
+    if cache:
+        atomic_save({"x": pooled, "y": y}, path)
+    return {names[i]: Features(pooled[names[i]], y, i + 1, key) for i in picked}

@@ -61,12 +61,18 @@ def parse_value(text: str) -> Any:
 
 
 def execute(notebook: Path, output: Path, params: dict[str, Any], cwd: Path) -> None:
-    """Run a notebook through papermill in a fresh kernel (whose own log shows errors only)."""
+    """Run a notebook through papermill in a fresh kernel, without the kernel's own log lines.
+
+    The kernel's log says nothing a user needs here: "Kernel is running over TCP without
+    encryption" (a warning of every headless kernel) and, on a busy machine, "KeyboardInterrupt
+    caught in kernel" (jupyter_client interrupts the kernel before shutting it down). Errors of
+    the notebook's code are in the executed notebook and stop the run either way.
+    """
     import papermill as pm
 
     pm.execute_notebook(str(notebook), str(output), parameters=params, kernel_name="python3", cwd=str(cwd),
                         progress_bar=False, log_output=False,
-                        extra_arguments=["--IPKernelApp.log_level=ERROR"])   # no "TCP without encryption" line
+                        extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
 
 
 def run_lessons(out: Path, lessons: list[Path], params: dict[str, Any], quick: bool = False,

@@ -190,13 +190,29 @@ def gradcam_maps(model: nn.Module, images: torch.Tensor, target_layer: str | nn.
         targets: the class to explain per image (int, list or tensor); default the prediction.
 
     Returns:
-        A float tensor ``[N, H, W]`` with values in [0, 1] (on the CPU).
+        A float tensor ``[N, H, W]`` with values in [0, 1] (on the CPU). The map has only as many
+        distinct values as the target layer has positions (e.g. 3x3 for a stride-32 layer on a
+        96 px input); the upsampling only smooths them. :func:`gradcam` reports that grid.
     """
     return _gradcam(model, images, target_layer, targets)[0]
 
 
-def _gradcam(model, images, target_layer, targets) -> tuple[torch.Tensor, torch.Tensor]:
-    """Maps ``[N, H, W]`` and class probabilities ``[N, K]`` from one forward and one backward pass."""
+def _per_image(values, n: int, what: str) -> torch.Tensor | None:
+    """``values`` (one class index, or one per image) as a long tensor of length ``n``; None stays None."""
+    if values is None:
+        return None
+    t = torch.as_tensor(values).long().view(-1).cpu()
+    if len(t) not in (1, n):
+        raise UsageError(f"{what} needs one class index or one per image: got {len(t)} for {n} images.")
+    return t.expand(n)
+
+
+def _gradcam(model, images, target_layer, targets) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """Maps ``[N, H, W]``, class probabilities ``[N, K]`` and the layer's ``(h, w)``, from one forward and backward pass."""
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        raise UsageError(f"Grad-CAM needs a batch of images [N, C, H, W], got {getattr(images, 'shape', type(images).__name__)}"
+                         "; stack single images with torch.stack([...]) or use x[None].")
+    targets = _per_image(targets, len(images), "targets")
     layer = _target_layer(model, target_layer)
     dev = next(model.parameters()).device
     seen: dict[str, torch.Tensor] = {}
@@ -212,8 +228,10 @@ def _gradcam(model, images, target_layer, targets) -> tuple[torch.Tensor, torch.
     try:
         with eval_mode(model), torch.enable_grad():
             logits = model(images.to(dev))
-            cls = logits.argmax(1) if targets is None else torch.as_tensor(targets, device=dev).long().view(-1)
-            score = logits.gather(1, cls.expand(len(logits)).view(-1, 1)).sum()
+            if targets is not None and not 0 <= int(targets.min()) <= int(targets.max()) < logits.shape[1]:
+                raise UsageError(f"targets must be class indices 0..{logits.shape[1] - 1}, got {targets.tolist()}.")
+            cls = logits.argmax(1) if targets is None else targets.to(dev)
+            score = logits.gather(1, cls.view(-1, 1)).sum()
             grad, = torch.autograd.grad(score, seen["act"])
     finally:
         handle.remove()
@@ -222,44 +240,60 @@ def _gradcam(model, images, target_layer, targets) -> tuple[torch.Tensor, torch.
     cam = F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
     lo, hi = cam.amin((1, 2), keepdim=True), cam.amax((1, 2), keepdim=True)
     maps = ((cam - lo) / (hi - lo).clamp_min(1e-12)).clamp(0, 1).cpu()
-    return maps, logits.detach().float().softmax(1).cpu()
+    return maps, logits.detach().float().softmax(1).cpu(), tuple(act.shape[-2:])
 
 
 @styled
 def gradcam(model: nn.Module, images: torch.Tensor, target_layer: str | nn.Module | None = None,
-            classes: Sequence[str] | None = None, targets=None, mean=None, std=None, ax=None):
-    """Grad-CAM heat maps over the images, titled with the prediction (and the explained class).
+            classes: Sequence[str] | None = None, targets=None, labels=None, mean=None, std=None, ax=None):
+    """Grad-CAM heat maps over the images, titled with the prediction (and the true class, if given).
 
     Args:
         model: a CNN classifier.
         images: a preprocessed float batch ``[N, 3, H, W]``, e.g. ``next(iter(loaders.val))[0][:8]``.
         target_layer: see :func:`gradcam_maps`.
         classes: class names (default indices).
-        targets: the class to explain per image; default the predicted class.
+        targets: the class to explain (one index, or one per image); default the predicted class.
+        labels: the true class per image; titles then say ``true / pred`` and wrong predictions are red.
         mean / std: normalisation to undo for display (default: the model's preprocessing config).
         ax: one axes (split into a grid) or a sequence of axes.
 
     Returns:
-        The ``Figure``; ``fig.maps`` holds the ``[N, H, W]`` maps.
+        The ``Figure``; ``fig.maps`` holds the ``[N, H, W]`` maps, ``fig.layer`` the target layer's
+        name and ``fig.grid`` its ``(h, w)``: how many positions the maps really resolve. The
+        colour bar (drawn when ``ax`` is None) names both.
     """
-    maps, probs = _gradcam(model, images, target_layer, targets)
+    maps, probs, grid = _gradcam(model, images, target_layer, targets)
+    labels = _per_image(labels, len(images), "labels")
     if mean is None:
         try:
             cfg = preprocessing(model)
             mean, std = cfg["mean"], cfg["std"]
         except UsageError:
             pass
-    explained = None if targets is None else torch.as_tensor(targets).long().view(-1).expand(len(probs))
+    explained = _per_image(targets, len(images), "targets")
     name = (lambda i: classes[i]) if classes else str
+    same = explained is not None and bool((explained == explained[0]).all())
     fig, axs = tiles(len(images), ax, side=2.1)
     for i, a in enumerate(axs):
         q = int(probs[i].argmax())
         a.imshow(_display(images[i], mean, std), cmap="gray")
         im = a.imshow(maps[i].numpy(), cmap="inferno", alpha=0.65 * maps[i].numpy(), vmin=0, vmax=1)
-        extra = "" if explained is None else f"\nCAM for {name(int(explained[i]))}"
-        extra += "" if maps[i].max() > 0 else "\n(no positive evidence)"
-        a.set_title(f"pred: {name(q)} ({probs[i, q]:.2f}){extra}", fontsize=9)
+        title = f"pred: {name(q)} ({probs[i, q]:.2f})"
+        if labels is not None:
+            title = f"true: {name(int(labels[i]))}\n{title}"
+        if explained is not None and (not same or ax is not None):     # else the colour bar names it
+            title += f"\nCAM for {name(int(explained[i]))}"
+        title += "" if maps[i].max() > 0 else "\n(no positive evidence)"
+        a.set_title(title, fontsize=9, color=WRONG if labels is not None and q != int(labels[i]) else "black")
+    layer = _layer_name(model, _target_layer(model, target_layer))
     if ax is None:
-        fig.colorbar(im, ax=axs, shrink=0.7, label="Grad-CAM (relative)")
-    fig.maps = maps
+        what = f"Grad-CAM for {name(int(explained[0]))}" if same else "Grad-CAM"
+        fig.colorbar(im, ax=axs, shrink=0.7, label=f"{what} (relative)\n{layer}: {grid[0]}x{grid[1]} grid")
+    fig.maps, fig.layer, fig.grid = maps, layer, grid
     return fig
+
+
+def _layer_name(model: nn.Module, layer: nn.Module) -> str:
+    """The module path of ``layer`` inside ``model`` (its class name when it is not a submodule)."""
+    return next((n for n, m in model.named_modules() if m is layer and n), type(layer).__name__)

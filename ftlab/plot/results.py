@@ -5,13 +5,64 @@ Introduced in lesson 05; ``ftlab sweep`` draws them with :func:`save_sweep_figur
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
+import numpy as np
+from matplotlib.ticker import PercentFormatter
+
+from ..claims import spread as mean_std
+from ..errors import UsageError
 from ..files import atomic_write
 from ..sweep import aggregate
 from .style import axes_row, styled
 
-__all__ = ["scaling", "baselines", "augmentation_effect", "save_sweep_figures"]
+__all__ = ["spread", "scaling", "baselines", "augmentation_effect", "save_sweep_figures"]
+
+
+@styled
+def spread(results: Mapping[str, Sequence[float]], baseline: float | None = None, baseline_label: str = "majority class",
+           xlabel: str = "test accuracy", title: str | None = None, percent: bool = True, ax=None):
+    """One row per run setting: every seed as a dot, the mean as a bar with ± one standard deviation.
+
+    The dots show the noise a single run would hide; the axis spans the dots and the baseline
+    (e.g. always answering the majority class), so a difference is seen against both.
+
+    Args:
+        results: ``{name: [value per seed]}``, in the order to draw.
+        baseline: a reference value drawn as a vertical line (None: none).
+        baseline_label, xlabel, title: texts.
+        percent: the values are fractions: label the axis in percent.
+        ax: draw into this axes.
+
+    Returns:
+        The Figure.
+    """
+    if not results or any(len(v) == 0 for v in results.values()):
+        raise UsageError("spread() needs {name: [one value per seed, ...]} with at least one value each.")
+    fig, (a,) = axes_row(ax, 1, (6.5, 0.5 * len(results) + 1.3))
+    names = list(results)
+    rng = np.random.default_rng(0)                       # vertical jitter only, so equal values stay visible
+    for i, name in enumerate(names):
+        s = mean_std(results[name])
+        vals = np.asarray(results[name], dtype=float)
+        a.errorbar(s.mean, i, xerr=s.std or 0.0, fmt="|", markersize=16, capsize=4, color="black", zorder=3)
+        a.scatter(vals, i + rng.uniform(-0.12, 0.12, len(vals)), s=22, alpha=0.75, zorder=2)
+        a.text(1.01, i, s.format(percent), transform=a.get_yaxis_transform(), va="center", fontsize=9)
+    if baseline is not None:
+        a.axvline(baseline, color="#666666", ls="--", lw=1)
+        value = f"{baseline:.1%}" if percent else f"{baseline:.3g}"
+        a.text(baseline, len(names) - 0.45, f" {baseline_label} {value}", fontsize=8, color="#444444", va="bottom")
+    a.set_yticks(range(len(names)), names)
+    a.set_ylim(len(names) - 0.3, -0.7)
+    ends = [mean_std(v) for v in results.values()]
+    everything = ([v for vals in results.values() for v in vals] + [s.mean + (s.std or 0) for s in ends]
+                  + [s.mean - (s.std or 0) for s in ends] + ([baseline] if baseline is not None else []))
+    pad = 0.05 * (max(everything) - min(everything) or 1.0)
+    a.set_xlim(min(everything) - pad, max(everything) + pad)
+    if percent:
+        a.xaxis.set_major_formatter(PercentFormatter(1.0))
+    a.set(xlabel=xlabel, title=title or f"{xlabel.capitalize()} per seed (dots), mean ± std (bars)")
+    return fig
 
 
 @styled
@@ -41,8 +92,12 @@ def scaling(rows: Sequence[dict[str, Any]], value: str = "test_acc", ax=None):
 
 
 @styled
-def baselines(ours: dict[str, float], published: dict[str, float], ax=None):
-    """Horizontal bars: our accuracies next to published ones (published bars hatched)."""
+def baselines(ours: dict[str, float], published: dict[str, float], title: str | None = None, ax=None):
+    """Horizontal bars from 0: our accuracies next to published ones (published bars grey and hatched).
+
+    The axis starts at 0, so a difference of a point looks like one. Put one task per figure
+    (e.g. 2 classes and 4 classes in two figures): accuracies of different tasks are not comparable.
+    """
     fig, (a,) = axes_row(ax, 1, (7, 0.45 * (len(ours) + len(published)) + 1.2))
     names = [*published, *ours]
     values = [*published.values(), *ours.values()]
@@ -50,11 +105,12 @@ def baselines(ours: dict[str, float], published: dict[str, float], ax=None):
     for b in bars[: len(published)]:
         b.set_hatch("//")
     for i, v in enumerate(values):
-        a.text(v + 0.003, i, f"{v:.1%}", va="center", fontsize=9)
+        a.text(v + 0.01, i, f"{v:.1%}", va="center", fontsize=9)
     a.set_yticks(range(len(names)), names)
     a.invert_yaxis()
-    a.set_xlim(min(values) - 0.1, min(1.0, max(values) + 0.06))
-    a.set(xlabel="test accuracy", title="ftlab runs (blue) and published ELPV results (grey, hatched)")
+    a.set_xlim(0, 1.12)
+    a.xaxis.set_major_formatter(PercentFormatter(1.0))
+    a.set(xlabel="test accuracy", title=title or "ftlab runs (blue) and published ELPV results (grey, hatched)")
     return fig
 
 

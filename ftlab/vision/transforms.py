@@ -17,8 +17,10 @@ Augmentation presets (train split only):
   symmetries: a crack stays a crack, a dark inactive area stays dark, so the label is
   preserved (only the busbar orientation changes).
 * ``"strong"``: ``light`` plus a random resized crop (60-100 % of the area, nearly square)
-  and brightness/contrast jitter of 30 %. Crops keep most of the cell, and EL brightness
-  varies from module to module anyway, so defects stay visible and labels stay true.
+  and brightness/contrast jitter of 30 %. EL brightness varies from module to module anyway,
+  so the jitter keeps defects visible; a crop, though, can cut away a crack at the edge of a
+  cell and so make a "defective" label wrong (lesson 04 discusses it). Only the 8
+  flips/rotations are certain to keep every label true.
 """
 from __future__ import annotations
 
