@@ -238,23 +238,40 @@ def compare(results: Sequence[dict], ax=None):
 
 
 @styled
-def lr_find(result, ax=None):
+def lr_find(result, ax=None, labels: Sequence[str] | None = None):
     """The learning-rate range test: smoothed loss against learning rate, the suggestion marked.
 
+    Several results are overlaid, one colour each (e.g. the same model with the head alone
+    trainable and after unfreezing more groups), each with its suggestion as a dashed line.
+
     Args:
-        result: :class:`ftlab.recipes.LRFinderResult` (``lrs``, ``losses``, ``suggestion``).
+        result: :class:`ftlab.recipes.LRFinderResult` (``lrs``, ``losses``, ``suggestion``), or a list of them.
         ax: axes to draw into.
+        labels: one name per result (default: none for one result, ``run 1``, ``run 2`` ... for several).
 
     Returns:
         The ``Figure``.
     """
+    results = [result] if hasattr(result, "lrs") else list(result)
+    if not results or not all(hasattr(r, "lrs") and hasattr(r, "suggestion") for r in results):
+        raise UsageError("plot.lr_find takes the result of ftlab.lr_find(...), or a list of them.")
+    if labels is None:
+        labels = [""] if len(results) == 1 else [f"run {i + 1}" for i in range(len(results))]
+    if isinstance(labels, str) or len(labels) != len(results):
+        raise UsageError(f"plot.lr_find got {len(results)} result(s) but labels={labels!r}: give one label per result.")
     fig, (a,) = axes_row(ax, 1, (6, 3.8))
-    lrs, losses = np.asarray(result.lrs, dtype=float), np.asarray(result.losses, dtype=float)
-    a.plot(lrs, losses, color=PALETTE[0], label="smoothed loss")
-    a.axvline(result.suggestion, color=PALETTE[3], ls="--", label=f"suggestion {result.suggestion:.1e}")
-    if len(lrs) and np.isfinite(losses).any():
-        low = np.nanmin(losses)
-        a.set_ylim(low - 0.05 * abs(low), min(np.nanmax(losses), losses[0] + 2 * (losses[0] - low) + 1e-3))
+    curves = [(np.asarray(r.lrs, dtype=float), np.asarray(r.losses, dtype=float)) for r in results]
+    for i, (r, name, (lrs, losses)) in enumerate(zip(results, labels, curves)):
+        line, mark = (PALETTE[0], PALETTE[3]) if len(results) == 1 else (PALETTE[i % len(PALETTE)],) * 2
+        pre = f"{name}: " if name else ""
+        a.plot(lrs, losses, color=line, label=pre + "smoothed loss")
+        a.axvline(r.suggestion, color=mark, ls="--", label=f"{pre}suggestion {r.suggestion:.1e}")
+    finite = [losses[np.isfinite(losses)] for _, losses in curves]
+    if any(len(f) for f in finite):
+        low = min(f.min() for f in finite if len(f))
+        high = max(f.max() for f in finite if len(f))
+        first = max(f[0] for f in finite if len(f))          # clip the blow-up: up to twice the fall from the start
+        a.set_ylim(low - 0.05 * abs(low), min(high, first + 2 * (first - low) + 1e-3))
     a.set_xscale("log")
     a.set(xlabel="learning rate (log scale)", ylabel="loss", title="Learning-rate range test")
     a.legend(loc="upper left")
