@@ -148,6 +148,14 @@ class Top(nn.Module):
         return _body(x, self._groups, self.n - 1, self.n)
 
 
+def _check_split(model: nn.Module, cut: int, top_input: torch.Tensor, x: torch.Tensor, what: str) -> None:
+    """Refuse to cache when the groups below ``cut`` and :class:`Top` from ``cut`` do not reproduce ``model(x)``;
+    ``what`` says which split failed (the start of the message)."""
+    if not torch.allclose(Top(model, cut).eval()(top_input), model(x), atol=1e-4, rtol=1e-3):
+        raise UsageError(f"{what} reproduce its output (its forward is not the groups in a row); use cut='head' "
+                         "or train end-to-end with ftlab.fit.")
+
+
 def _plain(loader) -> DataLoader:
     """The loader's data in order, without random augmentation (with a warning when there was some)."""
     ds = loader.dataset
@@ -208,10 +216,8 @@ def extract_features(model: nn.Module, loader, cut: int | str | None = "head", c
         for x, y in plain:
             x = to_device(x, dev)
             feats = _bottom(model, x, index, groups)
-            if not xs and not torch.allclose(Top(model, index).eval()(feats), model(x), atol=1e-4, rtol=1e-3):
-                raise UsageError(f"Cutting {type(model).__name__} at group {groups[index].name} does not reproduce its "
-                                 "output (its forward is not the groups in a row); use cut='head' or train "
-                                 "end-to-end with ftlab.fit.")
+            if not xs:
+                _check_split(model, index, feats, x, f"Cutting {type(model).__name__} at group {groups[index].name} does not")
             if views:
                 feats = torch.stack([feats] + [_bottom(model, to_device(v(x), dev), index, groups) for v in views[1:]], 1)
             xs.append(feats.float().cpu().contiguous())
@@ -275,7 +281,9 @@ def fit_cached(model: nn.Module, loaders, epochs: int, lr: float = 1e-3, cut: in
 def linear_probe(train: Features, test: Features, C: float = 1.0, seed: int = 0) -> float:
     """Accuracy of a logistic-regression classifier trained on frozen features (a linear probe).
 
-    Features are standardised first; the classifier is scikit-learn's ``LogisticRegression``.
+    Features are standardised first; the classifier is scikit-learn's ``LogisticRegression``. Its
+    linear algebra runs on one BLAS thread: beside PyTorch's threads, several are many times slower
+    on a small CPU (lesson 01's 18 probes: 31 s against under 2 s).
 
     Args:
         train: features to fit on (``extract_features(..., cut="head")``).
@@ -289,12 +297,14 @@ def linear_probe(train: Features, test: Features, C: float = 1.0, seed: int = 0)
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
     if train.x.ndim != 2:
         raise UsageError("A linear probe needs pooled features: extract them with cut='head'.")
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=3000, random_state=seed))
-    clf.fit(train.x.numpy(), train.y.numpy())
-    return float(clf.score(test.x.numpy(), test.y.numpy()))
+    with threadpool_limits(1, user_api="blas"):
+        clf.fit(train.x.numpy(), train.y.numpy())
+        return float(clf.score(test.x.numpy(), test.y.numpy()))
 
 
 @torch.no_grad()
@@ -347,10 +357,9 @@ def pooled_features(model: nn.Module, loader, groups=None, cache: bool = True,
                         raise UsageError(f"Group {names[i]} outputs {tuple(h.shape)}, not [B, C, H, W] maps to pool: "
                                          "pick earlier groups, or use extract_features.")
                     xs[i].append(h.float().mean((2, 3)).cpu())
-            top_in = head_input(model, h) if last == len(names) - 1 else h     # Top at the head takes pooled input
-            if not ys and not torch.allclose(Top(model, last).eval()(top_in), model(x), atol=1e-4, rtol=1e-3):
-                raise UsageError(f"The groups of {type(model).__name__} up to {names[last - 1]} run in a row do not "
-                                 "reproduce its output (its forward is not the groups in a row).")
+            if not ys:                          # Top at the head takes pooled input
+                _check_split(model, last, head_input(model, h) if last == len(names) - 1 else h, x,
+                             f"The groups of {type(model).__name__} up to {names[last - 1]} run in a row do not")
             ys.append(torch.as_tensor(y))
     y = torch.cat(ys).long()
     pooled = {names[i]: torch.cat(xs[i]) for i in picked}
