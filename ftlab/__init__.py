@@ -2,8 +2,9 @@
 
 Use it as ``import ftlab as ft``. The public names are re-exported here explicitly; no name
 shadows a submodule. The core (groups, freezing, optim, callbacks, train, recipes, features,
-history, checkpoint, claims, experiments, sweep, lessons, tables) knows nothing of images;
-:mod:`ftlab.vision` adds images (data, transforms, loaders, pretrained CNNs). ``ft.plot`` and
+history, checkpoint, claims, experiments, splits, sweep, lessons, tables) knows nothing of images
+or text; :mod:`ftlab.vision` adds images (data, transforms, loaders, pretrained CNNs) and
+:mod:`ftlab.text` text (snippets, tokenized loaders, MiniLM, LoRA; use it as ``ft.text``). ``ft.plot`` and
 ``ft.widgets`` load on first use (matplotlib and ipywidgets are not imported before).
 """
 import importlib
@@ -23,8 +24,10 @@ from . import (
     lessons,
     optim,
     recipes,
+    splits,
     sweep,
     tables,
+    text,
     train,
     vision,
 )
@@ -60,14 +63,13 @@ from .groups import group_names, head_module, layer_groups, register_architectur
 from .history import History
 from .optim import Schedule, param_groups
 from .recipes import fine_tune, lr_find
+from .splits import Loaders, Splits, stratified_subset
 from .tables import Table
 from .train import Predictions, evaluate, fit, predict
 from .vision import (
     AUGMENTATIONS,
     D4_VIEWS,
     ImageSet,
-    Loaders,
-    Splits,
     augmentation,
     dataset,
     elpv,
@@ -80,7 +82,6 @@ from .vision import (
     pretrained,
     run_experiment,
     set_dropout,
-    stratified_subset,
 )
 
 __version__ = "0.1.0"
@@ -88,7 +89,7 @@ __version__ = "0.1.0"
 __all__ = [
     # submodules (plot and widgets load lazily)
     "batches", "callbacks", "checkpoint", "claims", "errors", "experiments", "features", "files", "freezing", "groups",
-    "history", "lessons", "optim", "recipes", "sweep", "tables", "train", "vision", "plot", "widgets",
+    "history", "lessons", "optim", "recipes", "splits", "sweep", "tables", "text", "train", "vision", "plot", "widgets",
     # errors
     "FtlabError", "UsageError", "DataError", "WeightsUnavailable",
     # layer groups and freezing

@@ -17,6 +17,12 @@ trainable and statistics keep updating even in frozen groups. The rule is one li
 BatchNorm layer whose parameters are frozen runs in eval mode*. ``model.train()`` undoes it,
 so it is re-applied by :func:`train_mode`, which ``fit`` calls each epoch; call it yourself
 in a hand-written loop instead of ``model.train()``. ``track_running_stats`` is never touched.
+
+**Dropout in a frozen part** is off too: a module that holds a Dropout layer and whose
+parameters are all frozen runs in eval mode (a frozen BERT layer's attention and output). A frozen part
+is then a fixed function, the same in training as when its activations are cached (cut-point
+caching gives the same losses as training end-to-end). Dropout next to trainable parameters
+(a head's own dropout, LoRA's) keeps training.
 """
 from __future__ import annotations
 
@@ -144,11 +150,19 @@ def train_top(model: nn.Module, k: int, bn: str = "frozen") -> None:
     freeze_to(model, n - k, bn=bn)
 
 
+def _all_frozen(module: nn.Module) -> bool:
+    params = list(module.parameters())
+    return bool(params) and not any(p.requires_grad for p in params)
+
+
 def apply_bn_policy(model: nn.Module) -> nn.Module:
-    """Put BatchNorm layers whose parameters are frozen into eval mode (the others are left alone)."""
+    """Put BatchNorm layers whose parameters are frozen, and frozen modules that hold a Dropout layer
+    (every parameter of the module frozen), into eval mode; the others are left alone."""
     for m in model.modules():
         if is_frozen_bn(m):
             m.eval()
+        if m.training and any(isinstance(c, nn.modules.dropout._DropoutNd) for c in m.children()) and _all_frozen(m):
+            m.eval()          # the module itself too: attention reads its own .training for its dropout
     return model
 
 

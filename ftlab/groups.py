@@ -38,7 +38,9 @@ def register_architecture(key: str, groups: list[tuple[str, list[str] | None]], 
 
     Args:
         key: ``"<package>.<ClassName>"``, e.g. ``"timm.EfficientNet"`` or ``"transformers.BertForSequenceClassification"``.
-        groups: ordered ``(name, [module paths])``; ``("blocks.*", None)`` makes one group per child.
+        groups: ordered ``(name, [module paths])``; ``("blocks.*", None)`` makes one group per child
+            of ``blocks``, named ``blocks.0``, ...; ``("layer.*", ["bert.encoder.layer"])`` one per child
+            of ``bert.encoder.layer``, named ``layer.0``, ...
         head: the path of the classifier module.
         pool: how the last body group's output becomes the head's input (cut-point caching);
             None when the head takes it as it is (timm models use their own ``forward_head``).
@@ -75,9 +77,9 @@ def _has(model: nn.Module, path: str) -> bool:
 def _from_table(model: nn.Module, arch: dict[str, Any]) -> list[Group]:
     groups = []
     for name, paths in arch["groups"]:
-        if name.endswith(".*"):
-            parent = name[:-2]
-            groups += [Group(f"{parent}.{c}", (m,)) for c, m in model.get_submodule(parent).named_children()]
+        if name.endswith(".*"):           # one group per child: of `name` itself, or of paths[0] named `name`
+            parent = paths[0] if paths else name[:-2]
+            groups += [Group(f"{name[:-2]}.{c}", (m,)) for c, m in model.get_submodule(parent).named_children()]
         else:
             mods = tuple(model.get_submodule(p) for p in paths if _has(model, p))
             if mods:

@@ -12,12 +12,11 @@ from typing import Callable
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from torchvision.transforms.v2 import functional as TF
 
 from ..errors import DataError
 from ..files import atomic_save, cache_dir, stable_hash
-from ..tables import Table
+from ..splits import Splits, stratified_split
 
 __all__ = ["ImageSet", "Splits", "stratified_split", "elpv"]
 
@@ -97,41 +96,6 @@ class ImageSet(torch.utils.data.Dataset):
         """Images per class, by class name."""
         n = torch.bincount(self.targets, minlength=len(self.classes)).tolist()
         return dict(zip(self.classes, n))
-
-
-@dataclass
-class Splits:
-    """The train / val / test parts of one data set. ``print(splits)`` shows class counts."""
-
-    train: ImageSet
-    val: ImageSet
-    test: ImageSet
-    name: str = "data"
-
-    @property
-    def classes(self) -> list[str]:
-        return self.train.classes
-
-    def counts(self) -> dict[str, dict[str, int]]:
-        """``{split: {class: count}}``."""
-        return {s: getattr(self, s).counts() for s in ("train", "val", "test")}
-
-    def table(self) -> Table:
-        """Class counts per split as a :class:`~ftlab.tables.Table`."""
-        body = [[split, *c.values(), sum(c.values())] for split, c in self.counts().items()]
-        return Table(["split", *self.classes, "total"], body, title=self.name)
-
-    def __repr__(self) -> str:
-        return self.table().text()
-
-    def _repr_html_(self) -> str:
-        return self.table().html()
-
-
-def stratified_split(n_items: int, strata, fraction: float, seed: int):
-    """Indices ``0..n_items-1`` split into (kept, held out), stratified by ``strata``, seeded."""
-    idx = np.arange(n_items)
-    return train_test_split(idx, test_size=fraction, stratify=strata, random_state=seed)
 
 
 def _elpv_raw() -> dict:

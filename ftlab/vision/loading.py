@@ -7,16 +7,15 @@ on a laptop CPU with ``num_workers=0``, which also works everywhere Jupyter does
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from ..errors import DataError, UsageError
-from .data import ImageSet, Splits, elpv
+from ..splits import Loaders, Splits, stratified_subset
+from .data import elpv
 from .folders import image_folder
 from .models import preprocessing
 from .transforms import augmentation, preprocess
@@ -44,46 +43,6 @@ def dataset(name: str, **kwargs) -> Splits:
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     raise DataError(f"Unknown data set {name!r}.{hint} Known data sets: {', '.join(DATASETS)}; "
                     "or pass the path of a folder with one sub-folder per class.")
-
-
-@dataclass
-class Loaders:
-    """The three DataLoaders of a run plus what they were built with."""
-
-    train: DataLoader
-    val: DataLoader
-    test: DataLoader
-    classes: list[str]
-    config: dict[str, Any] = field(default_factory=dict)
-
-    def __iter__(self):  # allows ``train, val, test, classes, config = loaders(...)``
-        return iter((self.train, self.val, self.test, self.classes, self.config))
-
-
-def stratified_subset(data: ImageSet, subset: int | float, seed: int = 0) -> ImageSet:
-    """A stratified, seeded subset: ``int`` = images per class, ``float`` in (0, 1] = fraction per class.
-
-    Raises:
-        DataError: more images per class than a class has, or a fraction outside (0, 1].
-    """
-    counts = data.counts()
-    rng = np.random.default_rng(seed)
-    targets = data.targets.numpy()
-    if isinstance(subset, bool) or not isinstance(subset, (int, float)):
-        raise DataError(f"subset must be an int (images per class) or a float fraction, not {subset!r}.")
-    if isinstance(subset, float):
-        if not 0 < subset <= 1:
-            raise DataError(f"subset={subset} is not a fraction in (0, 1]; use e.g. 0.1 for 10 % "
-                            "or an int for a number of images per class.")
-        take = {c: max(1, round(n * subset)) for c, n in enumerate(counts.values())}
-    else:
-        small = {name: n for name, n in counts.items() if n < subset}
-        if subset < 1 or small:
-            raise DataError(f"subset={subset} images per class is more than {data.name} has: "
-                            f"{small or counts}. Use at most {min(counts.values())} or a fraction like 0.1.")
-        take = {c: subset for c in range(len(counts))}
-    chosen = [rng.permutation(np.flatnonzero(targets == c))[:k] for c, k in take.items()]
-    return data.subset(np.sort(np.concatenate(chosen)))
 
 
 def loaders(data: Splits, config: Mapping[str, Any], image_size: int | None = None,

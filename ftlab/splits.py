@@ -1,0 +1,95 @@
+"""What every modality's data shares: train / val / test :class:`Splits`, stratified subsets and splits,
+and the :class:`Loaders` of a run.
+
+A data set here is anything with ``targets`` (int64 tensor), ``classes``, ``name``, ``counts()``,
+``subset(indices)`` and ``len()``: ftlab's :class:`~ftlab.vision.ImageSet` and
+:class:`~ftlab.text.TextSet` are two.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+from torch.utils.data import DataLoader
+
+from .errors import DataError
+from .tables import Table
+
+__all__ = ["Splits", "Loaders", "stratified_split", "stratified_subset"]
+
+
+@dataclass
+class Splits:
+    """The train / val / test parts of one data set. ``print(splits)`` shows class counts."""
+
+    train: Any
+    val: Any
+    test: Any
+    name: str = "data"
+
+    @property
+    def classes(self) -> list[str]:
+        return self.train.classes
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """``{split: {class: count}}``."""
+        return {s: getattr(self, s).counts() for s in ("train", "val", "test")}
+
+    def table(self) -> Table:
+        """Class counts per split as a :class:`~ftlab.tables.Table`."""
+        body = [[split, *c.values(), sum(c.values())] for split, c in self.counts().items()]
+        return Table(["split", *self.classes, "total"], body, title=self.name)
+
+    def __repr__(self) -> str:
+        return self.table().text()
+
+    def _repr_html_(self) -> str:
+        return self.table().html()
+
+
+@dataclass
+class Loaders:
+    """The three DataLoaders of a run plus what they were built with."""
+
+    train: DataLoader
+    val: DataLoader
+    test: DataLoader
+    classes: list[str]
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def __iter__(self):  # allows ``train, val, test, classes, config = loaders(...)``
+        return iter((self.train, self.val, self.test, self.classes, self.config))
+
+
+def stratified_split(n_items: int, strata, fraction: float, seed: int):
+    """Indices ``0..n_items-1`` split into (kept, held out), stratified by ``strata``, seeded."""
+    idx = np.arange(n_items)
+    return train_test_split(idx, test_size=fraction, stratify=strata, random_state=seed)
+
+
+def stratified_subset(data, subset: int | float, seed: int = 0):
+    """A stratified, seeded subset: ``int`` = items per class, ``float`` in (0, 1] = fraction per class.
+
+    Raises:
+        DataError: more items per class than a class has, or a fraction outside (0, 1].
+    """
+    counts = data.counts()
+    rng = np.random.default_rng(seed)
+    targets = data.targets.numpy()
+    if isinstance(subset, bool) or not isinstance(subset, (int, float)):
+        raise DataError(f"subset must be an int (items per class) or a float fraction, not {subset!r}.")
+    if isinstance(subset, float):
+        if not 0 < subset <= 1:
+            raise DataError(f"subset={subset} is not a fraction in (0, 1]; use e.g. 0.1 for 10 % "
+                            "or an int for a number of items per class.")
+        take = {c: max(1, round(n * subset)) for c, n in enumerate(counts.values())}
+    else:
+        small = {name: n for name, n in counts.items() if n < subset}
+        if subset < 1 or small:
+            raise DataError(f"subset={subset} items per class is more than {data.name} has: "
+                            f"{small or counts}. Use at most {min(counts.values())} or a fraction like 0.1.")
+        take = {c: subset for c in range(len(counts))}
+    chosen = [rng.permutation(np.flatnonzero(targets == c))[:k] for c, k in take.items()]
+    return data.subset(np.sort(np.concatenate(chosen)))

@@ -1,0 +1,151 @@
+"""Tokenized, seeded DataLoaders for text, with dynamic padding; your own texts as splits.
+
+Introduced in lesson 06. :func:`loaders` tokenizes every text once (the fast tokenizer does the
+whole data set in well under a second) and pads each batch only to its own longest text
+(``transformers.DataCollatorWithPadding``), so short snippets cost short sequences. Batches
+are dicts in the Hugging Face convention (``input_ids``, ``attention_mask``, ``token_type_ids``,
+``labels``), which ``ft.fit`` / ``ft.evaluate`` / ``ft.predict`` pass as ``model(**batch)``.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ..errors import DataError, UsageError
+from ..files import stable_hash
+from ..splits import Loaders, Splits, stratified_split, stratified_subset
+from .data import TextSet
+
+__all__ = ["TokenizedSet", "loaders", "texts_to_splits"]
+
+
+class TokenizedSet(torch.utils.data.Dataset):
+    """A :class:`TextSet` tokenized once; ``ds[i]`` is a dict of token lists and the label."""
+
+    def __init__(self, data: TextSet, tokenizer, max_length: int):
+        self.data, self.max_length = data, max_length
+        enc = tokenizer(data.texts, truncation=True, max_length=max_length)
+        self.encodings = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
+        self.targets = data.labels
+        self.tokenizer_name = str(getattr(tokenizer, "name_or_path", type(tokenizer).__name__)).split("site-packages/")[-1]
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> dict:
+        return {**{k: v[i] for k, v in self.encodings.items()}, "labels": int(self.targets[i])}
+
+    @property
+    def texts(self) -> list[str]:
+        return self.data.texts
+
+    @property
+    def lengths(self) -> list[int]:
+        """Tokens per text (``[CLS]`` and ``[SEP]`` included, after truncation)."""
+        return [len(ids) for ids in self.encodings["input_ids"]]
+
+    def cache_key(self) -> str:
+        """A hash of the token ids (what a model sees), not of the labels."""
+        return stable_hash("tokens", self.max_length, [np.asarray(ids, dtype=np.int32) for ids in self.encodings["input_ids"]])
+
+    def __repr__(self) -> str:
+        return f"TokenizedSet({self.data.name!r}, {len(self)} texts, max_length={self.max_length})"
+
+
+def _check_length(max_length) -> int:
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+        raise UsageError(f"max_length must be a whole number of tokens of at least 1, got {max_length!r} "
+                         "(e.g. 64: [CLS], the text's word pieces, [SEP]; longer texts are cut).")
+    return max_length
+
+
+def loaders(splits: Splits, tokenizer, max_length: int = 64, batch_size: int = 32, subset: int | float | None = None,
+            eval_subset: int | float | None = None, seed: int = 0, eval_batch_size: int | None = None) -> Loaders:
+    """Train / val / test DataLoaders of tokenized text with dynamic padding.
+
+    Args:
+        splits: :class:`~ftlab.splits.Splits` of :class:`TextSet` (``ft.text.rotten_tomatoes()``).
+        tokenizer: a Hugging Face tokenizer (``ft.text.tokenizer()``).
+        max_length: texts longer than this many tokens are cut.
+        batch_size: training batch size.
+        subset: a stratified subset of the training split (texts per class, or a fraction).
+        eval_subset: the same for validation and test (quick runs only).
+        seed: shuffling and subset seed: the same seed gives the same batches.
+        eval_batch_size: batch size of val/test (default: 2 x batch_size).
+
+    Returns:
+        :class:`~ftlab.splits.Loaders` (``train``, ``val``, ``test``, ``classes``, ``config``).
+    """
+    from transformers import DataCollatorWithPadding
+
+    if not isinstance(splits, Splits) or not isinstance(splits.train, TextSet):
+        raise UsageError(f"ft.text.loaders needs the Splits of a text data set (ft.text.rotten_tomatoes(), "
+                         f"ft.text.texts_to_splits(...)), not {type(splits).__name__}.")
+    _check_length(max_length)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise DataError(f"batch_size must be a whole number of at least 1, got {batch_size!r}.")
+    parts = {"train": splits.train, "val": splits.val, "test": splits.test}
+    if subset is not None:
+        parts["train"] = stratified_subset(parts["train"], subset, seed)
+    if eval_subset is not None:
+        parts["val"] = stratified_subset(parts["val"], eval_subset, seed)
+        parts["test"] = stratified_subset(parts["test"], eval_subset, seed)
+    collate = DataCollatorWithPadding(tokenizer, return_tensors="pt")
+    made = {}
+    for split, part in parts.items():
+        train = split == "train"
+        made[split] = DataLoader(TokenizedSet(part, tokenizer, max_length), collate_fn=collate, shuffle=train,
+                                 batch_size=batch_size if train else (eval_batch_size or 2 * batch_size),
+                                 generator=torch.Generator().manual_seed(seed) if train else None)
+    used = {"max_length": max_length, "batch_size": batch_size, "subset": subset, "seed": seed, "data": splits.name,
+            "tokenizer": made["train"].dataset.tokenizer_name}
+    return Loaders(made["train"], made["val"], made["test"], list(splits.classes), used)
+
+
+def texts_to_splits(texts: Sequence[str], labels: Sequence[int | str], classes: Sequence[str] | None = None,
+                    val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0, name: str = "texts") -> Splits:
+    """Your own labelled texts as stratified train / val / test splits (duplicates kept once).
+
+    Args:
+        texts: the texts.
+        labels: one per text: class indices, or class names (then ``classes`` defaults to their sorted set).
+        classes: class names, index = label.
+        val_fraction, test_fraction: shares held out, stratified by label.
+        seed: seed of the split.
+        name: a name for the data.
+
+    Raises:
+        DataError: no texts, texts and labels of different lengths, fewer than two classes, or a
+            class too small to be in every split.
+    """
+    texts, labels = list(texts), list(labels)
+    if not texts:
+        raise DataError("No texts were given: pass a list of strings and one label per string.")
+    if len(texts) != len(labels):
+        raise DataError(f"{len(texts)} texts but {len(labels)} labels: give one label per text.")
+    if classes is None:
+        classes = sorted({str(lab) for lab in labels}) if isinstance(labels[0], str) else \
+            [str(c) for c in range(max(int(v) for v in labels) + 1)]
+    classes = list(classes)
+    index = [classes.index(lab) if isinstance(lab, str) and lab in classes else lab for lab in labels]
+    data = TextSet(texts, torch.as_tensor(index), classes, name=name)
+    seen: dict[str, int] = {}
+    for i, t in enumerate(data.texts):
+        seen.setdefault(t.strip().lower(), i)
+    data = data.subset(sorted(seen.values()))
+    present = {c: n for c, n in data.counts().items() if n}
+    if len(present) < 2:
+        raise DataError(f"All texts are in one class ({', '.join(present) or 'none'}): a classifier needs texts "
+                        "of at least two classes.")
+    small = {c: n for c, n in present.items() if n < 3}
+    if small:
+        raise DataError(f"Classes {small} have fewer than 3 texts: each class needs at least one text in "
+                        "train, val and test.")
+    y = data.labels.numpy()
+    rest, test = stratified_split(len(data), y, test_fraction, seed)
+    fit, val = stratified_split(len(rest), y[rest], val_fraction / (1 - test_fraction), seed)
+    return Splits(data.subset(rest[fit], f"{name}/train"), data.subset(rest[val], f"{name}/val"),
+                  data.subset(test, f"{name}/test"), name=name)
