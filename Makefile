@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.ftlab-installed
 
-.PHONY: install lessons test lab bench full clean
+.PHONY: install lessons test lab bench full full-text clean
 
 install: $(STAMP)
 
@@ -31,6 +31,9 @@ lab: $(STAMP)       ## JupyterLab on notebooks/ with this project's kernel
 
 full: $(STAMP)      ## the full-quality ELPV run (224 px, all data, 3 seeds; ~30 min on 2 cores)
 	$(VENV)/bin/ftlab full $(ARGS)
+
+full-text: $(STAMP) ## the full text run (MiniLM, all Rotten Tomatoes snippets, 3 seeds; ~10 min on 2 cores)
+	$(VENV)/bin/ftlab full --task text $(ARGS)
 
 bench: $(STAMP)     ## benchmarks, one JSON object each
 	@for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done

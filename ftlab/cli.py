@@ -51,13 +51,34 @@ def _sweep(args) -> int:
     return 0 if rows and all(r["status"] == "ok" for r in rows) else 1
 
 
+def _full_text(args, target: Path) -> int:
+    from .text.full import format_text_full, text_full_run
+    from .vision.full import save_full
+
+    wrong = [f"--{k.replace('_', '-')}" for k in ("image_size", "cut", "two_class") if getattr(args, k) is not None]
+    if wrong:
+        raise UsageError(f"{', '.join(wrong)} belong to the image run; the text run takes --seeds, --epochs, "
+                         "--subset and --select.")
+    kwargs = {k: getattr(args, k) for k in ("seeds", "epochs", "subset") if getattr(args, k) is not None}
+    result = text_full_run(**kwargs, select=args.select, progress=True)
+    save_full(result, target, overwrite=args.overwrite)
+    print("\n" + format_text_full(result))
+    print(f"\nresults: {target}")
+    return 0
+
+
 def _full(args) -> int:
     from .vision.full import format_full, full_run, save_full
 
-    out = Path(args.out) if args.out else Path("runs") / ("full-" + datetime.now().strftime("%Y%m%d-%H%M%S"))
-    target = out / "full.json"
+    default = f"full-{args.task}-" if args.task == "text" else "full-"
+    out = Path(args.out) if args.out else Path("runs") / (default + datetime.now().strftime("%Y%m%d-%H%M%S"))
+    target = out / ("text_full.json" if args.task == "text" else "full.json")
     if target.exists() and not args.overwrite:           # before the run, not after 25 minutes of it
         raise UsageError(f"{target} exists: pass another --out, or --overwrite to replace it.")
+    if args.task == "text":
+        return _full_text(args, target)
+    if args.select:
+        raise UsageError("--select is for the text run (--task text) for now.")
     kwargs = {k: getattr(args, k) for k in ("seeds", "image_size", "cut", "epochs", "two_class", "subset")
               if getattr(args, k) is not None}
     result = full_run(**kwargs, progress=False)
@@ -88,11 +109,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="a parameter fixed for every run")
     w.add_argument("--out", help="sweep folder (default from the config, else runs/sweep-<timestamp>/)")
     w.set_defaults(run=_sweep)
-    f = sub.add_parser("full", help="the full-quality ELPV run (224 px, all data, 3 seeds, 2 and 4 classes)")
+    f = sub.add_parser("full", help="a full-quality run: ELPV images (default; 224 px, all data, 3 seeds, 2 and 4 "
+                       "classes) or Rotten Tomatoes text (--task text)")
+    f.add_argument("--task", choices=["images", "text"], default="images", help="ELPV images (default) or text")
+    f.add_argument("--select", action="store_true", help="text: first choose cut, learning rate and epochs on "
+                   "the validation split")
     f.add_argument("--seeds", type=int, nargs="+", help="default 0 1 2")
     f.add_argument("--image-size", type=int, help="default 224")
     f.add_argument("--cut", help="first trained layer group, default blocks.5")
-    f.add_argument("--epochs", type=int, help="default 12")
+    f.add_argument("--epochs", type=int, help="default 12 (images), 3 (text)")
     f.add_argument("--subset", type=parse_value, help="training cells (fraction or per class) for a quick check")
     f.add_argument("--two-class", choices=["derived", "trained"], help="2-class answer from the 4-class model "
                    "(derived, default) or also train 2-class models (trained)")

@@ -19,6 +19,8 @@ TINY = {
     "05_experiments": ({"RESULTS": "live", "IMAGE_SIZE": 48, "SUBSETS": [20, 40], "STRATEGIES": ["linear_probe", "head"],
                         "EPOCHS": 1},
                        {"SEEDS": [0, 1]}),
+    "06_text_sentiment": ({"SUBSET": 16, "EVAL_SUBSET": 8, "SEEDS": 1, "HEAD_EPOCHS": 2, "EPOCHS": 1, "MAX_LENGTH": 24},
+                          {"SEEDS": 2, "LORA_RANK": 2}),
 }
 ALL_NOTEBOOKS = sorted(NOTEBOOKS[0].parent.glob("*.ipynb"))
 
@@ -35,7 +37,8 @@ def test_committed_clean_with_parameters_cell(path):
     assert "parameters" in code[0].metadata.get("tags", []), "first code cell must be tagged parameters"
     assert nb.metadata["kernelspec"]["name"] == "python3"
     params = lessons.notebook_parameters(path)
-    assert {"DEVICE", "OUT_DIR", "IMAGE_SIZE"} <= set(params) and {"SEED", "SEEDS"} & set(params)
+    assert {"DEVICE", "OUT_DIR"} <= set(params) and {"SEED", "SEEDS"} & set(params)
+    assert {"IMAGE_SIZE", "MAX_LENGTH"} & set(params)           # the input size: pixels or tokens
     assert params["OUT_DIR"] == "None"
     if path in NOTEBOOKS:
         assert nb.cells[0].cell_type == "markdown" and "Learning goals" in nb.cells[0].source
@@ -64,6 +67,9 @@ def _sane(lesson, m):
         assert len([k for k in m if k.startswith("test_acc_")]) == 7 and m["seeds"] in (1, 2)
     elif lesson == "05_experiments":
         assert m["runs"] in (4, 8) and len([k for k in m if k.startswith("acc_")]) == 4
+    elif lesson == "06_text_sentiment":
+        assert {"head_test_acc", "top2_test_acc", "full_test_acc", "lora_test_acc"} <= set(m)
+        assert m["lora_trainable"] < m["top2_trainable"] < m["full_trainable"] and m["train_snippets"] == 32
 
 
 @pytest.mark.slow

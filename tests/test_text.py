@@ -53,11 +53,19 @@ def test_rotten_tomatoes_splits_are_disjoint_deduplicated_and_by_movie(rt):
 def test_loaders_pad_each_batch_to_its_longest_text(rt, tok):
     L = ft.text.loaders(rt, tok, max_length=16, batch_size=8, subset=10, eval_subset=5, seed=0)
     assert (len(L.train.dataset), len(L.val.dataset), len(L.test.dataset)) == (20, 10, 10)
-    batch = next(iter(L.train))
-    assert set(batch) == {"input_ids", "attention_mask", "token_type_ids", "labels"}
-    lengths = batch["attention_mask"].sum(1)
-    assert batch["input_ids"].shape[1] == int(lengths.max()) <= 16
-    assert batch["labels"].dtype == torch.long and len(batch["labels"]) == 8
+    batches = list(L.train)
+    assert sorted(len(b["labels"]) for b in batches) == [4, 8, 8]
+    for batch in batches:
+        assert set(batch) == {"input_ids", "attention_mask", "token_type_ids", "labels"}
+        lengths = batch["attention_mask"].sum(1)
+        assert batch["input_ids"].shape[1] == int(lengths.max()) <= 16
+        assert batch["labels"].dtype == torch.long
+    ids = sorted(tuple(row[m.bool()].tolist()) for b in batches for row, m in zip(b["input_ids"], b["attention_mask"]))
+    assert ids == sorted(tuple(x) for x in L.train.dataset.encodings["input_ids"])     # each snippet once an epoch
+    plain = ft.text.loaders(rt, tok, max_length=64, batch_size=8, subset=40, seed=0, group_by_length=False)
+    grouped = ft.text.loaders(rt, tok, max_length=64, batch_size=8, subset=40, seed=0)
+    padded = [sum(b["input_ids"].numel() for b in dl) for dl in (plain.train, grouped.train)]
+    assert padded[1] < padded[0]                           # similar lengths together: less padding
     first = [b["input_ids"].tolist() for b in ft.text.loaders(rt, tok, batch_size=8, subset=10, seed=3).train]
     second = [b["input_ids"].tolist() for b in ft.text.loaders(rt, tok, batch_size=8, subset=10, seed=3).train]
     assert first == second                                 # seeded: the same batches

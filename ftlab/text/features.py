@@ -29,9 +29,11 @@ from ..freezing import eval_mode
 from ..groups import layer_groups
 from ..history import History
 from ..train import Predictions, evaluate, fit, predict
+from .loading import LengthGroupedBatches
 from .models import mean_pool
 
-__all__ = ["TokenFeatures", "TextTop", "LengthGroupedBatches", "extract_hidden", "fit_hidden", "evaluate_hidden", "predict_hidden"]
+__all__ = ["TokenFeatures", "TextTop", "extract_hidden",
+           "fit_hidden", "evaluate_hidden", "predict_hidden"]
 
 
 class TokenFeatures(NamedTuple):
@@ -114,7 +116,10 @@ def _pooled(model, batch) -> torch.Tensor:
 @torch.no_grad()
 def extract_hidden(model: nn.Module, loader, cut: int | str = "auto", cache: bool = True,
                    device: str | torch.device = "auto") -> TokenFeatures | Features:
-    """Run the encoder below ``cut`` once over ``loader`` (in order, eval mode) and keep its output.
+    """Run the encoder below ``cut`` once over ``loader`` (eval mode) and keep its output, in the data set's order.
+
+    The texts are run in batches of similar length (less padding); the result is in the order of
+    ``loader.dataset``.
 
     Args:
         model: a :class:`~ftlab.text.SentenceClassifier`.
@@ -131,7 +136,9 @@ def extract_hidden(model: nn.Module, loader, cut: int | str = "auto", cache: boo
     index = resolve_cut(model, cut)
     groups = layer_groups(model)
     ds = loader.dataset
-    plain = DataLoader(ds, batch_size=64, shuffle=False, collate_fn=loader.collate_fn)
+    by_length = sorted(range(len(ds)), key=lambda i: len(ds[i]["input_ids"]))      # batches with little padding
+    plain = DataLoader(torch.utils.data.Subset(ds, by_length), batch_size=64, shuffle=False,
+                       collate_fn=loader.collate_fn)
     head = index == len(groups) - 1
     if not head:
         _layers(model, index, groups)
@@ -162,60 +169,39 @@ def extract_hidden(model: nn.Module, loader, cut: int | str = "auto", cache: boo
             n = m.sum(1)
             xs.append(h[m.bool()].float().cpu())
             lengths.append(n.cpu())
+    back = torch.argsort(torch.tensor(by_length))          # position of text i in the sorted order
     if head:
-        feats = Features(torch.cat(xs), y, index, key)
+        feats = Features(torch.cat(xs)[back], y, index, key)
         if cache:
             atomic_save({"x": feats.x}, path)
         return feats
-    feats = TokenFeatures(torch.cat(xs), torch.cat(lengths), y, index, key)
+    per_text = torch.cat(xs).split(torch.cat(lengths).tolist())
+    feats = TokenFeatures(torch.cat([per_text[int(j)] for j in back]), torch.cat(lengths)[back], y, index, key)
     if cache:
         atomic_save({"hidden": feats.hidden, "lengths": feats.lengths}, path)
     return feats
 
 
-class LengthGroupedBatches(torch.utils.data.Sampler):
-    """Shuffled batches of texts of similar length (Hugging Face's ``group_by_length``): less padding.
-
-    Each epoch the texts are shuffled, cut into chunks of 50 batches, each chunk sorted by length and
-    cut into batches, and the batches shuffled again (seeded).
-    """
-
-    def __init__(self, lengths: torch.Tensor, batch_size: int, seed: int = 0):
-        self.lengths, self.batch_size = lengths, batch_size
-        self.g = torch.Generator().manual_seed(seed)
-
-    def __len__(self) -> int:
-        return -(-len(self.lengths) // self.batch_size)
-
-    def __iter__(self):
-        order = torch.randperm(len(self.lengths), generator=self.g)
-        chunk = 50 * self.batch_size
-        batches = []
-        for c in order.split(chunk):
-            c = c[torch.argsort(self.lengths[c], descending=True, stable=True)]
-            batches += [b.tolist() for b in c.split(self.batch_size)]
-        for i in torch.randperm(len(batches), generator=self.g).tolist():
-            yield batches[i]
-
-
 def _token_loader(feats: TokenFeatures, batch_size: int, shuffle: bool = False, seed: int = 0,
                   group_by_length: bool = False) -> DataLoader:
     if group_by_length:
-        return DataLoader(_TokenDataset(feats), batch_sampler=LengthGroupedBatches(feats.lengths, batch_size, seed),
-                          collate_fn=_collate)
+        g = torch.Generator().manual_seed(seed)
+        return DataLoader(_TokenDataset(feats), batch_sampler=LengthGroupedBatches(feats.lengths, batch_size, g),
+                          collate_fn=_collate, generator=g)
     return DataLoader(_TokenDataset(feats), batch_size=batch_size, shuffle=shuffle, collate_fn=_collate,
                       generator=torch.Generator().manual_seed(seed) if shuffle else None)
 
 
 def fit_hidden(model: nn.Module, train: TokenFeatures | Features, val: TokenFeatures | Features | None, epochs: int,
-               lr: float = 1e-3, batch_size: int = 32, seed: int = 0, group_by_length: bool = False,
+               lr: float = 1e-3, batch_size: int = 32, seed: int = 0, group_by_length: bool = True,
                **fit_kwargs) -> History:
     """Train the layer groups of ``model`` above the cut of stored features (:func:`extract_hidden`).
 
     The parameters are the model's own: afterwards ``model`` is the trained model. Takes the
     arguments of ``ft.fit`` (``lr_mult``, ``weight_decay``, ``scheduler``, ``callbacks`` ...).
-    ``group_by_length=True`` batches texts of similar length together (:class:`LengthGroupedBatches`):
-    less padding, faster epochs, other batches than plain shuffling.
+    ``group_by_length=True`` (default, as in :func:`ftlab.text.loaders`) batches texts of similar
+    length together (:class:`~ftlab.text.LengthGroupedBatches`): less padding, faster epochs; with the
+    same seed these are the batches the loaders give, so cached and end-to-end training still match.
     """
     if val is not None and val.cut != train.cut:
         raise UsageError(f"Train features are cut at group {train.cut}, val features at {val.cut}: extract both the same way.")
@@ -229,10 +215,10 @@ def fit_hidden(model: nn.Module, train: TokenFeatures | Features, val: TokenFeat
 
 
 def _scored(model, feats):
-    from ..features import Top, ViewAverage, _cached_loader
+    from ..features import Top
 
     if isinstance(feats, Features):
-        return ViewAverage(Top(model, feats.cut), 1), _cached_loader(feats)
+        return Top(model, feats.cut), DataLoader(torch.utils.data.TensorDataset(feats.x, feats.y), batch_size=256)
     return TextTop(model, feats.cut), _token_loader(feats, 128)
 
 

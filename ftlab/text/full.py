@@ -36,7 +36,7 @@ __all__ = ["TEXT_FULL", "CANDIDATES", "text_full_run", "format_text_full"]
 TEXT_FULL: dict[str, Any] = dict(cut="layer.4", lr=1e-4, lr_mult=1.0, epochs=3, weight_decay=0.01, batch_size=32,
                                  max_length=64, seeds=(0, 1, 2))
 # What selection compares: (cut, lr); each for up to TEXT_FULL["epochs"] epochs.
-CANDIDATES: tuple[tuple[str, float], ...] = (("layer.4", 1e-4), ("layer.4", 3e-4))
+CANDIDATES: tuple[tuple[str, float], ...] = (("layer.4", 1e-4), ("layer.4", 3e-4), ("layer.3", 1e-4), ("layer.3", 3e-4))
 
 
 def _stats(values: Sequence[float]) -> dict[str, float]:
@@ -51,7 +51,7 @@ def _train(base, feats, cut: str, lr: float, epochs: int, seed: int, cfg: dict, 
     model.classifier.reset_parameters()
     history = fit_hidden(model, feats[cut]["train"], feats[cut]["val"] if with_val else None, epochs, lr=lr,
                          lr_mult=cfg["lr_mult"], weight_decay=cfg["weight_decay"], batch_size=cfg["batch_size"],
-                         seed=seed, group_by_length=True, restore_best=False, device="cpu", progress=False)
+                         seed=seed, restore_best=False, device="cpu", progress=False)
     return model, history
 
 

@@ -19,7 +19,7 @@ from ..files import stable_hash
 from ..splits import Loaders, Splits, stratified_split, stratified_subset
 from .data import TextSet
 
-__all__ = ["TokenizedSet", "loaders", "texts_to_splits"]
+__all__ = ["TokenizedSet", "LengthGroupedBatches", "loaders", "texts_to_splits"]
 
 
 class TokenizedSet(torch.utils.data.Dataset):
@@ -55,6 +55,32 @@ class TokenizedSet(torch.utils.data.Dataset):
         return f"TokenizedSet({self.data.name!r}, {len(self)} texts, max_length={self.max_length})"
 
 
+class LengthGroupedBatches(torch.utils.data.Sampler):
+    """Shuffled batches of texts of similar length (Hugging Face's ``group_by_length``): less padding.
+
+    Each epoch the texts are shuffled, cut into chunks of 50 batches, each chunk sorted by length and
+    cut into batches, and the batches shuffled again, all from one seeded ``generator`` (the loader's:
+    ``ft.fit(seed=...)`` reseeds it).
+    """
+
+    def __init__(self, lengths, batch_size: int, generator: torch.Generator | None = None):
+        self.lengths, self.batch_size = torch.as_tensor(lengths), batch_size
+        self.g = generator if generator is not None else torch.Generator().manual_seed(0)
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def __iter__(self):
+        order = torch.randperm(len(self.lengths), generator=self.g)
+        chunk = 50 * self.batch_size
+        batches = []
+        for c in order.split(chunk):
+            c = c[torch.argsort(self.lengths[c], descending=True, stable=True)]
+            batches += [b.tolist() for b in c.split(self.batch_size)]
+        for i in torch.randperm(len(batches), generator=self.g).tolist():
+            yield batches[i]
+
+
 def _check_length(max_length) -> int:
     if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
         raise UsageError(f"max_length must be a whole number of tokens of at least 1, got {max_length!r} "
@@ -63,7 +89,8 @@ def _check_length(max_length) -> int:
 
 
 def loaders(splits: Splits, tokenizer, max_length: int = 64, batch_size: int = 32, subset: int | float | None = None,
-            eval_subset: int | float | None = None, seed: int = 0, eval_batch_size: int | None = None) -> Loaders:
+            eval_subset: int | float | None = None, seed: int = 0, eval_batch_size: int | None = None,
+            group_by_length: bool = True) -> Loaders:
     """Train / val / test DataLoaders of tokenized text with dynamic padding.
 
     Args:
@@ -75,6 +102,9 @@ def loaders(splits: Splits, tokenizer, max_length: int = 64, batch_size: int = 3
         eval_subset: the same for validation and test (quick runs only).
         seed: shuffling and subset seed: the same seed gives the same batches.
         eval_batch_size: batch size of val/test (default: 2 x batch_size).
+        group_by_length: training batches of snippets of similar length (:class:`LengthGroupedBatches`,
+            Hugging Face's ``group_by_length``): less padding, about 1.5x faster epochs on a CPU.
+            False: plain shuffling.
 
     Returns:
         :class:`~ftlab.splits.Loaders` (``train``, ``val``, ``test``, ``classes``, ``config``).
@@ -96,11 +126,16 @@ def loaders(splits: Splits, tokenizer, max_length: int = 64, batch_size: int = 3
     collate = DataCollatorWithPadding(tokenizer, return_tensors="pt")
     made = {}
     for split, part in parts.items():
-        train = split == "train"
-        made[split] = DataLoader(TokenizedSet(part, tokenizer, max_length), collate_fn=collate, shuffle=train,
-                                 batch_size=batch_size if train else (eval_batch_size or 2 * batch_size),
-                                 generator=torch.Generator().manual_seed(seed) if train else None)
+        ds = TokenizedSet(part, tokenizer, max_length)
+        if split != "train":
+            made[split] = DataLoader(ds, collate_fn=collate, batch_size=eval_batch_size or 2 * batch_size)
+            continue
+        g = torch.Generator().manual_seed(seed)
+        made[split] = (DataLoader(ds, batch_sampler=LengthGroupedBatches(ds.lengths, batch_size, g), collate_fn=collate,
+                                  generator=g) if group_by_length else
+                       DataLoader(ds, collate_fn=collate, batch_size=batch_size, shuffle=True, generator=g))
     used = {"max_length": max_length, "batch_size": batch_size, "subset": subset, "seed": seed, "data": splits.name,
+            "group_by_length": group_by_length,
             "tokenizer": made["train"].dataset.tokenizer_name}
     return Loaders(made["train"], made["val"], made["test"], list(splits.classes), used)
 
