@@ -200,3 +200,16 @@ def test_checkpoints_round_trip_and_refuse_the_image_model(tmp_path, minilm, lit
     image = ft.save_checkpoint(tmp_path / "image.pt", lite0)
     with pytest.raises(ft.UsageError, match="holds a EfficientNet.*not a SentenceClassifier"):
         ft.load_checkpoint(image, model)
+
+
+def test_freeze_explorer_and_gradual_unfreezing_work_on_the_text_model(rt, tok, small_bert):
+    explorer = ft.widgets.FreezeExplorer(small_bert, trainable_groups=2)
+    assert ft.trainable_count(small_bert) == sum(p.numel() for p in small_bert.bert.encoder.layer[1].parameters()) + 66
+    explorer.slider.value = 4                              # everything: embeddings, 2 layers, classifier
+    assert ft.trainable_count(small_bert) == sum(p.numel() for p in small_bert.parameters())
+    L = ft.text.loaders(rt, tok, max_length=24, batch_size=8, subset=8, eval_subset=4, seed=0)
+    ft.train_top(small_bert, 1)
+    history = ft.fit(small_bert, L, 3, lr=1e-3, callbacks=[ft.GradualUnfreeze(start=1, every=1)], seed=0,
+                     device="cpu", progress=False)
+    assert [r["trainable"] for r in history.rows] == sorted(r["trainable"] for r in history.rows)
+    assert history.rows[0]["trainable"] == 66 < history.rows[-1]["trainable"]
