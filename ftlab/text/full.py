@@ -32,8 +32,9 @@ from .models import pretrained, tokenizer
 
 __all__ = ["TEXT_FULL", "CANDIDATES", "text_full_run", "format_text_full"]
 
-# The documented full configuration (README, "Full text run"), as chosen on validation by `--select`.
-TEXT_FULL: dict[str, Any] = dict(cut="layer.4", lr=1e-4, lr_mult=1.0, epochs=3, weight_decay=0.01, batch_size=32,
+# The documented full configuration (README, "Full text run"): cut, lr and epochs as chosen on the
+# validation split by `ftlab full --task text --select` (docs/results/text_full.json, "selection").
+TEXT_FULL: dict[str, Any] = dict(cut="layer.3", lr=1e-4, lr_mult=1.0, epochs=2, weight_decay=0.01, batch_size=32,
                                  max_length=64, seeds=(0, 1, 2))
 # What selection compares: (cut, lr); each for up to TEXT_FULL["epochs"] epochs.
 CANDIDATES: tuple[tuple[str, float], ...] = (("layer.4", 1e-4), ("layer.4", 3e-4), ("layer.3", 1e-4), ("layer.3", 3e-4))
