@@ -283,3 +283,16 @@ def test_augmentation_figure_picks_the_size_with_several_augmentations():
     rows.append({"strategy": "head", "augment": "none", "train_images": 1000, "seed": 0, "test_acc": 0.8})
     fig = augmentation(rows)
     assert "100 training images" in fig.axes[0].get_title() and len(fig.axes[0].patches) == 2
+
+
+def test_text_figures():
+    a = ft.text.Attribution("a great film", ["[CLS]", "a", "great", "fil", "##m", "[SEP]"],
+                            torch.tensor([0.1, 0.0, 0.8, -0.2, -0.1, 0.0]), 1, 0.9, "occlusion")
+    fig = ft.plot.token_attributions([a, a], classes=["rotten", "fresh"])
+    words = [t.get_text() for t in fig.axes[0].texts]
+    assert "film" in words and "fil" not in words and "[CLS]" not in words       # pieces joined, specials hidden
+    assert any("predicted fresh (90%)" in w for w in words)
+    fig = ft.plot.similarity(torch.eye(3), ["a", "b", "c"])
+    assert len(fig.axes) == 2                                                     # the map and its colour bar
+    with pytest.raises(ft.UsageError, match="needs 2 labels"):
+        ft.plot.similarity(torch.eye(2), ["a", "b", "c"])

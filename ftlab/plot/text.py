@@ -45,6 +45,8 @@ def token_attributions(attributions, classes: Sequence[str] | None = None, width
         raise UsageError("Pass at least one attribution (ft.text.token_attributions(model, tokenizer, text)).")
     fig, axis = (plt.subplots(figsize=(width, 0.95 * len(items) + 0.3)) if ax is None else (ax.figure, ax))
     axis.set_axis_off()
+    axis.set_title("blue: pushed toward the predicted class · orange: against · darker: stronger", fontsize=9,
+                   loc="left", color="#555555")
     axis.set_xlim(0, 1)
     axis.set_ylim(len(items), 0)
     renderer = fig.canvas.get_renderer()

@@ -109,6 +109,18 @@ class TextTop(nn.Module):
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
+def _below(model, batch, layer_groups_below) -> torch.Tensor:
+    """The token states after the embeddings and the given layers only (nothing above the cut is run)."""
+    from transformers.masking_utils import create_bidirectional_mask
+
+    h = model.bert.embeddings(input_ids=batch["input_ids"], token_type_ids=batch.get("token_type_ids"))
+    mask = create_bidirectional_mask(config=model.config, inputs_embeds=h, attention_mask=batch["attention_mask"])
+    for g in layer_groups_below:
+        for layer in g.modules:
+            h = layer(h, mask)
+    return h
+
+
 def _pooled(model, batch) -> torch.Tensor:
     return model.embed(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
 
@@ -157,9 +169,7 @@ def extract_hidden(model: nn.Module, loader, cut: int | str = "auto", cache: boo
             if head:
                 xs.append(_pooled(model, batch).float().cpu())
                 continue
-            out = model.bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                             token_type_ids=batch.get("token_type_ids"), output_hidden_states=True)
-            h, m = out.hidden_states[index - 1], batch["attention_mask"]
+            h, m = _below(model, batch, groups[1:index]), batch["attention_mask"]
             if not xs:
                 top = TextTop(model, index).eval()(h, m).logits
                 full = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
