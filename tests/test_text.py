@@ -213,3 +213,17 @@ def test_freeze_explorer_and_gradual_unfreezing_work_on_the_text_model(rt, tok, 
                      device="cpu", progress=False)
     assert [r["trainable"] for r in history.rows] == sorted(r["trainable"] for r in history.rows)
     assert history.rows[0]["trainable"] == 66 < history.rows[-1]["trainable"]
+
+
+def test_full_text_cli_refuses_image_options_and_keeps_results(tmp_path, capsys):
+    from ftlab import cli
+
+    assert cli.main(["full", "--task", "text", "--image-size", "224", "--out", str(tmp_path)]) == 2
+    assert "--image-size belong to the image run" in capsys.readouterr().err
+    assert cli.main(["full", "--select", "--out", str(tmp_path)]) == 2
+    assert "--select is for the text run" in capsys.readouterr().err
+    (tmp_path / "text_full.json").write_text("{}")
+    assert cli.main(["full", "--task", "text", "--out", str(tmp_path)]) == 2      # never overwrites a result
+    assert "exists" in capsys.readouterr().err and (tmp_path / "text_full.json").read_text() == "{}"
+    with pytest.raises(ft.UsageError, match="Unknown full-run settings.*image_size"):
+        ft.text.text_full_run(image_size=224)
