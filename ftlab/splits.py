@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from .errors import DataError
 from .tables import Table
 
-__all__ = ["Splits", "Loaders", "stratified_split", "stratified_subset"]
+__all__ = ["Splits", "Loaders", "stratified_split", "stratified_subset", "subset_parts"]
 
 
 @dataclass
@@ -93,3 +93,14 @@ def stratified_subset(data, subset: int | float, seed: int = 0):
         take = {c: subset for c in range(len(counts))}
     chosen = [rng.permutation(np.flatnonzero(targets == c))[:k] for c, k in take.items()]
     return data.subset(np.sort(np.concatenate(chosen)))
+
+
+def subset_parts(splits: Splits, subset: int | float | None, eval_subset: int | float | None, seed: int) -> dict:
+    """``{"train", "val", "test"}`` of ``splits``, each cut to a stratified subset where asked (what loaders build on)."""
+    parts = {"train": splits.train, "val": splits.val, "test": splits.test}
+    if subset is not None:
+        parts["train"] = stratified_subset(parts["train"], subset, seed)
+    if eval_subset is not None:
+        parts["val"] = stratified_subset(parts["val"], eval_subset, seed)
+        parts["test"] = stratified_subset(parts["test"], eval_subset, seed)
+    return parts

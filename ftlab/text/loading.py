@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from ..errors import DataError, UsageError
 from ..files import stable_hash
-from ..splits import Loaders, Splits, stratified_split, stratified_subset
+from ..splits import Loaders, Splits, stratified_split, subset_parts
 from .data import TextSet
 
 __all__ = ["TokenizedSet", "LengthGroupedBatches", "loaders", "texts_to_splits"]
@@ -117,12 +117,7 @@ def loaders(splits: Splits, tokenizer, max_length: int = 64, batch_size: int = 3
     _check_length(max_length)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise DataError(f"batch_size must be a whole number of at least 1, got {batch_size!r}.")
-    parts = {"train": splits.train, "val": splits.val, "test": splits.test}
-    if subset is not None:
-        parts["train"] = stratified_subset(parts["train"], subset, seed)
-    if eval_subset is not None:
-        parts["val"] = stratified_subset(parts["val"], eval_subset, seed)
-        parts["test"] = stratified_subset(parts["test"], eval_subset, seed)
+    parts = subset_parts(splits, subset, eval_subset, seed)
     collate = DataCollatorWithPadding(tokenizer, return_tensors="pt")
     made = {}
     for split, part in parts.items():

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..errors import DataError, UsageError
-from ..splits import Loaders, Splits, stratified_subset
+from ..splits import Loaders, Splits, stratified_subset, subset_parts
 from .data import elpv
 from .folders import image_folder
 from .models import preprocessing
@@ -78,12 +78,7 @@ def loaders(data: Splits, config: Mapping[str, Any], image_size: int | None = No
                                if name == "image_size" else "."))
     size = int(image_size or config["input_size"][-1])
     interp = config.get("interpolation", "bilinear")
-    parts = {"train": data.train, "val": data.val, "test": data.test}
-    if subset is not None:
-        parts["train"] = stratified_subset(parts["train"], subset, seed)
-    if eval_subset is not None:
-        parts["val"] = stratified_subset(parts["val"], eval_subset, seed)
-        parts["test"] = stratified_subset(parts["test"], eval_subset, seed)
+    parts = subset_parts(data, subset, eval_subset, seed)
     made = {}
     for split, part in parts.items():
         train = split == "train"
