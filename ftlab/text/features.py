@@ -148,9 +148,6 @@ def extract_hidden(model: nn.Module, loader, cut: int | str = "auto", cache: boo
     index = resolve_cut(model, cut)
     groups = layer_groups(model)
     ds = loader.dataset
-    by_length = sorted(range(len(ds)), key=lambda i: len(ds[i]["input_ids"]))      # batches with little padding
-    plain = DataLoader(torch.utils.data.Subset(ds, by_length), batch_size=64, shuffle=False,
-                       collate_fn=loader.collate_fn)
     head = index == len(groups) - 1
     if not head:
         _layers(model, index, groups)
@@ -161,6 +158,9 @@ def extract_hidden(model: nn.Module, loader, cut: int | str = "auto", cache: boo
     if cache and path.is_file():
         s = torch.load(path, weights_only=True)
         return Features(s["x"], y, index, key) if head else TokenFeatures(s["hidden"], s["lengths"], y, index, key)
+    by_length = torch.argsort(torch.as_tensor(ds.lengths), stable=True).tolist()   # batches with little padding
+    plain = DataLoader(torch.utils.data.Subset(ds, by_length), batch_size=64, shuffle=False,
+                       collate_fn=loader.collate_fn)
     dev = prepare(model, device)
     xs, lengths = [], []
     with eval_mode(model):

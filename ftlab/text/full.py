@@ -45,8 +45,8 @@ def _stats(values: Sequence[float]) -> dict[str, float]:
             "min": min(values), "max": max(values), "n": len(values)}
 
 
-def _train(base, feats, cut: str, lr: float, epochs: int, seed: int, cfg: dict, with_val: bool):
-    model = pretrained(num_classes=2) if base is None else base
+def _train(feats, cut: str, lr: float, epochs: int, seed: int, cfg: dict, with_val: bool):
+    model = pretrained(num_classes=2)
     freeze_to(model, cut)
     seed_everything(seed)
     model.classifier.reset_parameters()
@@ -95,7 +95,7 @@ def text_full_run(seeds: Sequence[int] = TEXT_FULL["seeds"], select: bool = Fals
         for cut, lr in CANDIDATES:
             features(cut)
             t = time.perf_counter()
-            _, h = _train(None, feats, cut, lr, cfg["epochs"], 0, cfg, with_val=True)
+            _, h = _train(feats, cut, lr, cfg["epochs"], 0, cfg, with_val=True)
             accs = [r["val_acc"] for r in h.rows]
             rows.append({"cut": cut, "lr": lr, "val_acc_per_epoch": accs, "seconds": time.perf_counter() - t})
             say(f"selection {cut} lr={lr:g}: val accuracy per epoch {', '.join(f'{a:.1%}' for a in accs)}")
@@ -110,7 +110,7 @@ def text_full_run(seeds: Sequence[int] = TEXT_FULL["seeds"], select: bool = Fals
     y = feats[cfg["cut"]]["test"].y
     for seed in cfg["seeds"]:
         t = time.perf_counter()
-        model, _ = _train(None, feats, cfg["cut"], cfg["lr"], cfg["epochs"], seed, cfg, with_val=False)
+        model, _ = _train(feats, cfg["cut"], cfg["lr"], cfg["epochs"], seed, cfg, with_val=False)
         p = predict_hidden(model, feats[cfg["cut"]]["test"], device="cpu").probs
         probs.append(p)
         runs.append({"seed": seed, "acc": float((p.argmax(1) == y).float().mean()),

