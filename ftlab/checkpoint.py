@@ -32,6 +32,8 @@ def register_builder(kind: str, build: Callable[..., nn.Module]) -> None:
 
 
 def _out_features(model: nn.Module) -> int | None:
+    if isinstance(getattr(model, "ftlab_num_classes", None), int):      # e.g. a detector: its head is convolutions
+        return model.ftlab_num_classes
     try:
         head = head_module(model)
     except UsageError:

@@ -3,10 +3,12 @@
 Every function returns the ``Figure`` (Jupyter shows it as the cell's value), draws into ``ax``
 when given one, and works headless. :mod:`~ftlab.plot.training` has the figures of numbers,
 :mod:`~ftlab.plot.images` those of images, :mod:`~ftlab.plot.maps` those of layer groups,
-:mod:`~ftlab.plot.results` those of experiments, :mod:`~ftlab.plot.text` those of text models;
+:mod:`~ftlab.plot.results` those of experiments, :mod:`~ftlab.plot.text` those of text models,
+:mod:`~ftlab.plot.detection` those of detectors;
 :mod:`~ftlab.plot.style` the house style.
 ``import ftlab`` does not import matplotlib: this package loads on first use of ``ft.plot``.
 """
+from .detection import boxes, pr_curves
 from .images import augmentations, gradcam, gradcam_maps, show_batch, top_losses
 from .maps import feature_maps, group_maps, probe_by_depth
 from .results import augmentation_effect, baselines, save_sweep_figures, scaling, spread
@@ -17,4 +19,4 @@ from .training import classification_report, compare, confusion_matrix, embeddin
 __all__ = ["augmentations", "gradcam", "gradcam_maps", "show_batch", "top_losses", "baselines", "save_sweep_figures",
            "scaling", "spread", "augmentation_effect", "PALETTE", "STYLE", "classification_report", "compare",
            "confusion_matrix", "embedding", "history", "lr_find", "trainable",
-           "feature_maps", "group_maps", "probe_by_depth", "similarity", "token_attributions"]
+           "feature_maps", "group_maps", "probe_by_depth", "similarity", "token_attributions", "boxes", "pr_curves"]

@@ -1,0 +1,26 @@
+"""Object detection: a COCO-pretrained YOLOv3-tiny fine-tuned to find tree crowns in aerial photos.
+
+Use it as ``ft.detection``: :func:`pretrained` (COCO weights, or a new head that keeps them),
+:func:`coco_classes`, :func:`predict_boxes` (photos of any size), :func:`evaluate` (mAP@0.5 and
+mAP@0.5:0.95 with torchmetrics), :func:`tree_crowns` (NEON tiles split by photo),
+:func:`loaders` and the box-aware :func:`augmentation`. The layer groups (``backbone.early``,
+``backbone.middle``, ``backbone.late``, ``neck``, ``head``) make ``ft.freeze_to``,
+``ft.trainable_summary``, ``ft.fit`` and checkpoints work as for images and text.
+Introduced in lesson 07.
+"""
+from .data import (
+    Annotation,
+    DetectionSet,
+    augmentation,
+    collate,
+    loaders,
+    read_voc,
+    tile_image,
+    tree_crowns,
+)
+from .models import DETECTORS, YOLOv3Tiny, coco_classes, pretrained, read_darknet
+from .predict import detect, evaluate, letterbox, predict_boxes
+
+__all__ = ["DETECTORS", "YOLOv3Tiny", "coco_classes", "pretrained", "read_darknet",
+           "detect", "evaluate", "letterbox", "predict_boxes",
+           "Annotation", "DetectionSet", "augmentation", "collate", "loaders", "read_voc", "tile_image", "tree_crowns"]

