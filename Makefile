@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.ftlab-installed
 
-.PHONY: install lessons test lab bench full full-text clean
+.PHONY: install lessons test lab bench full full-text full-detection clean
 
 install: $(STAMP)
 
@@ -38,6 +38,9 @@ full: $(STAMP)      ## the full-quality ELPV run (224 px, all data, 3 seeds; ~30
 
 full-text: $(STAMP) ## the full text run (MiniLM, all Rotten Tomatoes snippets, 3 seeds; ~10 min on 2 cores)
 	$(VENV)/bin/ftlab full --task text $(ARGS)
+
+full-detection: $(STAMP) ## the full detection run (YOLOv3-tiny on the NEON tree crowns, 3 seeds + a from-scratch baseline)
+	$(VENV)/bin/ftlab full --task detection $(ARGS)
 
 bench: $(STAMP)     ## benchmarks, one JSON object each
 	@for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done

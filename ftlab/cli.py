@@ -67,18 +67,39 @@ def _full_text(args, target: Path) -> int:
     return 0
 
 
+def _full_detection(args, target: Path) -> int:
+    from .detection.full import detection_full_run, format_detection_full
+    from .vision.full import save_full
+
+    wrong = [f"--{k.replace('_', '-')}" for k in ("image_size", "cut", "two_class", "subset") if getattr(args, k) is not None]
+    if wrong:
+        raise UsageError(f"{', '.join(wrong)} belong to the image or text run; the detection run takes --seeds, "
+                         "--epochs and --select.")
+    kwargs = {k: getattr(args, k) for k in ("seeds", "epochs") if getattr(args, k) is not None}
+    result = detection_full_run(**kwargs, select=args.select, progress=True)
+    save_full(result, target, overwrite=args.overwrite)
+    print("\n" + format_detection_full(result))
+    print(f"\nresults: {target}")
+    return 0
+
+
+FULL_RESULTS = {"images": "full.json", "text": "text_full.json", "detection": "detection_full.json"}
+
+
 def _full(args) -> int:
     from .vision.full import format_full, full_run, save_full
 
-    default = f"full-{args.task}-" if args.task == "text" else "full-"
+    default = "full-" if args.task == "images" else f"full-{args.task}-"
     out = Path(args.out) if args.out else Path("runs") / (default + datetime.now().strftime("%Y%m%d-%H%M%S"))
-    target = out / ("text_full.json" if args.task == "text" else "full.json")
+    target = out / FULL_RESULTS[args.task]
     if target.exists() and not args.overwrite:           # before the run, not after 25 minutes of it
         raise UsageError(f"{target} exists: pass another --out, or --overwrite to replace it.")
     if args.task == "text":
         return _full_text(args, target)
+    if args.task == "detection":
+        return _full_detection(args, target)
     if args.select:
-        raise UsageError("--select is for the text run (--task text) for now.")
+        raise UsageError("--select is for the text and detection runs (--task text | detection) for now.")
     kwargs = {k: getattr(args, k) for k in ("seeds", "image_size", "cut", "epochs", "two_class", "subset")
               if getattr(args, k) is not None}
     result = full_run(**kwargs, progress=False)
@@ -110,14 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--out", help="sweep folder (default from the config, else runs/sweep-<timestamp>/)")
     w.set_defaults(run=_sweep)
     f = sub.add_parser("full", help="a full-quality run: ELPV images (default; 224 px, all data, 3 seeds, 2 and 4 "
-                       "classes) or Rotten Tomatoes text (--task text)")
-    f.add_argument("--task", choices=["images", "text"], default="images", help="ELPV images (default) or text")
-    f.add_argument("--select", action="store_true", help="text: first choose cut, learning rate and epochs on "
-                   "the validation split")
+                       "classes), Rotten Tomatoes text (--task text) or NEON tree crowns (--task detection)")
+    f.add_argument("--task", choices=["images", "text", "detection"], default="images",
+                   help="ELPV images (default), text, or detection")
+    f.add_argument("--select", action="store_true", help="text, detection: first choose the configuration "
+                   "(cut, learning rate, epochs, ...) on the validation split")
     f.add_argument("--seeds", type=int, nargs="+", help="default 0 1 2")
     f.add_argument("--image-size", type=int, help="default 224")
     f.add_argument("--cut", help="first trained layer group, default blocks.5")
-    f.add_argument("--epochs", type=int, help="default 12 (images), 3 (text)")
+    f.add_argument("--epochs", type=int, help="default 12 (images), 2 (text), 20 (detection)")
     f.add_argument("--subset", type=parse_value, help="training cells (fraction or per class) for a quick check")
     f.add_argument("--two-class", choices=["derived", "trained"], help="2-class answer from the 4-class model "
                    "(derived, default) or also train 2-class models (trained)")

@@ -183,6 +183,15 @@ def test_map_is_one_for_the_truth_and_zero_for_nothing(trees):
     assert ft.detection.evaluate(predictions=(empty, targets))["map_50"] == 0.0
     shifted = [{**p, "boxes": p["boxes"] + 1000} for p in perfect]
     assert ft.detection.evaluate(predictions=(shifted, targets))["map_50"] == 0.0
+    pr = ft.detection.box_precision_recall(perfect, targets)
+    assert pr["precision"] == pr["recall"] == 1.0 and pr["hits"] == r["n_boxes"]
+    half = [{"boxes": p["boxes"][::2], "scores": p["scores"][::2], "labels": p["labels"][::2]} for p in perfect]
+    doubled = [{"boxes": torch.cat([p["boxes"], p["boxes"]]), "scores": torch.ones(2 * len(p["boxes"]))}
+               for p in perfect]
+    assert ft.detection.box_precision_recall(half, targets)["precision"] == 1.0
+    assert ft.detection.box_precision_recall(half, targets)["recall"] == pytest.approx(
+        sum((len(t["boxes"]) + 1) // 2 for t in targets) / r["n_boxes"])
+    assert ft.detection.box_precision_recall(doubled, targets)["precision"] == 0.5     # one-to-one: no double hits
 
 
 def test_checkpoint_round_trip_and_freeze_explorer(tmp_path, tree_model, coco):
@@ -258,19 +267,42 @@ def test_the_eight_views_are_distinct_and_move_boxes_with_pixels():
         view(image, torch.zeros(0, 4), "mirror")
 
 
-def test_head_on_cached_maps_learns_what_the_head_learns_end_to_end(trees, coco):
-    from ftlab.detection.features import extract_neck, fit_head, view
+@pytest.mark.parametrize("cut", ["neck", "backbone"])
+def test_training_on_cached_maps_learns_what_end_to_end_training_learns(trees, coco, cut):
+    from ftlab.detection.features import extract_maps, fit_cached, view
 
     part = trees.train.subset([1, 2])
     a = det_models._new_head(copy.deepcopy(coco), 1, ["Tree"])
     b = copy.deepcopy(a)
-    feats = extract_neck(a, part, views=("identity", "hflip"))
-    assert len(feats) == 4 and feats.f5.shape[1:] == (512, 13, 13) and feats.f4.shape[1:] == (256, 26, 26)
-    h_cached = fit_head(a, feats, None, 2, lr=1e-3, batch_size=4, seed=0, scheduler=None, device="cpu", progress=False)
-    ft.train_top(b, 1)                                     # the same views, end to end, in the same order
+    feats = extract_maps(a, part, cut, views=("identity", "hflip"))
+    if cut == "backbone":
+        direct = extract_maps(a, part, "neck", views=("identity", "hflip"))
+        derived = ft.detection.neck_maps(a, feats)
+        assert torch.allclose(direct.m5, derived.m5, atol=1e-5) and torch.allclose(direct.m4, derived.m4, atol=1e-5)
+    shapes = {"neck": ((512, 13, 13), (256, 26, 26)), "backbone": ((1024, 13, 13), (256, 26, 26))}[cut]
+    assert len(feats) == 4 and (feats.m5.shape[1:], feats.m4.shape[1:]) == shapes
+    h_cached = fit_cached(a, feats, None, 2, lr=1e-3, batch_size=4, seed=0, scheduler=None, optimizer="sgd", device="cpu",
+                          progress=False)
+    if cut == "neck":                                      # the same views, end to end
+        ft.train_top(b, 1)
+    else:
+        ft.freeze_to(b, "neck")
     items = [view(*[part.images[i], part.target(i)["boxes"]], v) for v in ("identity", "hflip") for i in range(2)]
     batch = ([x for x, _ in items], [{"boxes": bb.as_subclass(torch.Tensor), "labels": torch.zeros(len(bb), dtype=torch.long)}
                                      for _, bb in items])
-    h_end = ft.fit(b, ([batch], None), 2, lr=1e-3, seed=0, scheduler=None, device="cpu", progress=False)
-    assert [r["train_loss"] for r in h_cached.rows] == pytest.approx([r["train_loss"] for r in h_end.rows], rel=2e-3)
-    assert torch.allclose(a.head.p4.weight, b.head.p4.weight, atol=1e-4)
+    h_end = ft.fit(b, ([batch], None), 2, lr=1e-3, seed=0, scheduler=None, optimizer="sgd", device="cpu", progress=False)
+    assert [r["train_loss"] for r in h_cached.rows] == pytest.approx([r["train_loss"] for r in h_end.rows], rel=1e-4)
+    assert torch.allclose(a.head.p4.weight, b.head.p4.weight, atol=1e-5)
+    assert torch.allclose(a.neck.p4[0].weight, b.neck.p4[0].weight, atol=1e-5)
+
+
+def test_full_detection_cli_refuses_other_options_and_keeps_results(tmp_path, capsys):
+    from ftlab import cli
+
+    assert cli.main(["full", "--task", "detection", "--image-size", "224", "--out", str(tmp_path)]) == 2
+    assert "--image-size belong to the image or text run" in capsys.readouterr().err
+    (tmp_path / "detection_full.json").write_text("{}")
+    assert cli.main(["full", "--task", "detection", "--out", str(tmp_path)]) == 2      # never overwrites a result
+    assert "exists" in capsys.readouterr().err and (tmp_path / "detection_full.json").read_text() == "{}"
+    with pytest.raises(ft.UsageError, match="Unknown full-run settings.*max_length"):
+        ft.detection.detection_full_run(max_length=64)

@@ -21,6 +21,7 @@ TINY = {
                        {"SEEDS": [0, 1]}),
     "06_text_sentiment": ({"SUBSET": 16, "EVAL_SUBSET": 8, "SEEDS": 1, "HEAD_EPOCHS": 2, "EPOCHS": 1, "MAX_LENGTH": 24},
                           {"SEEDS": 2, "LORA_RANK": 2}),
+    "07_detection": ({"VIEWS": 1, "EPOCHS": 1, "SEEDS": 1}, {"SEEDS": 2}),
 }
 ALL_NOTEBOOKS = sorted(NOTEBOOKS[0].parent.glob("*.ipynb"))
 
@@ -38,7 +39,7 @@ def test_committed_clean_with_parameters_cell(path):
     assert nb.metadata["kernelspec"]["name"] == "python3"
     params = lessons.notebook_parameters(path)
     assert {"DEVICE", "OUT_DIR"} <= set(params) and {"SEED", "SEEDS"} & set(params)
-    assert {"IMAGE_SIZE", "MAX_LENGTH"} & set(params)           # the input size: pixels or tokens
+    assert {"IMAGE_SIZE", "MAX_LENGTH", "TILE"} & set(params)   # the input size: pixels, tokens or a tile side
     assert params["OUT_DIR"] == "None"
     if path in NOTEBOOKS:
         assert nb.cells[0].cell_type == "markdown" and "Learning goals" in nb.cells[0].source
@@ -70,6 +71,10 @@ def _sane(lesson, m):
     elif lesson == "06_text_sentiment":
         assert {"head_test_acc", "top2_test_acc", "full_test_acc", "lora_test_acc"} <= set(m)
         assert m["lora_trainable"] < m["top2_trainable"] < m["full_trainable"] and m["train_snippets"] == 32
+    elif lesson == "07_detection":
+        assert m["train_tiles"] == 36 and m["views"] == 1
+        for k in ("coco_map_50", "head_only_map_50", "neck_head_map_50", "neck_head_train_map_50"):
+            assert 0.0 <= m[k] <= 1.0, (k, m[k])
 
 
 @pytest.mark.slow

@@ -3,9 +3,10 @@
 Use it as ``ft.detection``: :func:`pretrained` (COCO weights, or a new head that keeps them),
 :func:`coco_classes`, :func:`predict_boxes` (photos of any size), :func:`evaluate` (mAP@0.5 and
 mAP@0.5:0.95 with torchmetrics), :func:`tree_crowns` (NEON tiles split by photo),
-:func:`loaders` and the box-aware :func:`augmentation`. The layer groups (``backbone.early``,
-``backbone.middle``, ``backbone.late``, ``neck``, ``head``) make ``ft.freeze_to``,
-``ft.trainable_summary``, ``ft.fit`` and checkpoints work as for images and text.
+:func:`loaders` and the box-aware :func:`augmentation`; cut-point caching with
+:func:`extract_maps` and :func:`fit_cached` (train the head, or neck and head, on cached maps).
+The layer groups (``backbone.early``, ``backbone.middle``, ``backbone.late``, ``neck``, ``head``)
+make ``ft.freeze_to``, ``ft.trainable_summary``, ``ft.fit`` and checkpoints work as for images and text.
 Introduced in lesson 07.
 """
 from .data import (
@@ -18,9 +19,13 @@ from .data import (
     tile_image,
     tree_crowns,
 )
+from .features import CUTS, VIEWS, CachedMaps, extract_maps, fit_cached, neck_maps, view
+from .full import CANDIDATES, DETECTION_FULL, detection_full_run, format_detection_full
 from .models import DETECTORS, YOLOv3Tiny, coco_classes, pretrained, read_darknet
-from .predict import detect, evaluate, letterbox, predict_boxes
+from .predict import box_precision_recall, detect, evaluate, letterbox, predict_boxes
 
 __all__ = ["DETECTORS", "YOLOv3Tiny", "coco_classes", "pretrained", "read_darknet",
-           "detect", "evaluate", "letterbox", "predict_boxes",
+           "box_precision_recall", "detect", "evaluate", "letterbox", "predict_boxes",
+           "CANDIDATES", "DETECTION_FULL", "detection_full_run", "format_detection_full",
+           "CUTS", "VIEWS", "CachedMaps", "extract_maps", "fit_cached", "neck_maps", "view",
            "Annotation", "DetectionSet", "augmentation", "collate", "loaders", "read_voc", "tile_image", "tree_crowns"]

@@ -1,12 +1,13 @@
-"""Head-only training on cached features: run the frozen backbone and neck once, train the head many times.
+"""Cut-point caching for the detector: run the frozen part once, train the part above it many times.
 
-The detector's head is two 1 x 1 convolutions on the neck's two feature maps. When everything
-below it is frozen, those maps are the same every epoch, so :func:`extract_neck` computes them
-once per tile (and per *view*: the flips and turns of a photo taken from above, with the boxes
-moved along), and :func:`fit_head` trains the head on them with :func:`ftlab.fit`, epochs taking
-well under a second. It is the detection form of lesson 02's cut-point caching; the head learns
-what it would learn end to end on the same views (a frozen BatchNorm is a fixed function).
-the float16 rounding of the stored maps.
+When everything below a cut is frozen, its feature maps are the same every epoch, so
+:func:`extract_maps` computes them once per tile and per *view* (the flips and turns of a photo
+taken from above, the boxes moved along: the same augmentation every epoch, computed once), and
+:func:`fit_cached` trains the part above the cut on them with :func:`ftlab.fit`. Two cuts:
+``"neck"`` (the head's inputs: head-only training, an epoch in about a second) and ``"backbone"``
+(the neck's inputs: neck and head train). It is the detection form of lesson 02's cut-point
+caching, and it learns what end-to-end training learns on the same views (a frozen part, its
+BatchNorm included, is a fixed function; a test checks the losses match).
 """
 from __future__ import annotations
 
@@ -19,13 +20,13 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
 from ..errors import UsageError
-from ..freezing import eval_mode, train_top
+from ..freezing import eval_mode, freeze_to, train_top
 from ..history import History
 from ..train import fit
 from .data import collate
 from .models import YOLOv3Tiny, yolo_loss
 
-__all__ = ["VIEWS", "NeckFeatures", "HeadOnFeatures", "extract_neck", "fit_head"]
+__all__ = ["VIEWS", "CUTS", "view", "CachedMaps", "TopOnMaps", "extract_maps", "neck_maps", "fit_cached"]
 
 VIEWS = ("identity", "hflip", "vflip", "rot180", "rot90", "rot270", "transpose", "antitranspose")
 """The eight symmetries of a square photo taken from above (the dihedral group D4)."""
@@ -47,74 +48,115 @@ def view(image: torch.Tensor, boxes: torch.Tensor, name: str) -> tuple[torch.Ten
     return img.as_subclass(torch.Tensor), bb
 
 
-class NeckFeatures(Dataset):
-    """Cached neck maps per tile and view: ``ds[i]`` is ``((f5, f4), target)``."""
+CUTS = ("neck", "backbone")
+"""Where the cached maps are taken: after the ``neck`` (train the head) or after the ``backbone`` (train neck + head)."""
 
-    def __init__(self, f5: torch.Tensor, f4: torch.Tensor, targets: list[dict], views: tuple[str, ...], size):
-        self.f5, self.f4, self.targets, self.views, self.size = f5, f4, targets, views, tuple(size)
+
+class CachedMaps(Dataset):
+    """Cached feature maps per tile and view: ``ds[i]`` is ``((stride-32 map, stride-16 map), target)``.
+
+    Attributes:
+        cut: ``"neck"`` (the head's inputs) or ``"backbone"`` (the neck's inputs); ``views``: the views cached.
+    """
+
+    def __init__(self, m5: torch.Tensor, m4: torch.Tensor, targets: list[dict], views: tuple[str, ...], size, cut: str):
+        self.m5, self.m4, self.targets, self.views, self.size, self.cut = m5, m4, targets, views, tuple(size), cut
 
     def __len__(self) -> int:
         return len(self.targets)
 
     def __getitem__(self, i: int):
-        return (self.f5[i], self.f4[i]), self.targets[i]
+        return (self.m5[i], self.m4[i]), self.targets[i]
 
     def __repr__(self) -> str:
-        return f"NeckFeatures({len(self)} = tiles x {len(self.views)} views, maps {tuple(self.f5.shape[1:])} and " \
-               f"{tuple(self.f4.shape[1:])})"
+        return (f"CachedMaps(cut={self.cut!r}, {len(self)} = tiles x {len(self.views)} views, maps "
+                f"{tuple(self.m5.shape[1:])} and {tuple(self.m4.shape[1:])})")
 
 
 @torch.no_grad()
-def extract_neck(model: YOLOv3Tiny, data, views: int | tuple[str, ...] = 1, batch_size: int = 8) -> NeckFeatures:
-    """The neck's two feature maps for every tile of a :class:`~ftlab.detection.DetectionSet`, in each view.
+def extract_maps(model: YOLOv3Tiny, data, cut: str = "neck", views: int | tuple[str, ...] = 1,
+                 batch_size: int = 8) -> CachedMaps:
+    """The feature maps at a cut for every tile of a :class:`~ftlab.detection.DetectionSet`, in each view.
 
     Args:
-        model: the detector (its backbone and neck are run in eval mode; nothing is trained).
-        data: tiles with targets (the data set's own transform is not applied: views replace it).
+        model: the detector (run in eval mode up to the cut; nothing is trained).
+        data: tiles with targets (the data set's own transform is not applied: the views replace it).
+        cut: ``"neck"``: the neck's outputs (the head trains on them); ``"backbone"``: the
+            backbone's outputs (neck and head train on them).
         views: how many of :data:`VIEWS` (1, 2, 4 or 8), or their names.
     """
-    names = VIEWS[:views] if isinstance(views, int) else tuple(views)
+    if cut not in CUTS:
+        raise UsageError(f"cut must be one of {CUTS}, not {cut!r}.")
     if isinstance(views, int) and views not in (1, 2, 4, 8):
         raise UsageError(f"views must be 1, 2, 4 or 8 (or a tuple of names from {VIEWS}), got {views!r}.")
+    names = VIEWS[:views] if isinstance(views, int) else tuple(views)
     dev = next(model.parameters()).device
-    f5s, f4s, targets = [], [], []
+    m5s, m4s, targets = [], [], []
     items = [(data.images[i], data.target(i)) for i in range(len(data))]
     with eval_mode(model):
         for name in names:
             for start in range(0, len(items), batch_size):
                 chunk = [view(x, t["boxes"], name) + (t["labels"],) for x, t in items[start: start + batch_size]]
-                x = torch.stack([c[0] for c in chunk]).to(dev)
-                f5, f4 = model.neck(*model.backbone(x))
-                f5s.append(f5.cpu())
-                f4s.append(f4.cpu())
+                c4, c5 = model.backbone(torch.stack([c[0] for c in chunk]).to(dev))
+                m5, m4 = model.neck(c4, c5) if cut == "neck" else (c5, c4)
+                m5s.append(m5.cpu())
+                m4s.append(m4.cpu())
                 targets += [{"boxes": c[1].as_subclass(torch.Tensor).clone(), "labels": c[2]} for c in chunk]
     size = items[0][0].shape[-2:] if items else (416, 416)
-    return NeckFeatures(torch.cat(f5s), torch.cat(f4s), targets, names, size)
+    return CachedMaps(torch.cat(m5s), torch.cat(m4s), targets, names, size, cut)
 
 
-class HeadOnFeatures(nn.Module):
-    """The detector's head (shared, not copied) as a model of cached neck maps, with the YOLO loss."""
+@torch.no_grad()
+def neck_maps(model: YOLOv3Tiny, maps: CachedMaps, batch_size: int = 16) -> CachedMaps:
+    """The neck's outputs computed from cached backbone maps (the head's inputs, without a second backbone pass)."""
+    if maps.cut != "backbone":
+        raise UsageError(f"neck_maps needs maps cut at 'backbone', these are cut at {maps.cut!r}.")
+    dev = next(model.parameters()).device
+    m5s, m4s = [], []
+    with eval_mode(model):
+        for i in range(0, len(maps), batch_size):
+            m5, m4 = model.neck(maps.m4[i: i + batch_size].to(dev), maps.m5[i: i + batch_size].to(dev))
+            m5s.append(m5.cpu())
+            m4s.append(m4.cpu())
+    return CachedMaps(torch.cat(m5s), torch.cat(m4s), maps.targets, maps.views, maps.size, "neck")
 
-    def __init__(self, model: YOLOv3Tiny, size=(416, 416)):
+
+class TopOnMaps(nn.Module):
+    """The part of a detector above a cut (shared with it, not copied) as a model of cached maps, with the YOLO loss."""
+
+    def __init__(self, model: YOLOv3Tiny, cut: str = "neck", size=(416, 416)):
         super().__init__()
-        self.head, self.num_classes, self.size = model.head, model.num_classes, tuple(size)
+        self.neck = model.neck if cut == "backbone" else None
+        self.head, self.num_classes, self.size, self.cut = model.head, model.num_classes, tuple(size), cut
         self.register_buffer("anchors", model.anchors.clone(), persistent=False)
 
-    def forward(self, feats, targets: list[dict] | None = None):
+    def forward(self, maps, targets: list[dict] | None = None):
         if targets is None:
-            raise UsageError("HeadOnFeatures gives losses only: score a detector with ft.detection.evaluate.")
-        f5 = torch.stack([f[0] for f in feats])
-        f4 = torch.stack([f[1] for f in feats])
-        return yolo_loss(self.head(f5, f4), targets, self.anchors, self.num_classes, self.size)
+            raise UsageError("TopOnMaps gives losses only: score the detector itself with ft.detection.evaluate.")
+        m5 = torch.stack([m[0] for m in maps])
+        m4 = torch.stack([m[1] for m in maps])
+        if self.neck is not None:
+            m5, m4 = self.neck(m4, m5)
+        return yolo_loss(self.head(m5, m4), targets, self.anchors, self.num_classes, self.size)
 
 
-def fit_head(model: YOLOv3Tiny, train: NeckFeatures, val: NeckFeatures | None, epochs: int, lr: float = 1e-3,
-             batch_size: int = 8, seed: int = 0, **fit_kw: Any) -> History:
-    """Train only the detector's head on cached neck maps with :func:`ftlab.fit` (the rest is frozen first)."""
-    if not isinstance(train, NeckFeatures):
-        raise UsageError("fit_head trains on cached maps: pass ft.detection.extract_neck(model, tiles, views).")
-    train_top(model, 1)
+def fit_cached(model: YOLOv3Tiny, train: CachedMaps, val: CachedMaps | None, epochs: int, lr: float = 1e-3,
+               batch_size: int = 8, seed: int = 0, **fit_kw: Any) -> History:
+    """Train the part of the detector above the maps' cut with :func:`ftlab.fit` (everything below is frozen first).
+
+    ``cut="neck"`` maps train the head; ``cut="backbone"`` maps train the neck and the head. The
+    model itself is updated (its head and neck are shared), so ``ft.detection.evaluate(model, ...)``
+    scores it afterwards. ``fit_kw`` goes to :func:`ftlab.fit` (``lr_mult``, ``weight_decay``, ...).
+    """
+    if not isinstance(train, CachedMaps):
+        raise UsageError("fit_cached trains on cached maps: pass ft.detection.extract_maps(model, tiles, cut, views).")
+    if val is not None and val.cut != train.cut:
+        raise UsageError(f"The training maps are cut at {train.cut!r}, the validation maps at {val.cut!r}: use one cut.")
+    if train.cut == "neck":
+        train_top(model, 1)
+    else:
+        freeze_to(model, "neck")
     g = torch.Generator().manual_seed(seed)
     loaders = (DataLoader(train, batch_size=batch_size, shuffle=True, generator=g, collate_fn=collate),
                None if val is None else DataLoader(val, batch_size=batch_size, collate_fn=collate))
-    return fit(HeadOnFeatures(model, train.size), loaders, epochs, lr=lr, seed=seed, **fit_kw)
+    return fit(TopOnMaps(model, train.cut, train.size), loaders, epochs, lr=lr, seed=seed, **fit_kw)
