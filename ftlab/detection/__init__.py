@@ -9,6 +9,7 @@ The layer groups (``backbone.early``, ``backbone.middle``, ``backbone.late``, ``
 make ``ft.freeze_to``, ``ft.trainable_summary``, ``ft.fit`` and checkpoints work as for images and text.
 Introduced in lesson 07.
 """
+from .darknet import coco_classes, read_darknet
 from .data import (
     Annotation,
     DetectionSet,
@@ -21,7 +22,7 @@ from .data import (
 )
 from .features import CUTS, VIEWS, CachedMaps, extract_maps, fit_cached, neck_maps, view
 from .full import CANDIDATES, DETECTION_FULL, detection_full_run, format_detection_full
-from .models import DETECTORS, YOLOv3Tiny, coco_classes, pretrained, read_darknet
+from .models import DETECTORS, YOLOv3Tiny, pretrained
 from .predict import box_precision_recall, detect, evaluate, letterbox, predict_boxes
 
 __all__ = ["DETECTORS", "YOLOv3Tiny", "coco_classes", "pretrained", "read_darknet",

@@ -24,7 +24,8 @@ from ..freezing import eval_mode, freeze_to, train_top
 from ..history import History
 from ..train import fit
 from .data import collate
-from .models import YOLOv3Tiny, yolo_loss
+from .models import YOLOv3Tiny
+from .yolo import yolo_loss
 
 __all__ = ["VIEWS", "CUTS", "view", "CachedMaps", "TopOnMaps", "extract_maps", "neck_maps", "fit_cached"]
 
