@@ -55,9 +55,10 @@ def _full_text(args, target: Path) -> int:
     from .text.full import format_text_full, text_full_run
     from .vision.full import save_full
 
-    wrong = [f"--{k.replace('_', '-')}" for k in ("image_size", "cut", "two_class") if getattr(args, k) is not None]
+    wrong = [f"--{k.replace('_', '-')}" for k in ("image_size", "cut", "two_class", "select_on")
+             if getattr(args, k) is not None]
     if wrong:
-        raise UsageError(f"{', '.join(wrong)} belong to the image run; the text run takes --seeds, --epochs, "
+        raise UsageError(f"{', '.join(wrong)} belong to the image or detection run; the text run takes --seeds, --epochs, "
                          "--subset and --select.")
     kwargs = {k: getattr(args, k) for k in ("seeds", "epochs", "subset") if getattr(args, k) is not None}
     result = text_full_run(**kwargs, select=args.select, progress=True)
@@ -74,9 +75,11 @@ def _full_detection(args, target: Path) -> int:
     wrong = [f"--{k.replace('_', '-')}" for k in ("image_size", "cut", "two_class", "subset") if getattr(args, k) is not None]
     if wrong:
         raise UsageError(f"{', '.join(wrong)} belong to the image or text run; the detection run takes --seeds, "
-                         "--epochs and --select.")
+                         "--epochs, --select and --select-on.")
+    if args.select_on and not args.select:
+        raise UsageError("--select-on says where --select chooses: pass --select too.")
     kwargs = {k: getattr(args, k) for k in ("seeds", "epochs") if getattr(args, k) is not None}
-    result = detection_full_run(**kwargs, select=args.select, progress=True)
+    result = detection_full_run(**kwargs, select=args.select, select_on=args.select_on or "val", progress=True)
     save_full(result, target, overwrite=args.overwrite)
     print("\n" + format_detection_full(result))
     print(f"\nresults: {target}")
@@ -98,8 +101,8 @@ def _full(args) -> int:
         return _full_text(args, target)
     if args.task == "detection":
         return _full_detection(args, target)
-    if args.select:
-        raise UsageError("--select is for the text and detection runs (--task text | detection) for now.")
+    if args.select or args.select_on:
+        raise UsageError("--select and --select-on are for the text and detection runs (--task text | detection) for now.")
     kwargs = {k: getattr(args, k) for k in ("seeds", "image_size", "cut", "epochs", "two_class", "subset")
               if getattr(args, k) is not None}
     result = full_run(**kwargs, progress=False)
@@ -136,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="ELPV images (default), text, or detection")
     f.add_argument("--select", action="store_true", help="text, detection: first choose the configuration "
                    "(cut, learning rate, epochs, ...) on the validation split")
+    f.add_argument("--select-on", choices=["val", "holdout"], help="detection: choose on the validation plots "
+                   "(default) or on a held-out row of the training photo's tiles")
     f.add_argument("--seeds", type=int, nargs="+", help="default 0 1 2")
     f.add_argument("--image-size", type=int, help="default 224")
     f.add_argument("--cut", help="first trained layer group, default blocks.5")

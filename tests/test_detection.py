@@ -301,8 +301,22 @@ def test_full_detection_cli_refuses_other_options_and_keeps_results(tmp_path, ca
 
     assert cli.main(["full", "--task", "detection", "--image-size", "224", "--out", str(tmp_path)]) == 2
     assert "--image-size belong to the image or text run" in capsys.readouterr().err
+    assert cli.main(["full", "--task", "detection", "--select-on", "holdout", "--out", str(tmp_path)]) == 2
+    assert "pass --select too" in capsys.readouterr().err
     (tmp_path / "detection_full.json").write_text("{}")
     assert cli.main(["full", "--task", "detection", "--out", str(tmp_path)]) == 2      # never overwrites a result
     assert "exists" in capsys.readouterr().err and (tmp_path / "detection_full.json").read_text() == "{}"
     with pytest.raises(ft.UsageError, match="Unknown full-run settings.*max_length"):
         ft.detection.detection_full_run(max_length=64)
+
+
+def test_the_holdout_selection_set_is_a_row_of_the_training_photo(trees):
+    from ftlab.detection.full import selection_splits
+
+    sel = selection_splits(trees, "holdout")
+    assert len(sel.train) + len(sel.val) == len(trees.train) and len(sel.val) == 6
+    assert set(sel.val.sources) == set(trees.train.sources) and sel.test is trees.test
+    assert {y for _, y in sel.val.origins} == {2080} and 2080 not in {y for _, y in sel.train.origins}
+    assert selection_splits(trees, "val") is trees
+    with pytest.raises(ft.UsageError, match="select_on must be one of"):
+        selection_splits(trees, "test")

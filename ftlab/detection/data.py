@@ -199,8 +199,17 @@ def _labels(names: list[str], classes: list[str], aliases: dict[str, str], where
     return np.asarray(out, dtype=np.int64)
 
 
+def _zoom(image: torch.Tensor, boxes: np.ndarray, scale: float) -> tuple[torch.Tensor, np.ndarray]:
+    """A photo and its boxes enlarged (or shrunk) by ``scale`` (bilinear, antialiased when shrinking)."""
+    if scale == 1:
+        return image, boxes
+    size = (round(image.shape[1] * scale), round(image.shape[2] * scale))
+    zoomed = torch.nn.functional.interpolate(image[None], size=size, mode="bilinear", antialias=scale < 1)[0]
+    return zoomed.clamp(0, 1), (boxes * scale).astype(np.float32)
+
+
 @functools.lru_cache(maxsize=4)
-def _tiles(tile: int, min_visible: float) -> dict[str, list]:
+def _tiles(tile: int, min_visible: float, scale: float = 1.0) -> dict[str, list]:
     folder = package_path(DATA_PACKAGE, "data")
     if folder is None or not folder.is_dir():
         raise WeightsUnavailable("The NEON tree-crown photos are not installed. They ship in the PyPI package "
@@ -209,17 +218,20 @@ def _tiles(tile: int, min_visible: float) -> dict[str, list]:
     for stem, split in TREE_PHOTOS.items():
         ann = read_voc(folder / f"{stem}.xml")
         labels = _labels(ann.names, ["Tree"], TREE_ALIASES, folder / f"{stem}.xml")
-        for crop, b, lb, origin in tile_image(_read_rgb(ann.image), ann.boxes, labels, tile, min_visible):
+        image, boxes = _zoom(_read_rgb(ann.image), ann.boxes, scale)
+        for crop, b, lb, origin in tile_image(image, boxes, labels, tile, min_visible):
             parts[split].append((crop, b, lb, stem, origin))
     return parts
 
 
-def tree_crowns(tile: int = 416, min_visible: float = 0.5) -> Splits:
+def tree_crowns(tile: int = 416, min_visible: float = 0.5, scale: float = 1.0) -> Splits:
     """NEON tree crowns (deepforest's example photos), tiled and split by photo.
 
     Args:
         tile: tile side in pixels (a multiple of 32; 416 is what YOLOv3-tiny was trained at).
         min_visible: a box cut by a tile edge is kept when this fraction of its area is inside.
+        scale: enlarge the photos by this factor before tiling (2: crowns twice as wide in pixels,
+            four times the tiles); boxes are scaled with them.
 
     Returns:
         :class:`~ftlab.Splits` with ``.train``, ``.val``, ``.test``: :class:`DetectionSet` objects, one class ``"Tree"``.
@@ -228,7 +240,9 @@ def tree_crowns(tile: int = 416, min_visible: float = 0.5) -> Splits:
         raise UsageError(f"tile must be a multiple of 32 of at least 64 pixels, got {tile!r}.")
     if not 0 < min_visible <= 1:
         raise UsageError(f"min_visible must be in (0, 1], got {min_visible!r}.")
-    parts = _tiles(tile, float(min_visible))
+    if not 0.25 <= scale <= 4:
+        raise UsageError(f"scale must be between 0.25 and 4, got {scale!r}.")
+    parts = _tiles(tile, float(min_visible), float(scale))
     sets = {k: DetectionSet([p[0] for p in v], [p[1] for p in v], [p[2] for p in v], ["Tree"],
                             [p[3] for p in v], [p[4] for p in v]) for k, v in parts.items()}
     return Splits(sets["train"], sets["val"], sets["test"], "tree_crowns")

@@ -129,6 +129,7 @@ class TopOnMaps(nn.Module):
         super().__init__()
         self.neck = model.neck if cut == "backbone" else None
         self.head, self.num_classes, self.size, self.cut = model.head, model.num_classes, tuple(size), cut
+        self.anchor_t = model.anchor_t
         self.register_buffer("anchors", model.anchors.clone(), persistent=False)
 
     def forward(self, maps, targets: list[dict] | None = None):
@@ -138,7 +139,7 @@ class TopOnMaps(nn.Module):
         m4 = torch.stack([m[1] for m in maps])
         if self.neck is not None:
             m5, m4 = self.neck(m4, m5)
-        return yolo_loss(self.head(m5, m4), targets, self.anchors, self.num_classes, self.size)
+        return yolo_loss(self.head(m5, m4), targets, self.anchors, self.num_classes, self.size, anchor_t=self.anchor_t)
 
 
 def fit_cached(model: YOLOv3Tiny, train: CachedMaps, val: CachedMaps | None, epochs: int, lr: float = 1e-3,

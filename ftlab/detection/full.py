@@ -2,10 +2,11 @@
 
 ``ftlab full --task detection`` (or :func:`detection_full_run`). The protocol:
 
-1. **Selection on validation** (``select=True``, seed 0 only): every candidate of
-   :data:`CANDIDATES` trains on the training tiles; after each epoch its mAP@0.5 on the
-   validation plots is measured. The candidate and epoch count with the best validation mAP
-   become the configuration. The test tiles are not read.
+1. **Selection** (``select=True``, seed 0 only): every candidate of :data:`CANDIDATES` trains;
+   after each epoch its mAP@0.5 on the selection set is measured, and the candidate and epoch
+   count with the best score become the configuration. The selection set is the validation plots
+   (``select_on="val"``, from other sites) or a held-out row of the training photo's tiles
+   (``select_on="holdout"``, the same site as the test photo). The test tiles are not read.
 2. **The run**: the chosen configuration trains once per seed for exactly that many epochs;
    each seed's detector is scored on the test tiles once (mAP@0.5 and mAP@0.5:0.95).
    Each seed's box precision and recall on the validation plot ``OSBS_029`` (IoU 0.4, score >= 0.1)
@@ -27,6 +28,7 @@ from ..batches import seed_everything
 from ..callbacks import Callback
 from ..errors import UsageError
 from ..freezing import freeze_to, unfreeze
+from ..splits import Splits
 from ..train import fit
 from .data import loaders as make_loaders
 from .data import tree_crowns
@@ -34,16 +36,20 @@ from .features import extract_maps, fit_cached
 from .models import pretrained
 from .predict import box_precision_recall, detect, evaluate
 
-__all__ = ["DETECTION_FULL", "CANDIDATES", "detection_full_run", "format_detection_full"]
+__all__ = ["DETECTION_FULL", "CANDIDATES", "SELECT_ON", "selection_splits", "detection_full_run", "format_detection_full"]
 
 # The documented configuration (README, "Full detection run"), as chosen on the validation plots
 # by `ftlab full --task detection --select` (docs/results/detection_full.json, "selection").
-DETECTION_FULL: dict[str, Any] = dict(mode="cached", cut="neck", lr=3e-3, epochs=20, views=8, batch_size=8,
+DETECTION_FULL: dict[str, Any] = dict(mode="cached", cut="neck", lr=3e-3, epochs=9, views=8, scale=1.0, batch_size=8,
                                       weight_decay=0.01, seeds=(0, 1, 2), scratch_seeds=(0,))
-# (mode, first trained group, lr, epochs at most). "cached": neck + head on cached backbone maps
-# in `views` views; "end-to-end": random box augmentation every epoch, trained from `cut` up.
-CANDIDATES: tuple[tuple[str, str | None, float, int], ...] = (
-    ("cached", "neck", 3e-3, 20), ("end-to-end", "backbone.late", 3e-3, 30), ("end-to-end", None, 3e-3, 30))
+# What selection compares, each up to `epochs` epochs. "cached": neck + head on cached backbone
+# maps in `views` views; "end-to-end": random box augmentation every epoch, trained from `cut` up
+# (None: everything). `scale` enlarges the photos before tiling.
+CANDIDATES: tuple[dict[str, Any], ...] = (
+    dict(mode="cached", cut="neck", lr=3e-3, epochs=20, views=8, scale=1.0),
+    dict(mode="cached", cut="neck", lr=3e-3, epochs=30, views=2, scale=1.0),
+    dict(mode="end-to-end", cut="backbone.late", lr=3e-3, epochs=30, scale=1.0),
+    dict(mode="end-to-end", cut=None, lr=3e-3, epochs=30, scale=1.0))
 
 
 def _stats(values: Sequence[float]) -> dict[str, float]:
@@ -68,37 +74,62 @@ def _osbs(model, splits) -> dict[str, float]:
     return {k: pr[k] for k in ("precision", "recall", "hits", "predicted", "true")}
 
 
-def _train(splits, maps, mode: str, cut: str | None, lr: float, epochs: int, seed: int, cfg: dict,
-           weights: str | None = "coco", watch: bool = False):
-    """One detector trained by a candidate's recipe; returns (model, validation mAP per epoch or None)."""
+def _train(splits, maps, c: dict, seed: int, cfg: dict, weights: str | None = "coco", watch: bool = False):
+    """One detector trained by recipe ``c`` (mode, cut, lr, epochs); returns (model, val mAP per epoch or None)."""
     seed_everything(seed)
     model = pretrained(num_classes=1, class_names=["Tree"], weights=weights)
-    cb = _ValMap(model, splits.val) if watch else None
-    kw = dict(lr=lr, weight_decay=cfg["weight_decay"], seed=seed, restore_best=False, device="cpu", progress=False,
-              callbacks=[cb] if cb else [])
-    if mode == "cached":
-        fit_cached(model, maps, None, epochs, batch_size=cfg["batch_size"], **kw)
-    elif mode == "end-to-end":
+    cb = _ValMap(model, splits.val) if watch else None              # splits.val: the selection set
+    kw = dict(lr=c["lr"], weight_decay=cfg["weight_decay"], seed=seed, restore_best=False, device="cpu",
+              progress=False, callbacks=[cb] if cb else [])
+    if c["mode"] == "cached":
+        fit_cached(model, maps, None, c["epochs"], batch_size=cfg["batch_size"], **kw)
+    elif c["mode"] == "end-to-end":
         unfreeze(model)
-        if cut is not None:
-            freeze_to(model, cut)
+        if c["cut"] is not None:
+            freeze_to(model, c["cut"])
         fit(model, (make_loaders(splits, batch_size=cfg["batch_size"], augment="boxes", seed=seed).train, None),
-            epochs, **kw)
+            c["epochs"], **kw)
     else:
-        raise UsageError(f"Unknown training mode {mode!r}: 'cached' or 'end-to-end'.")
+        raise UsageError(f"Unknown training mode {c['mode']!r}: 'cached' or 'end-to-end'.")
     return model, (cb.scores if cb else None)
 
 
-def detection_full_run(seeds: Sequence[int] = DETECTION_FULL["seeds"], select: bool = False,
+def _describe(c: dict) -> str:
+    views = f", {c['views']} views" if c["mode"] == "cached" else ""
+    return f"{c['mode']} from {c['cut'] or 'everything'}, lr {c['lr']:g}, scale {c['scale']:g}{views}"
+
+
+SELECT_ON = ("val", "holdout")
+
+
+def selection_splits(splits: Splits, on: str = "val") -> Splits:
+    """The data a configuration is chosen on: ``"val"`` (the validation plots, from other sites) or
+    ``"holdout"`` (the bottom row of tiles of the training photo held out, the rest trains).
+
+    The test photo is in neither. ``"holdout"`` resembles the test photo (same site, same flight);
+    ``"val"`` asks for a configuration that travels to other sites.
+    """
+    if on == "val":
+        return splits
+    if on != "holdout":
+        raise UsageError(f"select_on must be one of {SELECT_ON}, not {on!r}.")
+    bottom = max(y for _, y in splits.train.origins)
+    rows = [i for i, (_, y) in enumerate(splits.train.origins) if y == bottom]
+    keep = [i for i in range(len(splits.train)) if i not in rows]
+    return Splits(splits.train.subset(keep), splits.train.subset(rows), splits.test, splits.name + "-holdout")
+
+
+def detection_full_run(seeds: Sequence[int] = DETECTION_FULL["seeds"], select: bool = False, select_on: str = "val",
                        progress: bool | Callable[[str], None] = True, **overrides: Any) -> dict[str, Any]:
     """Run the full detection configuration (optionally choosing it on validation first).
 
     Args:
         seeds: one detector per seed, each scored on the test tiles once.
-        select: first choose mode, cut, learning rate and epochs among :data:`CANDIDATES` by
-            validation mAP@0.5 (seed 0).
+        select: first choose among :data:`CANDIDATES` (mode, cut, learning rate, scale, views) and
+            the number of epochs by mAP@0.5 on the selection set (seed 0).
+        select_on: the selection set (see :func:`selection_splits`): ``"val"`` or ``"holdout"``.
         progress: print progress lines (or a function that takes them).
-        **overrides: keys of :data:`DETECTION_FULL` (``epochs``, ``lr``, ``views``, ``scratch_seeds``, ...).
+        **overrides: keys of :data:`DETECTION_FULL` (``epochs``, ``lr``, ``views``, ``scale``, ``scratch_seeds``, ...).
 
     Returns:
         ``{"config", "selection", "runs", "scratch", "summary"}``, JSON-ready.
@@ -110,38 +141,49 @@ def detection_full_run(seeds: Sequence[int] = DETECTION_FULL["seeds"], select: b
     cfg["scratch_seeds"] = list(cfg["scratch_seeds"])
     say = progress if callable(progress) else (print if progress else (lambda _: None))
     start = time.perf_counter()
-    splits = tree_crowns()
-    cache: dict[str, Any] = {}
+    data: dict[float, Any] = {}
+    cache: dict[tuple, Any] = {}
 
-    def maps():
-        if "train" not in cache:
+    def splits_at(scale: float):
+        if scale not in data:
+            data[scale] = tree_crowns(scale=scale)
+        return data[scale]
+
+    def maps(c: dict, train):
+        if c["mode"] != "cached":
+            return None
+        key = (c["scale"], c["views"], len(train))
+        if key not in cache:
             t = time.perf_counter()
-            cache["train"] = extract_maps(pretrained(num_classes=1), splits.train, "backbone", views=cfg["views"])
-            say(f"backbone maps of {len(cache['train'])} tile views: {time.perf_counter() - t:.0f} s")
-        return cache["train"]
+            cache.clear()                               # one set of maps in memory at a time
+            cache[key] = extract_maps(pretrained(num_classes=1), train, "backbone", views=c["views"])
+            say(f"backbone maps of {len(cache[key])} tile views (scale {c['scale']:g}): {time.perf_counter() - t:.0f} s")
+        return cache[key]
 
     selection = None
+    if select_on not in SELECT_ON:
+        raise UsageError(f"select_on must be one of {SELECT_ON}, not {select_on!r}.")
     if select:
         rows = []
-        for mode, cut, lr, epochs in CANDIDATES:
+        for c in CANDIDATES:
+            c = {"views": cfg["views"], **c}
             t = time.perf_counter()
-            _, scores = _train(splits, maps() if mode == "cached" else None, mode, cut, lr, epochs, 0, cfg, watch=True)
-            rows.append({"mode": mode, "cut": cut, "lr": lr, "val_map_50_per_epoch": scores,
-                         "seconds": time.perf_counter() - t})
-            say(f"selection {mode} from {cut or 'everything'} lr={lr:g}: best val mAP@0.5 {max(scores):.3f} "
-                f"(epoch {scores.index(max(scores)) + 1} of {epochs}, {rows[-1]['seconds']:.0f} s)")
+            sel = selection_splits(splits_at(c["scale"]), select_on)
+            _, scores = _train(sel, maps(c, sel.train), c, 0, cfg, watch=True)
+            rows.append({**c, "val_map_50_per_epoch": scores, "seconds": time.perf_counter() - t})
+            say(f"selection {_describe(c)}: best val mAP@0.5 {max(scores):.3f} "
+                f"(epoch {scores.index(max(scores)) + 1} of {c['epochs']}, {rows[-1]['seconds']:.0f} s)")
         best = max(((r, e) for r in rows for e in range(len(r["val_map_50_per_epoch"]))),
                    key=lambda re: re[0]["val_map_50_per_epoch"][re[1]])
-        cfg.update(mode=best[0]["mode"], cut=best[0]["cut"], lr=best[0]["lr"], epochs=best[1] + 1)
-        selection = {"selected_on": "val", "seed": 0, "candidates": rows,
-                     "chosen": {k: cfg[k] for k in ("mode", "cut", "lr", "epochs")}}
-        say(f"chosen on validation: {cfg['mode']} from {cfg['cut'] or 'everything'}, lr {cfg['lr']:g}, "
-            f"{cfg['epochs']} epochs")
+        cfg.update({k: best[0][k] for k in ("mode", "cut", "lr", "scale", "views")}, epochs=best[1] + 1)
+        selection = {"selected_on": select_on, "seed": 0, "candidates": rows,
+                     "chosen": {k: cfg[k] for k in ("mode", "cut", "lr", "scale", "views", "epochs")}}
+        say(f"chosen on {select_on}: {_describe(cfg)}, {cfg['epochs']} epochs")
+    splits = splits_at(cfg["scale"])
     runs = []
     for seed in cfg["seeds"]:
         t = time.perf_counter()
-        model, _ = _train(splits, maps() if cfg["mode"] == "cached" else None, cfg["mode"], cfg["cut"], cfg["lr"],
-                          cfg["epochs"], seed, cfg)
+        model, _ = _train(splits, maps(cfg, splits.train), cfg, seed, cfg)
         secs = time.perf_counter() - t
         r = evaluate(model, splits.test)
         runs.append({"seed": seed, "map_50": r["map_50"], "map": r["map"], "mar_100": r["mar_100"], "train_seconds": secs,
@@ -150,7 +192,7 @@ def detection_full_run(seeds: Sequence[int] = DETECTION_FULL["seeds"], select: b
     scratch = []
     for seed in cfg["scratch_seeds"]:
         t = time.perf_counter()
-        model, _ = _train(splits, None, "end-to-end", None, cfg["lr"], cfg["epochs"], seed, cfg, weights=None)
+        model, _ = _train(splits, None, {**cfg, "mode": "end-to-end", "cut": None}, seed, cfg, weights=None)
         r = evaluate(model, splits.test)
         scratch.append({"seed": seed, "map_50": r["map_50"], "map": r["map"], "train_seconds": time.perf_counter() - t})
         say(f"from scratch, seed {seed}: test mAP@0.5 {r['map_50']:.3f} ({scratch[-1]['train_seconds']:.0f} s)")
@@ -158,15 +200,15 @@ def detection_full_run(seeds: Sequence[int] = DETECTION_FULL["seeds"], select: b
                "scratch_map_50": _stats([r["map_50"] for r in scratch]) if scratch else None,
                "wall_seconds": time.perf_counter() - start, "train_tiles": len(splits.train),
                "test_tiles": len(splits.test), "test_boxes": splits.test.n_boxes}
-    config = {**cfg, "model": "yolov3_tiny (COCO, Darknet)", "data": splits.name, "selected_on": "val"}
+    config = {**cfg, "model": "yolov3_tiny (COCO, Darknet)", "data": splits.name,
+              "selected_on": select_on if select else "val (DETECTION_FULL, chosen earlier by --select)"}
     return {"config": config, "selection": selection, "runs": runs, "scratch": scratch, "summary": summary}
 
 
 def format_detection_full(result: dict[str, Any]) -> str:
     """A few lines: the chosen configuration, per-seed mAP, mean ± std, the from-scratch baseline, wall time."""
     c, s = result["config"], result["summary"]
-    lines = [f"YOLOv3-tiny (COCO), {c['mode']} from {c['cut'] or 'everything'}, lr {c['lr']:g}, {c['epochs']} epochs "
-             f"(chosen on {c['selected_on']})"]
+    lines = [f"YOLOv3-tiny (COCO), {_describe(c)}, {c['epochs']} epochs (chosen on {c['selected_on']})"]
     lines += [f"  seed {r['seed']}: test mAP@0.5 {r['map_50']:.3f}, mAP@0.5:0.95 {r['map']:.3f}  ({r['train_seconds']:.0f} s)"
               for r in result["runs"]]
     m, m2 = s["map_50"], s["map"]

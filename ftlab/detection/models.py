@@ -114,17 +114,19 @@ class YOLOv3Tiny(nn.Module):
         conf: lowest score kept in detections (``score = objectness x class probability``).
         iou: IoU above which non-maximum suppression removes the lower-scoring box.
         max_det: most detections kept per image.
+        anchor_t: training: None (Darknet: each true box is learnt by the best-fitting anchor) or a
+            factor (every anchor within that factor of the box's width and height learns it).
     """
 
     def __init__(self, num_classes: int = 80, class_names: list[str] | None = None, conf: float = 0.005,
-                 iou: float = 0.45, max_det: int = 300):
+                 iou: float = 0.45, max_det: int = 300, anchor_t: float | None = None):
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise UsageError(f"num_classes must be a whole number of at least 1, got {num_classes!r}.")
         self.backbone, self.neck, self.head = Backbone(), Neck(), Head(num_classes)
         self.num_classes = self.ftlab_num_classes = num_classes
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
-        self.conf, self.iou, self.max_det = conf, iou, max_det
+        self.conf, self.iou, self.max_det, self.anchor_t = conf, iou, max_det, anchor_t
         self.register_buffer("anchors", torch.tensor(ANCHORS, dtype=torch.float32), persistent=False)
         self.ftlab_name, self.ftlab_builder = "yolov3_tiny", "detection"
         self.ftlab_preprocessing = {"input_size": 416, "resize": "letterbox", "fill": 0.5, "mean": None, "std": None}
@@ -138,7 +140,7 @@ class YOLOv3Tiny(nn.Module):
         x = _stack(images)
         out = self.raw(x)
         if targets is not None:
-            return yolo_loss(out, targets, self.anchors, self.num_classes, x.shape[-2:])
+            return yolo_loss(out, targets, self.anchors, self.num_classes, x.shape[-2:], anchor_t=self.anchor_t)
         return self.decode(out, x.shape[-2:])
 
     @torch.no_grad()
@@ -175,7 +177,8 @@ def _stack(images) -> torch.Tensor:
 
 def _new_head(model: YOLOv3Tiny, num_classes: int, class_names: list[str] | None) -> YOLOv3Tiny:
     """A detector for ``num_classes`` new classes that keeps every COCO tensor but the class rows of the outputs."""
-    new = YOLOv3Tiny(num_classes, class_names, conf=model.conf, iou=model.iou, max_det=model.max_det)
+    new = YOLOv3Tiny(num_classes, class_names, conf=model.conf, iou=model.iou, max_det=model.max_det,
+                     anchor_t=model.anchor_t)
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("head.")}
     new.load_state_dict(state, strict=False)
     with torch.no_grad():
@@ -199,7 +202,7 @@ def pretrained(name: str = "yolov3_tiny", num_classes: int | None = None, class_
         class_names: names of the new classes (default ``"0"``, ``"1"``, ...).
         weights: ``"coco"`` (Darknet's release, sha256-checked) or None (random initialisation,
             the from-scratch baseline).
-        **kw: ``conf``, ``iou``, ``max_det`` for decoding.
+        **kw: ``conf``, ``iou``, ``max_det`` for decoding, ``anchor_t`` for the loss (see :class:`YOLOv3Tiny`).
 
     Raises:
         WeightsUnavailable: the weights package is not installed, or its file is not the release.

@@ -11,7 +11,7 @@ from torchvision.ops import box_iou
 
 from ..errors import UsageError
 
-__all__ = ["ANCHORS", "MASKS", "STRIDES", "grid", "decode", "yolo_loss"]
+__all__ = ["ANCHORS", "MASKS", "STRIDES", "grid", "decode", "assign", "yolo_loss"]
 
 ANCHORS = ((10, 14), (23, 27), (37, 58), (81, 82), (135, 169), (344, 319))   # pixels at 416
 MASKS = {"p5": (3, 4, 5), "p4": (0, 1, 2)}                                  # which anchors each output uses
@@ -42,12 +42,26 @@ def _anchor_match(wh: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
     return (inter / (wh.prod(-1)[:, None] + anchors.prod(-1)[None] - inter)).argmax(1)
 
 
+def assign(wh: torch.Tensor, anchors: torch.Tensor, anchor_t: float | None = None) -> torch.Tensor:
+    """Which anchors are responsible for each true box: ``[boxes, anchors]`` booleans.
+
+    Always the anchor whose shape fits best (Darknet's YOLOv3); with ``anchor_t``, also every
+    anchor whose width and height are within a factor ``anchor_t`` of the box's (YOLOv5's rule):
+    more predictions learn each box.
+    """
+    chosen = F.one_hot(_anchor_match(wh, anchors), len(anchors)).bool()
+    if anchor_t is not None:
+        r = wh[:, None] / anchors[None]
+        chosen |= torch.max(r, 1 / r).max(-1).values < anchor_t
+    return chosen
+
+
 def yolo_loss(out: dict[str, torch.Tensor], targets: list[dict], anchors: torch.Tensor, num_classes: int,
-              size, ignore: float = 0.5) -> dict[str, torch.Tensor]:
+              size, ignore: float = 0.5, anchor_t: float | None = None) -> dict[str, torch.Tensor]:
     """The YOLOv3 loss, summed over boxes and cells and averaged over images.
 
-    Each true box is the job of one anchor in one cell: the anchor whose shape fits it best,
-    in the cell that holds its centre. That prediction learns the box (centre offsets with binary
+    Each true box is the job of the cell that holds its centre, with the anchors :func:`assign`
+    picks (by default the one whose shape fits best). Each of those predictions learns the box (centre offsets with binary
     cross-entropy, log sizes with squared error, weighted ``2 - w h / image area`` so small boxes
     count more), objectness 1 and the class. Every other prediction learns objectness 0, except
     those whose box already overlaps a true box by more than ``ignore`` IoU (Darknet's rule).
@@ -79,22 +93,20 @@ def yolo_loss(out: dict[str, torch.Tensor], targets: list[dict], anchors: torch.
             noobj[i] &= iou <= ignore
             wh = (boxes[:, 2:] - boxes[:, :2]).clamp(min=1.0)
             centre = (boxes[:, :2] + boxes[:, 2:]) / 2
-            best = _anchor_match(wh, anchors)
-            mine = torch.tensor([int(k) in mask for k in best], dtype=torch.bool, device=dev)
-            if not mine.any():
+            j, k = assign(wh, anchors, anchor_t)[:, mask].nonzero(as_tuple=True)     # (true box, anchor here)
+            if not len(j):
                 continue
-            k = torch.tensor([mask.index(int(v)) for v in best[mine]], device=dev)
-            g = centre[mine] / stride
+            g = centre[j] / stride
             gx, gy = g[:, 0].long().clamp(0, gw - 1), g[:, 1].long().clamp(0, gh - 1)
             cell = p[i, k, gy, gx]
             obj_target[i, k, gy, gx] = 1.0
             noobj[i, k, gy, gx] = False
-            weight = 2.0 - wh[mine].prod(-1) / area
+            weight = 2.0 - wh[j].prod(-1) / area
             t_xy = (g - torch.stack([gx, gy], 1)).clamp(0, 1)
-            t_wh = torch.log(wh[mine] / anchors[best[mine]])
+            t_wh = torch.log(wh[j] / anchors[mask][k])
             bce_xy = F.binary_cross_entropy_with_logits(cell[:, :2], t_xy, reduction="none").sum(1)
             loss["box"] = loss["box"] + (weight * (bce_xy + (cell[:, 2:4] - t_wh).pow(2).sum(1))).sum()
-            onehot = F.one_hot(labels[mine], num_classes).float()
+            onehot = F.one_hot(labels[j], num_classes).float()
             loss["cls"] = loss["cls"] + F.binary_cross_entropy_with_logits(cell[:, 5:], onehot, reduction="sum")
         counted = noobj | (obj_target > 0)
         loss["obj"] = loss["obj"] + F.binary_cross_entropy_with_logits(p[..., 4][counted], obj_target[counted],

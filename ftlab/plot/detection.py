@@ -96,5 +96,5 @@ def pr_curves(results: Mapping[str, Mapping] | Sequence[Mapping], labels: Sequen
                   label=f"{label} (AP@0.5 {r['map_50']:.2f})")
     axis.set(xlabel="recall (share of true boxes found)", ylabel="precision (share of boxes that are right)",
              xlim=(0, 1), ylim=(0, 1.02), title="Precision-recall at IoU 0.5")
-    axis.legend(loc="lower left")
+    axis.legend(loc="upper right")
     return fig
