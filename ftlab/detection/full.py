@@ -47,7 +47,6 @@ DETECTION_FULL: dict[str, Any] = dict(mode="cached", cut="neck", lr=3e-3, epochs
 # (None: everything). `scale` enlarges the photos before tiling.
 CANDIDATES: tuple[dict[str, Any], ...] = (
     dict(mode="cached", cut="neck", lr=3e-3, epochs=20, views=8, scale=1.0),
-    dict(mode="cached", cut="neck", lr=3e-3, epochs=30, views=2, scale=1.0),
     dict(mode="end-to-end", cut="backbone.late", lr=3e-3, epochs=30, scale=1.0),
     dict(mode="end-to-end", cut=None, lr=3e-3, epochs=30, scale=1.0))
 
