@@ -320,3 +320,22 @@ def test_the_holdout_selection_set_is_a_row_of_the_training_photo(trees):
     assert selection_splits(trees, "val") is trees
     with pytest.raises(ft.UsageError, match="select_on must be one of"):
         selection_splits(trees, "test")
+
+
+def test_box_figures(trees):
+    import matplotlib
+
+    targets = [trees.test.target(i) for i in range(2)]
+    preds = [{"boxes": t["boxes"], "scores": torch.linspace(0.2, 0.9, len(t["boxes"])), "names": ["Tree"] * len(t["boxes"])}
+             for t in targets]
+    fig = ft.plot.boxes([trees.test[i][0] for i in range(2)], preds, targets, conf=0.5)
+    assert isinstance(fig, matplotlib.figure.Figure)
+    assert "true boxes" in fig.axes[0].get_title() and "score >= 0.5" in fig.axes[0].get_title()
+    drawn = sum(1 for p in fig.axes[0].patches)
+    assert drawn == len(targets[0]["boxes"]) + int((preds[0]["scores"] >= 0.5).sum())
+    with pytest.raises(ft.UsageError, match="2 images but 1 predictions"):
+        ft.plot.boxes([trees.test[i][0] for i in range(2)], preds[:1])
+    perfect = [{"boxes": t["boxes"], "scores": torch.ones(len(t["boxes"])), "labels": t["labels"]} for t in targets]
+    r = ft.detection.evaluate(predictions=(perfect, targets))
+    fig = ft.plot.pr_curves({"truth": r})
+    assert "AP@0.5 1.00" in fig.axes[0].get_legend().get_texts()[0].get_text()

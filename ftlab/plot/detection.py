@@ -71,7 +71,7 @@ def boxes(images: Sequence, predictions: Sequence[Mapping] | None = None, target
         else:
             parts = []
             if truth is not None:
-                parts.append(f"{len(truth['boxes'])} true")
+                parts.append(f"{len(truth['boxes'])} true boxes")
             if pred is not None:
                 parts.append(f"{int((torch.as_tensor(pred['scores']) >= conf).sum())} predicted (score >= {conf:g})")
             title = ", ".join(parts)
