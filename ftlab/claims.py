@@ -73,6 +73,10 @@ class Spread(NamedTuple):
     def __str__(self) -> str:
         return self.format()
 
+    def summary(self) -> dict[str, float]:
+        """JSON-ready ``{"mean", "std", "min", "max", "n"}`` (std 0.0 for one value): the full runs' result files."""
+        return {"mean": self.mean, "std": self.std or 0.0, "min": self.low, "max": self.high, "n": self.n}
+
     def format(self, percent: bool = True) -> str:
         """``"81.2 % ± 0.8 (n=3)"``; one run shows no spread: ``"81.2 % (one seed)"``."""
         if percent:

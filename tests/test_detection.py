@@ -232,9 +232,9 @@ def test_bad_annotations_are_clear_errors(tmp_path):
     (tmp_path / "b.xml").write_text("")
     with pytest.raises(ft.DataError, match="not a readable Pascal VOC"):
         ft.detection.read_voc(tmp_path / "b.xml")
-    with pytest.raises(ft.DataError, match="unknown class name 'Shrub'"):
-        from ftlab.detection.data import _labels
-        _labels(["Tree", "Shrub"], ["Tree"], {}, tmp_path / "a.xml")
+    assert ft.detection.class_indices(["Tree", "Dead"], ["Tree"], {"Dead": "Tree"}).tolist() == [0, 0]
+    with pytest.raises(ft.DataError, match="a.xml: unknown class name 'Shrub'"):
+        ft.detection.class_indices(["Tree", "Shrub"], ["Tree"], where=tmp_path / "a.xml")
 
 
 def test_bad_detector_inputs_are_clear_errors(coco):

@@ -14,6 +14,7 @@ from .data import (
     Annotation,
     DetectionSet,
     augmentation,
+    class_indices,
     collate,
     loaders,
     read_voc,
@@ -29,4 +30,5 @@ __all__ = ["DETECTORS", "YOLOv3Tiny", "coco_classes", "pretrained", "read_darkne
            "box_precision_recall", "detect", "evaluate", "letterbox", "predict_boxes",
            "CANDIDATES", "DETECTION_FULL", "detection_full_run", "format_detection_full",
            "CUTS", "VIEWS", "CachedMaps", "extract_maps", "fit_cached", "neck_maps", "view",
-           "Annotation", "DetectionSet", "augmentation", "collate", "loaders", "read_voc", "tile_image", "tree_crowns"]
+           "Annotation", "DetectionSet", "augmentation", "class_indices", "collate", "loaders", "read_voc", "tile_image",
+           "tree_crowns"]

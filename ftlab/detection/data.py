@@ -37,8 +37,8 @@ from ..errors import DataError, UsageError, WeightsUnavailable
 from ..files import package_path
 from ..splits import Loaders, Splits
 
-__all__ = ["Annotation", "read_voc", "tile_image", "DetectionSet", "tree_crowns", "augmentation", "collate",
-           "loaders", "TREE_PHOTOS", "DATA_PACKAGE"]
+__all__ = ["Annotation", "read_voc", "class_indices", "tile_image", "DetectionSet", "tree_crowns", "augmentation",
+           "collate", "loaders", "TREE_PHOTOS", "DATA_PACKAGE"]
 
 DATA_PACKAGE = "deepforest"
 # photo stem -> split; the files are in deepforest/data
@@ -188,13 +188,20 @@ def _read_rgb(path: Path) -> torch.Tensor:
         return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1).float() / 255.0
 
 
-def _labels(names: list[str], classes: list[str], aliases: dict[str, str], where: Path) -> np.ndarray:
+def class_indices(names: list[str], classes: list[str], aliases: dict[str, str] | None = None,
+                  where: str | Path = "annotations") -> np.ndarray:
+    """Box class names as label indices into ``classes`` (``aliases`` maps other names onto them).
+
+    Raises:
+        DataError: a name that is neither a class nor an alias (naming the file it came from).
+    """
+    aliases = aliases or {}
     out = []
     for n in names:
         name = aliases.get(n, n)
         if name not in classes:
             raise DataError(f"{where}: unknown class name {n!r}; the classes are {classes}. "
-                            "Add it to classes= (or map it with aliases=) to use these boxes.")
+                            "Add it to classes, or map it onto one of them with aliases.")
         out.append(classes.index(name))
     return np.asarray(out, dtype=np.int64)
 
@@ -217,7 +224,7 @@ def _tiles(tile: int, min_visible: float, scale: float = 1.0) -> dict[str, list]
     parts: dict[str, list] = {"train": [], "val": [], "test": []}
     for stem, split in TREE_PHOTOS.items():
         ann = read_voc(folder / f"{stem}.xml")
-        labels = _labels(ann.names, ["Tree"], TREE_ALIASES, folder / f"{stem}.xml")
+        labels = class_indices(ann.names, ["Tree"], TREE_ALIASES, folder / f"{stem}.xml")
         image, boxes = _zoom(_read_rgb(ann.image), ann.boxes, scale)
         for crop, b, lb, origin in tile_image(image, boxes, labels, tile, min_visible):
             parts[split].append((crop, b, lb, stem, origin))

@@ -20,12 +20,12 @@ trained end to end with random box-aware crops, flips and colour every epoch, fr
 """
 from __future__ import annotations
 
-import statistics
 import time
 from typing import Any, Callable, Sequence
 
 from ..batches import seed_everything
 from ..callbacks import Callback
+from ..claims import spread
 from ..errors import UsageError
 from ..freezing import freeze_to, unfreeze
 from ..splits import Splits
@@ -50,10 +50,6 @@ CANDIDATES: tuple[dict[str, Any], ...] = (
     dict(mode="end-to-end", cut="backbone.late", lr=3e-3, epochs=30, scale=1.0),
     dict(mode="end-to-end", cut=None, lr=3e-3, epochs=30, scale=1.0))
 
-
-def _stats(values: Sequence[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "min": min(values), "max": max(values), "n": len(values)}
 
 
 class _ValMap(Callback):
@@ -195,8 +191,8 @@ def detection_full_run(seeds: Sequence[int] = DETECTION_FULL["seeds"], select: b
         r = evaluate(model, splits.test)
         scratch.append({"seed": seed, "map_50": r["map_50"], "map": r["map"], "train_seconds": time.perf_counter() - t})
         say(f"from scratch, seed {seed}: test mAP@0.5 {r['map_50']:.3f} ({scratch[-1]['train_seconds']:.0f} s)")
-    summary = {"map_50": _stats([r["map_50"] for r in runs]), "map": _stats([r["map"] for r in runs]),
-               "scratch_map_50": _stats([r["map_50"] for r in scratch]) if scratch else None,
+    summary = {"map_50": spread([r["map_50"] for r in runs]).summary(), "map": spread([r["map"] for r in runs]).summary(),
+               "scratch_map_50": spread([r["map_50"] for r in scratch]).summary() if scratch else None,
                "wall_seconds": time.perf_counter() - start, "train_tiles": len(splits.train),
                "test_tiles": len(splits.test), "test_boxes": splits.test.n_boxes}
     config = {**cfg, "model": "yolov3_tiny (COCO, Darknet)", "data": splits.name,

@@ -16,13 +16,13 @@ only the top layers and the head train.
 """
 from __future__ import annotations
 
-import statistics
 import time
 from typing import Any, Callable, Sequence
 
 import torch
 
 from ..batches import seed_everything
+from ..claims import spread
 from ..errors import UsageError
 from ..freezing import freeze_to
 from .data import rotten_tomatoes
@@ -39,10 +39,6 @@ TEXT_FULL: dict[str, Any] = dict(cut="layer.3", lr=1e-4, lr_mult=1.0, epochs=2, 
 # What selection compares: (cut, lr); each for up to TEXT_FULL["epochs"] epochs.
 CANDIDATES: tuple[tuple[str, float], ...] = (("layer.4", 1e-4), ("layer.4", 3e-4), ("layer.3", 1e-4), ("layer.3", 3e-4))
 
-
-def _stats(values: Sequence[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "min": min(values), "max": max(values), "n": len(values)}
 
 
 def _train(feats, cut: str, lr: float, epochs: int, seed: int, cfg: dict, with_val: bool):
@@ -117,7 +113,7 @@ def text_full_run(seeds: Sequence[int] = TEXT_FULL["seeds"], select: bool = Fals
                      "train_seconds": time.perf_counter() - t})
         say(f"seed {seed}: test accuracy {runs[-1]['acc']:.1%} ({runs[-1]['train_seconds']:.0f} s)")
     ensemble = float((torch.stack(probs).mean(0).argmax(1) == y).float().mean())
-    summary = {"acc": _stats([r["acc"] for r in runs]), "ensemble_acc": ensemble,
+    summary = {"acc": spread([r["acc"] for r in runs]).summary(), "ensemble_acc": ensemble,
                "majority_acc": float((y == y.bincount().argmax()).float().mean()),
                "wall_seconds": time.perf_counter() - start, "train_snippets": len(feats[cfg["cut"]]["train"]),
                "test_snippets": len(y)}

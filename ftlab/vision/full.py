@@ -30,6 +30,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..batches import seed_everything
+from ..claims import spread
 from ..errors import UsageError
 from ..features import extract_features, fit_head, predict_cached
 from ..files import atomic_write_text, repo_root
@@ -56,10 +57,6 @@ def coarsen(probs4: torch.Tensor) -> torch.Tensor:
 def _acc(probs: torch.Tensor, y: torch.Tensor) -> float:
     return float((probs.argmax(1) == y).float().mean())
 
-
-def _stats(values: Sequence[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "min": min(values), "max": max(values)}
 
 
 def full_run(seeds: Sequence[int] = FULL["seeds"], image_size: int = FULL["image_size"], cut: str = FULL["cut"],
@@ -132,14 +129,14 @@ def full_run(seeds: Sequence[int] = FULL["seeds"], image_size: int = FULL["image
         say(f"seed {seed}: 4-class {row['acc4']:.1%}, 2-class {row['acc2']:.1%} "
             f"({train_seconds:.0f} s, {row['train_images_per_s']:.0f} images/s)")
     wall = time.perf_counter() - start
-    summary = {"acc4": _stats([r["acc4"] for r in runs]), "acc2": _stats([r["acc2"] for r in runs]),
+    summary = {"acc4": spread([r["acc4"] for r in runs]).summary(), "acc2": spread([r["acc2"] for r in runs]).summary(),
                "ensemble_acc4": _acc(torch.stack(probs4).mean(0), feats["test"].y),
                "ensemble_acc2": _acc(torch.stack(probs2).mean(0), y2["test"]),
                "wall_seconds": wall, "extract_seconds": extract_seconds,
                "train_images_per_s": statistics.fmean(r["train_images_per_s"] for r in runs),
                "test_cells": len(feats["test"].y), "train_cells": len(feats["train"].y)}
     if two_class == "trained":
-        summary["acc2_trained"] = _stats([r["acc2_trained"] for r in runs])
+        summary["acc2_trained"] = spread([r["acc2_trained"] for r in runs]).summary()
     config = dict(image_size=image_size, cut=cut, views=views, epochs=epochs, lr=lr, lr_mult=lr_mult,
                   weight_decay=weight_decay, batch_size=batch_size, seeds=list(seeds), two_class=two_class,
                   subset=subset, model=model_name, torch_threads=torch.get_num_threads())
