@@ -101,11 +101,13 @@ def _full(args) -> int:
         return _full_text(args, target)
     if args.task == "detection":
         return _full_detection(args, target)
-    if args.select or args.select_on:
-        raise UsageError("--select and --select-on are for the text and detection runs (--task text | detection) for now.")
+    if args.select_on:
+        raise UsageError("--select-on is for the detection run (--task detection); the image run selects on val.")
     kwargs = {k: getattr(args, k) for k in ("seeds", "image_size", "cut", "epochs", "two_class", "subset")
               if getattr(args, k) is not None}
-    result = full_run(**kwargs, progress=False)
+    if args.select and {"image_size", "cut"} & set(kwargs):
+        raise UsageError("--select chooses the input size and the cut on val: drop --image-size and --cut.")
+    result = full_run(**kwargs, select=args.select, progress=False)
     save_full(result, target, overwrite=args.overwrite)
     print("\n" + format_full(result))
     print(f"\nresults: {target}")
@@ -137,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                        "classes), Rotten Tomatoes text (--task text) or NEON tree crowns (--task detection)")
     f.add_argument("--task", choices=["images", "text", "detection"], default="images",
                    help="ELPV images (default), text, or detection")
-    f.add_argument("--select", action="store_true", help="text, detection: first choose the configuration "
-                   "(cut, learning rate, epochs, ...) on the validation split")
+    f.add_argument("--select", action="store_true", help="first choose the configuration "
+                   "(backbone, input size, cut, learning rate, ...) on the validation split")
     f.add_argument("--select-on", choices=["val", "holdout"], help="detection: choose on the validation plots "
                    "(default) or on a held-out row of the training photo's tiles")
     f.add_argument("--seeds", type=int, nargs="+", help="default 0 1 2")

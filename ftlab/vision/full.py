@@ -40,10 +40,11 @@ from .loading import loaders as make_loaders
 from .models import preprocessing, pretrained
 from .transforms import D4_VIEWS
 
-__all__ = ["FULL", "full_run", "coarsen", "format_full", "save_full", "load_full"]
+__all__ = ["FULL", "CANDIDATES", "LEARNING_RATES", "SELECT", "full_run", "select_full", "coarsen", "format_full",
+           "save_full", "load_full"]
 
 # The documented full configuration (README, "Full run").
-FULL: dict[str, Any] = dict(image_size=224, cut="blocks.5", views=8, epochs=12, lr=1e-2, lr_mult=10.0,
+FULL: dict[str, Any] = dict(model="efficientnet_lite0", image_size=224, cut="blocks.5", views=8, epochs=12, lr=1e-2, lr_mult=10.0,
                             weight_decay=0.05, batch_size=32, seeds=(0, 1, 2))
 
 
@@ -58,12 +59,91 @@ def _acc(probs: torch.Tensor, y: torch.Tensor) -> float:
     return float((probs.argmax(1) == y).float().mean())
 
 
+PROTOCOL = ("backbone, input size, cut and learning rate chosen on the 197 validation cells (select_full: one view, "
+            "seed 0); epochs: the weights of the epoch with the lowest validation loss are kept; the 656 test cells "
+            "are read once per seed, after training")
+
+# What `ftlab full --select` compares, on the validation split only (docs/results/full.json, "selection").
+# Stage 1: backbone, input size and cut at one learning rate; stage 2: the winner's learning rate.
+# Every candidate is one whose full run (8 cached views, 3 seeds) was estimated from measured images/s to
+# fit 30 minutes on 2 cores; Lite1/Lite2 trained from blocks.5 were estimated at 35 min and more, so are absent.
+CANDIDATES: tuple[dict[str, Any], ...] = (
+    dict(model="efficientnet_lite0", image_size=224, cut="blocks.5"),
+    dict(model="efficientnet_lite0", image_size=224, cut="blocks.6"),
+    dict(model="efficientnet_lite0", image_size=300, cut="blocks.6"),
+    dict(model="efficientnet_lite1", image_size=240, cut="blocks.6"),
+    dict(model="efficientnet_lite2", image_size=260, cut="blocks.6"),
+    dict(model="efficientnet_lite2", image_size=300, cut="blocks.6"),
+)
+LEARNING_RATES: tuple[float, ...] = (1e-2, 3e-3, 3e-2)      # stage 1 uses the first
+# Selection runs: one view (8x cheaper to extract than the final run's 8), seed 0, up to 10 epochs, the
+# weights of the epoch with the lowest validation loss kept (as in the full run).
+SELECT: dict[str, Any] = dict(views=1, epochs=10, seed=0)
+
+
+def _splits_features(model, splits, size: int, cut: str, views: int, batch_size: int, subset, parts, device):
+    dl = make_loaders(splits, preprocessing(model), image_size=size, batch_size=batch_size, subset=subset)
+    return {s: extract_features(model, getattr(dl, s), cut=cut, views=D4_VIEWS if views == 8 else None, device=device)
+            for s in parts}
+
+
+def select_full(candidates: Sequence[dict[str, Any]] = CANDIDATES, learning_rates: Sequence[float] = LEARNING_RATES,
+                epochs: int = SELECT["epochs"], seed: int = SELECT["seed"], subset: int | float | None = None,
+                device: str = "auto", log: Callable[[str], None] | None = print) -> dict[str, Any]:
+    """Choose backbone, input size, cut and learning rate on the validation split; the test split is not read.
+
+    Stage 1 trains every candidate at ``learning_rates[0]``; stage 2 tries the other rates on the
+    stage-1 winner. The winner has the highest 4-class validation accuracy (ties: lower validation
+    loss) at its kept epoch. One view, one seed (:data:`SELECT`): selection costs a fraction of a full run.
+
+    Returns:
+        ``{"selected_on": "val", "rows": [...], "chosen": {model, image_size, cut, lr}, "seconds"}``.
+    """
+    say = log or (lambda _: None)
+    start = time.perf_counter()
+    splits = elpv(classes=4)
+    rows: list[dict[str, Any]] = []
+    feats_of: dict[tuple, dict] = {}
+
+    def train(c: dict[str, Any], lr: float, stage: int) -> dict[str, Any]:
+        key = (c["model"], c["image_size"], c["cut"])
+        m = pretrained(c["model"], num_classes=4)
+        freeze_to(m, c["cut"])
+        if key not in feats_of:
+            feats_of[key] = _splits_features(m, splits, c["image_size"], c["cut"], SELECT["views"], FULL["batch_size"],
+                                             subset, ("train", "val"), device)
+        f = feats_of[key]
+        seed_everything(seed)
+        t = time.perf_counter()
+        h = fit_head(m, f["train"], f["val"], epochs, lr=lr, lr_mult=FULL["lr_mult"], weight_decay=FULL["weight_decay"],
+                     batch_size=FULL["batch_size"], seed=seed, device=device, progress=False)
+        row = {**c, "lr": lr, "stage": stage, "val_acc4": h.best["val_acc"], "val_loss": h.best["val_loss"],
+               "best_epoch": h.best_epoch, "val_acc4_per_epoch": [r["val_acc"] for r in h.rows],
+               "train_seconds": time.perf_counter() - t}
+        say(f"  {c['model']} {c['image_size']} px from {c['cut']}, lr {lr:g}: val 4-class {row['val_acc4']:.1%} "
+            f"(loss {row['val_loss']:.3f}, epoch {row['best_epoch']}, {row['train_seconds']:.0f} s)")
+        rows.append(row)
+        return row
+
+    def best(rs):
+        return max(rs, key=lambda r: (round(r["val_acc4"], 6), -r["val_loss"]))
+
+    say(f"selection on the validation split (seed {seed}, one view, up to {epochs} epochs):")
+    winner = best([train(c, learning_rates[0], 1) for c in candidates])
+    for lr in learning_rates[1:]:
+        train({k: winner[k] for k in ("model", "image_size", "cut")}, lr, 2)
+    chosen = best(rows)
+    return {"selected_on": "val", "seed": seed, "views": SELECT["views"], "epochs": epochs, "rows": rows,
+            "chosen": {k: chosen[k] for k in ("model", "image_size", "cut", "lr")},
+            "seconds": time.perf_counter() - start}
+
+
 
 def full_run(seeds: Sequence[int] = FULL["seeds"], image_size: int = FULL["image_size"], cut: str = FULL["cut"],
              views: int = FULL["views"], epochs: int = FULL["epochs"], lr: float = FULL["lr"],
              lr_mult: float = FULL["lr_mult"], weight_decay: float = FULL["weight_decay"],
              batch_size: int = FULL["batch_size"], two_class: str = "derived", subset: int | float | None = None,
-             model_name: str = "efficientnet_lite0", device: str = "auto", progress: bool = False,
+             model_name: str = FULL["model"], select: bool = False, device: str = "auto", progress: bool = False,
              log: Callable[[str], None] | None = print) -> dict[str, Any]:
     """Train the full configuration once per seed and score it on the 656 test cells.
 
@@ -76,10 +156,13 @@ def full_run(seeds: Sequence[int] = FULL["seeds"], image_size: int = FULL["image
         two_class: ``"derived"`` (2-class answer from the 4-class model) or ``"trained"``
             (also train a 2-class model per seed).
         subset: training cells (fraction or per class) for quick checks; None = all 1,771.
+        model_name: the backbone (``"efficientnet_lite0"``, ``"_lite1"``, ``"_lite2"``).
+        select: first choose ``model_name``, ``image_size``, ``cut`` and ``lr`` on the validation split
+            (:func:`select_full`); the chosen values replace the arguments.
         log: progress lines (None = quiet).
 
     Returns:
-        ``{"config", "runs": [per-seed rows], "summary": {"acc4", "acc2": mean/std/min/max,
+        ``{"config", "selection", "runs": [per-seed rows], "summary": {"acc4", "acc2": mean/std/min/max,
         "ensemble_acc4", "ensemble_acc2", "wall_seconds", "extract_seconds", "train_images_per_s"}}``.
     """
     if views not in (1, 8):
@@ -89,16 +172,19 @@ def full_run(seeds: Sequence[int] = FULL["seeds"], image_size: int = FULL["image
     if not seeds:
         raise UsageError("full_run needs at least one seed.")
     say = log or (lambda _: None)
+    selection = None
+    if select:
+        selection = select_full(subset=subset, device=device, log=log)
+        chosen = selection["chosen"]
+        model_name, image_size, cut, lr = chosen["model"], chosen["image_size"], chosen["cut"], chosen["lr"]
+        say(f"chosen on val: {model_name} at {image_size} px, trained from {cut}, lr {lr:g}")
     start = time.perf_counter()
     splits = elpv(classes=4)
     model = pretrained(model_name, num_classes=4)
     freeze_to(model, cut)
-    dl = make_loaders(splits, preprocessing(model), image_size=image_size, batch_size=batch_size, subset=subset)
-    say(f"extracting {views} view(s) of {len(dl.train.dataset) + len(dl.val.dataset) + len(dl.test.dataset)} cells "
-        f"at {image_size} px below {cut} (cached on disk after the first run) ...")
+    say(f"extracting {views} view(s) of the cells at {image_size} px below {cut} (cached on disk after the first run) ...")
     t = time.perf_counter()
-    feats = {s: extract_features(model, getattr(dl, s), cut=cut, views=D4_VIEWS if views == 8 else None, device=device)
-             for s in ("train", "val", "test")}
+    feats = _splits_features(model, splits, image_size, cut, views, batch_size, subset, ("train", "val", "test"), device)
     extract_seconds = time.perf_counter() - t
     y2 = {s: (f.y >= 2).long() for s, f in feats.items()}       # == ftlab.elpv(classes=2) labels (tested)
     runs, probs4, probs2 = [], [], []
@@ -139,8 +225,9 @@ def full_run(seeds: Sequence[int] = FULL["seeds"], image_size: int = FULL["image
         summary["acc2_trained"] = spread([r["acc2_trained"] for r in runs]).summary()
     config = dict(image_size=image_size, cut=cut, views=views, epochs=epochs, lr=lr, lr_mult=lr_mult,
                   weight_decay=weight_decay, batch_size=batch_size, seeds=list(seeds), two_class=two_class,
-                  subset=subset, model=model_name, torch_threads=torch.get_num_threads())
-    return {"config": config, "runs": runs, "summary": summary}
+                  subset=subset, model=model_name, torch_threads=torch.get_num_threads(),
+                  selected_on="val", protocol=PROTOCOL)
+    return {"config": config, "selection": selection, "runs": runs, "summary": summary}
 
 
 def save_full(result: dict[str, Any], path: str | Path, overwrite: bool = False) -> Path:
