@@ -43,6 +43,7 @@ from .features import (
     Features,
     evaluate_cached,
     extract_features,
+    features_at,
     fit_cached,
     fit_head,
     linear_probe,
@@ -103,7 +104,7 @@ __all__ = [
     "fit", "evaluate", "predict", "Predictions", "batch_step", "resolve_device", "seed_everything",
     "History", "fine_tune", "lr_find", "save_checkpoint", "load_checkpoint",
     # features, experiments, lessons
-    "Features", "extract_features", "fit_head", "fit_cached", "evaluate_cached", "predict_cached", "linear_probe",
+    "Features", "extract_features", "features_at", "fit_head", "fit_cached", "evaluate_cached", "predict_cached", "linear_probe",
     "pooled_features",
     "STRATEGIES", "strategy_top", "run_strategy", "run_experiment", "Table", "cache_dir",
     # a lesson's evidence

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +35,7 @@ from .groups import group_index, group_names, head_input, layer_groups, resolve_
 from .history import History
 from .train import Predictions, evaluate, fit, predict
 
-__all__ = ["Features", "Top", "ViewAverage", "extract_features", "fit_head", "fit_cached",
+__all__ = ["Features", "Top", "ViewAverage", "extract_features", "features_at", "fit_head", "fit_cached",
            "evaluate_cached", "predict_cached", "resolve_cut", "linear_probe", "pooled_features"]
 
 
@@ -228,6 +228,39 @@ def extract_features(model: nn.Module, loader, cut: int | str | None = "head", c
     return feats
 
 
+@torch.no_grad()
+def features_at(model: nn.Module, feats: Features, cut: int | str | None = "head", batch_size: int = 256,
+                device: str | torch.device = "auto") -> Features:
+    """Cached activations moved up to a later cut: run the groups between ``feats.cut`` and ``cut`` (eval mode).
+
+    Extract once at the lowest cut you need, then get the later ones cheaply: e.g. the maps below
+    ``blocks.6`` for partial fine-tuning and, from them, the pooled head input for a linear probe
+    (lesson 08). The groups in between are run with the model's current weights: freeze them first
+    if the result should stay the frozen network's features. Views are kept.
+
+    Returns:
+        :class:`Features` at ``cut`` (not cached on disk: this is the cheap part).
+    """
+    index, groups = resolve_cut(model, cut), layer_groups(model)
+    if index < feats.cut:
+        raise UsageError(f"These features are cut at group {groups[feats.cut].name}; {groups[index].name} lies below "
+                         "it: extract at the lower cut instead.")
+    if index == feats.cut:
+        return feats
+    dev = prepare(model, device)
+    flat = feats.x.flatten(0, 1) if feats.views > 1 else feats.x
+    out = []
+    with eval_mode(model):
+        for i in range(0, len(flat), batch_size):
+            h = _body(to_device(flat[i:i + batch_size], dev), groups, feats.cut, min(index, len(groups) - 1))
+            out.append((head_input(model, h) if index == len(groups) - 1 else h).float().cpu())
+    x = torch.cat(out)
+    if feats.views > 1:
+        x = x.view(len(feats.x), feats.views, *x.shape[1:])
+    between = [v for g in groups[feats.cut:index] for m in g.modules for v in m.state_dict().values()]
+    return Features(x, feats.y, index, stable_hash(feats.key, index, *between), feats.views)
+
+
 def fit_head(model: nn.Module, train: Features, val: Features | None, epochs: int, lr: float = 1e-3,
              batch_size: int = 64, seed: int = 0, **fit_kwargs) -> History:
     """Train the groups of ``model`` above the cut of cached features (the head, or the top groups).
@@ -278,7 +311,8 @@ def fit_cached(model: nn.Module, loaders, epochs: int, lr: float = 1e-3, cut: in
     return fit_head(model, train, val, epochs, lr=lr, batch_size=loaders.train.batch_size, **fit_kwargs)
 
 
-def linear_probe(train: Features, test: Features, C: float = 1.0, seed: int = 0) -> float:
+def linear_probe(train: Features, test: Features | Mapping[str, Features], C: float = 1.0,
+                 seed: int = 0) -> float | dict[str, float]:
     """Accuracy of a logistic-regression classifier trained on frozen features (a linear probe).
 
     Features are standardised first; the classifier is scikit-learn's ``LogisticRegression``. Its
@@ -287,24 +321,27 @@ def linear_probe(train: Features, test: Features, C: float = 1.0, seed: int = 0)
 
     Args:
         train: features to fit on (``extract_features(..., cut="head")``).
-        test: features to score on.
+        test: features to score on, or ``{name: features}`` to score one fitted probe on several
+            sets (e.g. validation and test).
         C: inverse regularisation strength.
         seed: random state of the solver.
 
     Returns:
-        Test accuracy in [0, 1].
+        Accuracy in [0, 1], or ``{name: accuracy}`` when ``test`` is a mapping.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
-    if train.x.ndim != 2:
+    sets = dict(test) if isinstance(test, Mapping) else {"test": test}
+    if train.x.ndim != 2 or any(f.x.ndim != 2 for f in sets.values()):
         raise UsageError("A linear probe needs pooled features: extract them with cut='head'.")
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=3000, random_state=seed))
     with threadpool_limits(1, user_api="blas"):
         clf.fit(train.x.numpy(), train.y.numpy())
-        return float(clf.score(test.x.numpy(), test.y.numpy()))
+        scores = {name: float(clf.score(f.x.numpy(), f.y.numpy())) for name, f in sets.items()}
+    return scores if isinstance(test, Mapping) else scores["test"]
 
 
 @torch.no_grad()

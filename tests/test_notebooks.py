@@ -22,6 +22,9 @@ TINY = {
     "06_text_sentiment": ({"SUBSET": 16, "EVAL_SUBSET": 8, "SEEDS": 1, "HEAD_EPOCHS": 2, "EPOCHS": 1, "MAX_LENGTH": 24},
                           {"SEEDS": 2, "LORA_RANK": 2}),
     "07_detection": ({"VIEWS": 1, "EPOCHS": 1, "SEEDS": 1}, {"SEEDS": 2}),
+    "08_choosing_a_model": ({"MODELS": ["efficientnet_lite0", "efficientnet_lite1"], "IMAGE_SIZES": [32, 48], "POOL": 0.05,
+                             "TRAIN_SIZES": [20, 60], "SEEDS": [0, 1], "FT_EPOCHS": 1, "SPEED_REPEATS": 1},
+                            {"CLASSES": 4}),
 }
 ALL_NOTEBOOKS = sorted(NOTEBOOKS[0].parent.glob("*.ipynb"))
 
@@ -39,7 +42,7 @@ def test_committed_clean_with_parameters_cell(path):
     assert nb.metadata["kernelspec"]["name"] == "python3"
     params = lessons.notebook_parameters(path)
     assert {"DEVICE", "OUT_DIR"} <= set(params) and {"SEED", "SEEDS"} & set(params)
-    assert {"IMAGE_SIZE", "MAX_LENGTH", "TILE"} & set(params)   # the input size: pixels, tokens or a tile side
+    assert {"IMAGE_SIZE", "IMAGE_SIZES", "MAX_LENGTH", "TILE"} & set(params)   # input size: pixels, tokens or a tile side
     assert params["OUT_DIR"] == "None"
     if path in NOTEBOOKS:
         assert nb.cells[0].cell_type == "markdown" and "Learning goals" in nb.cells[0].source
@@ -75,6 +78,10 @@ def _sane(lesson, m):
         assert m["train_tiles"] == 36 and m["views"] == 1
         for k in ("coco_map_50", "head_only_map_50", "neck_head_map_50", "neck_head_train_map_50"):
             assert 0.0 <= m[k] <= 1.0, (k, m[k])
+    elif lesson == "08_choosing_a_model":
+        probes = [k for k in m if k.startswith("probe_")]
+        assert len(probes) == 2 * 3 * 2 and {"partial_lite0_60", "probe_lite1_48_imagenet_20"} <= set(m)
+        assert all(v > 0 for k, v in m.items() if k.startswith("images_per_s_")) and m["classes"] in (2, 4)
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ from ..files import atomic_write
 from ..sweep import aggregate
 from .style import axes_row, styled
 
-__all__ = ["spread", "scaling", "baselines", "augmentation_effect", "save_sweep_figures"]
+__all__ = ["spread", "scaling", "tradeoff", "baselines", "augmentation_effect", "save_sweep_figures"]
 
 
 @styled
@@ -88,6 +88,38 @@ def scaling(rows: Sequence[dict[str, Any]], value: str = "test_acc", ax=None):
     a.set(xlabel="training images (log scale)", ylabel=value.replace("_", " "),
           title="Accuracy against training-set size")
     a.legend(title="strategy", loc="lower right")
+    return fig
+
+
+@styled
+def tradeoff(points: Mapping[str, tuple[float, Sequence[float]]], xlabel: str = "images per second on this CPU",
+             ylabel: str = "test accuracy", title: str | None = None, logx: bool = True, ax=None):
+    """Accuracy against a cost, one labelled point per model or setting: mean ± std over seeds, every seed a dot.
+
+    Read it as a trade-off: up is better, and (for a speed on the x-axis) right is cheaper.
+
+    Args:
+        points: ``{label: (x, [value per seed])}`` (x: images/s, parameters, seconds ...).
+        xlabel, ylabel, title: texts.
+        logx: log-scale x-axis (speeds and sizes span factors, not steps).
+        ax: draw into this axes.
+
+    Returns:
+        The Figure.
+    """
+    if not points or any(len(v) == 0 for _, v in points.values()):
+        raise UsageError("tradeoff() needs {label: (x, [one value per seed, ...])} with at least one value each.")
+    fig, (a,) = axes_row(ax, 1, (6.5, 4.2))
+    for i, (label, (x, values)) in enumerate(points.items()):
+        s = mean_std(values)
+        colour = f"C{i % 10}"
+        a.scatter([x] * len(values), values, s=14, alpha=0.5, color=colour, zorder=2)
+        a.errorbar(x, s.mean, yerr=s.std or 0.0, fmt="o", capsize=4, color=colour, zorder=3, label=label)
+    if logx:
+        a.set_xscale("log")
+    a.yaxis.set_major_formatter(PercentFormatter(1.0))
+    a.set(xlabel=xlabel, ylabel=ylabel, title=title or f"{ylabel.capitalize()} against {xlabel}")
+    a.legend(fontsize=8, loc="best")
     return fig
 
 

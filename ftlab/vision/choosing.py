@@ -1,0 +1,106 @@
+"""Choosing a pretrained model by measurement (lesson 08): the candidates' facts, their speed, training-set sizes.
+
+A fine-tuning guide answers "which pretrained model?" with advice: how similar the source task
+and data are to yours, and how big the model is against your data. Lesson 08 measures what can
+be measured on one CPU: accuracy against model size, input resolution and training-set size,
+and images per second. The helpers here are the small parts the lesson needs besides the
+core's caching (:func:`ftlab.extract_features`, :func:`ftlab.features_at`) and probes.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..batches import prepare
+from ..errors import UsageError
+from ..features import Features
+from ..freezing import eval_mode
+from .models import OFFLINE_MODELS, preprocessing, pretrained
+from .weights import lite_source_file
+
+__all__ = ["PUBLISHED_IMAGENET_TOP1", "images_per_second", "model_facts", "subsample"]
+
+# ImageNet-1k top-1 accuracy as published with the TensorFlow EfficientNet-Lite release
+# (tensorflow/tpu, models/official/efficientnet/lite/README.md): quoted, not measured here.
+PUBLISHED_IMAGENET_TOP1 = {"efficientnet_lite0": 0.751, "efficientnet_lite1": 0.767, "efficientnet_lite2": 0.776}
+
+
+@torch.no_grad()
+def images_per_second(model: nn.Module, image_size: int, batch_size: int = 16, repeats: int = 5,
+                      device: str | torch.device = "auto") -> float:
+    """Prediction speed of ``model`` at ``image_size``: the median over ``repeats`` timed batches (after one warm-up).
+
+    Random inputs: the speed of a CNN does not depend on the pixel values. This is the whole
+    model, in eval mode, one thread setting as the process has; compare models measured
+    side by side in one run, on a quiet machine.
+    """
+    if repeats < 1 or batch_size < 1:
+        raise UsageError(f"repeats and batch_size must be at least 1, got {repeats} and {batch_size}.")
+    dev = prepare(model, device)
+    x = torch.randn(batch_size, 3, image_size, image_size, device=dev)
+    times = []
+    with eval_mode(model):
+        model(x)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model(x)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+    return batch_size / statistics.median(times)
+
+
+def model_facts(names: Sequence[str], image_size: int | None = None, repeats: int = 5,
+                device: str | torch.device = "auto") -> list[dict[str, Any]]:
+    """One row per model: parameters, native input size, published ImageNet top-1, weights file size, images/s.
+
+    Args:
+        names: ftlab model names (``"efficientnet_lite0"`` ...).
+        image_size: also measure images/s at this size (the lesson's), besides the native size.
+        repeats: timed batches per measurement (the median is reported).
+
+    Returns:
+        ``[{"model", "params", "native_size", "imagenet_top1" (published, or None), "weights_mb",
+        "images_per_s_native", "images_per_s" (at ``image_size``)}]``.
+    """
+    rows = []
+    for name in names:
+        model = pretrained(name)
+        native = preprocessing(model)["input_size"][-1]
+        arch = OFFLINE_MODELS.get(name)
+        row = {"model": name, "params": sum(p.numel() for p in model.parameters()), "native_size": native,
+               "imagenet_top1": PUBLISHED_IMAGENET_TOP1.get(name),
+               "weights_mb": lite_source_file(arch).stat().st_size / 2**20 if arch else None,
+               "images_per_s_native": images_per_second(model, native, repeats=repeats, device=device)}
+        if image_size is not None:
+            row["images_per_s"] = images_per_second(model, image_size, repeats=repeats, device=device)
+        rows.append(row)
+    return rows
+
+
+def subsample(feats: Features, n: int, seed: int = 0) -> Features:
+    """``n`` cached inputs drawn at random with ``seed``, every class in its share of ``feats`` (stratified).
+
+    The class shares stay those of the data (ELPV's test split is 69 % functional cells, so a
+    training set should be too, or accuracy measures the mismatch of priors). Nested: for one seed,
+    a smaller subset is the start of a larger one, so a curve over training-set sizes adds cells
+    rather than drawing new ones at every size.
+
+    Raises:
+        UsageError: ``n`` is not between the number of classes and the number of inputs.
+    """
+    y = feats.y.numpy()
+    classes, counts = np.unique(y, return_counts=True)
+    if not len(classes) <= n <= len(y):
+        raise UsageError(f"Cannot draw {n} of {len(y)} cached inputs with every one of the {len(classes)} classes: "
+                         f"ask for {len(classes)} to {len(y)}, or extract from a larger pool.")
+    take = np.maximum(1, np.round(n * counts / len(y)).astype(int))
+    rng = np.random.default_rng(seed)
+    order = {c: rng.permutation(np.flatnonzero(y == c)) for c in classes}
+    index = torch.as_tensor(np.sort(np.concatenate([order[c][:k] for c, k in zip(classes, take)])))
+    return feats._replace(x=feats.x[index], y=feats.y[index])

@@ -1,0 +1,82 @@
+"""Lesson 08's parts: moving cached features up to a later cut, probes scored on several sets, model facts."""
+import pytest
+import torch
+
+import ftlab as ft
+from ftlab.vision.choosing import images_per_second, model_facts, subsample
+
+
+@pytest.fixture()
+def small(elpv2):
+    model = ft.pretrained(num_classes=2)
+    ft.freeze_to(model, "blocks.6")
+    return model, ft.loaders(elpv2, model, image_size=64, subset=20, eval_subset=10, seed=0)
+
+
+@pytest.mark.parametrize("views", [None, ft.D4_VIEWS[:3]])
+def test_features_at_a_later_cut_equal_a_direct_extraction(small, views):
+    model, L = small
+    low = ft.extract_features(model, L.val, cut="blocks.5", cache=False, views=views)
+    for cut in ("blocks.6", "head"):
+        moved = ft.features_at(model, low, cut)
+        direct = ft.extract_features(model, L.val, cut=cut, cache=False, views=views)
+        assert moved.cut == direct.cut and moved.views == direct.views
+        assert torch.allclose(moved.x, direct.x, atol=1e-5), cut
+        assert torch.equal(moved.y, low.y)
+    assert ft.features_at(model, low, "blocks.5") is low
+    with pytest.raises(ft.FtlabError, match="lies below"):
+        ft.features_at(model, low, "blocks.4")
+
+
+def test_features_at_key_depends_on_the_weights_in_between(small):
+    model, L = small
+    low = ft.extract_features(model, L.val, cut="blocks.6", cache=False)
+    before = ft.features_at(model, low, "head")
+    with torch.no_grad():
+        model.conv_head.weight.mul_(0.5)
+    after = ft.features_at(model, low, "head")
+    assert before.key != after.key and not torch.allclose(before.x, after.x)
+
+
+def test_linear_probe_scores_one_fit_on_several_sets(small):
+    model, L = small
+    tr, va = (ft.extract_features(model, d, cache=False) for d in (L.train, L.val))
+    both = ft.linear_probe(tr, {"val": va, "train": tr})
+    assert set(both) == {"val", "train"} and both["train"] == 1.0
+    assert both["val"] == ft.linear_probe(tr, va)
+    with pytest.raises(ft.FtlabError, match="pooled"):
+        ft.linear_probe(tr, {"maps": ft.extract_features(model, L.val, cut="blocks.6", cache=False)})
+
+
+def test_subsample_is_stratified_seeded_and_nested(small):
+    model, L = small
+    f = ft.extract_features(model, L.train, cut="head", cache=False)       # 20 per class
+    keep = torch.cat([torch.nonzero(f.y == 0).flatten()[:10], torch.nonzero(f.y == 1).flatten()])
+    f = f._replace(x=f.x[keep], y=f.y[keep])                              # 10 of class 0, 20 of class 1
+    a, b = subsample(f, 9, seed=1), subsample(f, 21, seed=1)
+    assert a.y.bincount().tolist() == [3, 6] and b.y.bincount().tolist() == [7, 14]
+    rows = {tuple(r.tolist()) for r in b.x}
+    assert all(tuple(r.tolist()) in rows for r in a.x)                    # nested for one seed
+    assert not torch.equal(subsample(f, 9, seed=2).x, a.x)
+    assert subsample(f, 2, seed=0).y.bincount().tolist() == [1, 1]         # every class keeps one
+    with pytest.raises(ft.FtlabError, match="Cannot draw 31 of 30"):
+        subsample(f, 31)
+
+
+def test_model_facts_and_speed():
+    rows = model_facts(["efficientnet_lite0", "efficientnet_lite2"], image_size=64, repeats=1)
+    lite0, lite2 = rows
+    assert (lite0["params"], lite2["params"]) == (4_652_008, 6_092_072)
+    assert (lite0["native_size"], lite2["native_size"]) == (224, 260)
+    assert lite0["imagenet_top1"] == 0.751 and 15 < lite0["weights_mb"] < 25
+    assert all(r["images_per_s"] > 0 and r["images_per_s_native"] > 0 for r in rows)
+    with pytest.raises(ft.FtlabError, match="at least 1"):
+        images_per_second(ft.pretrained(), 64, repeats=0)
+
+
+def test_tradeoff_figure():
+    fig = ft.plot.tradeoff({"a": (100.0, [0.8, 0.82]), "b": (30.0, [0.85])})
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and len(ax.get_legend().get_texts()) == 2
+    with pytest.raises(ft.FtlabError, match="at least one value"):
+        ft.plot.tradeoff({"a": (1.0, [])})
