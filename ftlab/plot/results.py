@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from matplotlib.ticker import PercentFormatter
+from matplotlib.ticker import NullFormatter, PercentFormatter
 
 from ..claims import spread as mean_std
 from ..errors import UsageError
@@ -85,6 +85,9 @@ def scaling(rows: Sequence[dict[str, Any]], value: str = "test_acc", ax=None):
         x = [float(r["train_images"]) for r in pts]
         a.errorbar(x, [r["mean"] for r in pts], yerr=[r["std"] for r in pts], marker="o", capsize=3, label=strategy)
     a.set_xscale("log")
+    sizes = sorted({float(r["train_images"]) for r in agg})
+    a.set_xticks(sizes, [f"{x:,.0f}" for x in sizes])       # the sizes that were run, not powers of ten
+    a.xaxis.set_minor_formatter(NullFormatter())
     a.set(xlabel="training images (log scale)", ylabel=value.replace("_", " "),
           title="Accuracy against training-set size")
     a.legend(title="strategy", loc="lower right")
