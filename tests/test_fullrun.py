@@ -57,3 +57,28 @@ def test_tiny_full_run_and_cli(tmp_path, tmp_cache, capsys):
     before = (out / "full.json").read_text()
     assert cli.main(args) == 2                      # never overwrites a result by accident
     assert "exists" in capsys.readouterr().err and (out / "full.json").read_text() == before
+
+
+@pytest.mark.slow
+def test_selection_reads_only_train_and_val_and_its_choice_is_run(tmp_cache, monkeypatch):
+    from ftlab.vision import full as fullrun
+
+    small = (dict(model="efficientnet_lite0", image_size=32, cut="blocks.6"),
+             dict(model="efficientnet_lite1", image_size=32, cut="blocks.6"))
+    sel = fullrun.select_full(small, (1e-2, 3e-3), epochs=1, subset=8, log=None)
+    assert sel["selected_on"] == "val" and [r["stage"] for r in sel["rows"]] == [1, 1, 2]
+    assert len(list((tmp_cache / "features").iterdir())) == 4           # train and val of two models; no test
+    winner = max(sel["rows"][:2], key=lambda r: (round(r["val_acc4"], 6), -r["val_loss"]))
+    assert sel["rows"][2]["model"] == winner["model"] and sel["rows"][2]["lr"] == 3e-3
+    assert sel["chosen"] in [{k: r[k] for k in ("model", "image_size", "cut", "lr")} for r in sel["rows"]]
+    json.dumps(sel)
+
+    monkeypatch.setattr(fullrun, "CANDIDATES", small[:1])
+    monkeypatch.setattr(fullrun, "LEARNING_RATES", (1e-2,))
+    result = fullrun.full_run(seeds=(0,), epochs=1, subset=8, select=True, log=None)
+    c = result["config"]
+    assert (c["model"], c["image_size"], c["cut"], c["lr"], c["selected_on"]) == ("efficientnet_lite0", 32, "blocks.6",
+                                                                                  1e-2, "val")
+    assert result["selection"]["epochs"] == fullrun.SELECT["epochs"] and len(result["selection"]["rows"]) == 1
+    text = format_full(result)
+    assert "selection on val" in text and "chosen on val" in text

@@ -220,8 +220,10 @@ def test_full_text_cli_refuses_image_options_and_keeps_results(tmp_path, capsys)
 
     assert cli.main(["full", "--task", "text", "--image-size", "224", "--out", str(tmp_path)]) == 2
     assert "--image-size belong to the image or detection run" in capsys.readouterr().err
-    assert cli.main(["full", "--select", "--out", str(tmp_path)]) == 2
-    assert "--select and --select-on are for the text and detection runs" in capsys.readouterr().err
+    assert cli.main(["full", "--select", "--image-size", "32", "--out", str(tmp_path)]) == 2
+    assert "--select chooses the input size and the cut on val" in capsys.readouterr().err
+    assert cli.main(["full", "--select-on", "holdout", "--out", str(tmp_path)]) == 2
+    assert "--select-on is for the detection run" in capsys.readouterr().err
     (tmp_path / "text_full.json").write_text("{}")
     assert cli.main(["full", "--task", "text", "--out", str(tmp_path)]) == 2      # never overwrites a result
     assert "exists" in capsys.readouterr().err and (tmp_path / "text_full.json").read_text() == "{}"

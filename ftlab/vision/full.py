@@ -87,18 +87,20 @@ def _splits_features(model, splits, size: int, cut: str, views: int, batch_size:
             for s in parts}
 
 
-def select_full(candidates: Sequence[dict[str, Any]] = CANDIDATES, learning_rates: Sequence[float] = LEARNING_RATES,
+def select_full(candidates: Sequence[dict[str, Any]] | None = None, learning_rates: Sequence[float] | None = None,
                 epochs: int = SELECT["epochs"], seed: int = SELECT["seed"], subset: int | float | None = None,
                 device: str = "auto", log: Callable[[str], None] | None = print) -> dict[str, Any]:
     """Choose backbone, input size, cut and learning rate on the validation split; the test split is not read.
 
-    Stage 1 trains every candidate at ``learning_rates[0]``; stage 2 tries the other rates on the
-    stage-1 winner. The winner has the highest 4-class validation accuracy (ties: lower validation
-    loss) at its kept epoch. One view, one seed (:data:`SELECT`): selection costs a fraction of a full run.
+    Stage 1 trains every candidate (default :data:`CANDIDATES`) at ``learning_rates[0]``; stage 2 tries
+    the other rates (default :data:`LEARNING_RATES`) on the stage-1 winner. The winner has the highest
+    4-class validation accuracy (ties: lower validation loss) at its kept epoch. One view, one seed
+    (:data:`SELECT`): selection costs a fraction of a full run.
 
     Returns:
         ``{"selected_on": "val", "rows": [...], "chosen": {model, image_size, cut, lr}, "seconds"}``.
     """
+    candidates, learning_rates = candidates or CANDIDATES, learning_rates or LEARNING_RATES
     say = log or (lambda _: None)
     start = time.perf_counter()
     splits = elpv(classes=4)
@@ -121,7 +123,7 @@ def select_full(candidates: Sequence[dict[str, Any]] = CANDIDATES, learning_rate
                "best_epoch": h.best_epoch, "val_acc4_per_epoch": [r["val_acc"] for r in h.rows],
                "train_seconds": time.perf_counter() - t}
         say(f"  {c['model']} {c['image_size']} px from {c['cut']}, lr {lr:g}: val 4-class {row['val_acc4']:.1%} "
-            f"(loss {row['val_loss']:.3f}, epoch {row['best_epoch']}, {row['train_seconds']:.0f} s)")
+            f"(loss {row['val_loss']:.3f}, kept epoch {row['best_epoch'] + 1}, {row['train_seconds']:.0f} s)")
         rows.append(row)
         return row
 
@@ -258,7 +260,17 @@ def load_full(path: str | Path | None = None) -> dict[str, Any] | None:
 
 def format_full(result: dict[str, Any]) -> str:
     """A few lines: per-seed accuracies, mean ± std, the ensemble of the seeds, wall time."""
-    s, lines = result["summary"], []
+    s, lines, c = result["summary"], [], result["config"]
+    if result.get("selection"):
+        sel = result["selection"]
+        lines.append(f"selection on {sel['selected_on']} (seed {sel['seed']}, {sel['views']} view, up to {sel['epochs']} "
+                      f"epochs; test not read):")
+        for r in sel["rows"]:
+            lines.append(f"  {r['model']} {r['image_size']} px from {r['cut']}, lr {r['lr']:g}: val 4-class "
+                         f"{r['val_acc4']:.1%} (loss {r['val_loss']:.3f}, kept epoch {r['best_epoch'] + 1})")
+    chosen_on = c.get("selected_on", "test, in an earlier exploration")
+    lines.append(f"{c.get('model', 'efficientnet_lite0')} at {c['image_size']} px, trained from {c['cut']}, lr {c['lr']:g}, "
+                 f"{c['views']} views, up to {c['epochs']} epochs (chosen on {chosen_on})")
     for r in result["runs"]:
         lines.append(f"  seed {r['seed']}: 4-class {r['acc4']:.1%}  2-class {r['acc2']:.1%}"
                      + (f" (2-class model: {r['acc2_trained']:.1%})" if "acc2_trained" in r else "")
