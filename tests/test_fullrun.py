@@ -82,3 +82,14 @@ def test_selection_reads_only_train_and_val_and_its_choice_is_run(tmp_cache, mon
     assert result["selection"]["epochs"] == fullrun.SELECT["epochs"] and len(result["selection"]["rows"]) == 1
     text = format_full(result)
     assert "selection on val" in text and "chosen on val" in text
+
+
+def test_make_full_runs_what_the_shipped_selection_chose():
+    from ftlab.vision.full import FULL, load_full
+
+    shipped = load_full()
+    assert shipped["config"]["selected_on"] == "val" and shipped["selection"]["selected_on"] == "val"
+    chosen = shipped["selection"]["chosen"]
+    assert chosen == {"model": FULL["model"], "image_size": FULL["image_size"], "cut": FULL["cut"], "lr": FULL["lr"]}
+    assert {k: shipped["config"][k] for k in chosen} == chosen
+    assert {"mean", "std", "min", "max", "n"} <= set(shipped["summary"]["acc2"]) and len(shipped["runs"]) == 3

@@ -1,7 +1,9 @@
 """The full-quality ELPV run: all training cells, 224 px, EfficientNet-Lite0, 3 seeds, on a CPU.
 
 ``ftlab full`` (or :func:`full_run`) is the documented full configuration of the README's results
-section. It is fast on a 2-core CPU because of three of ftlab's speed tools:
+section, chosen on the validation split only: ``ftlab full --select`` (:func:`select_full`) ranks the
+:data:`CANDIDATES` (backbone Lite0/1/2, input size, cut) and :data:`LEARNING_RATES` on validation
+and runs the winner; the test split is read once per seed. It is fast on a 2-core CPU because of three of ftlab's speed tools:
 
 * **cut-point caching** (:func:`ftlab.extract_features` with a cut): layer groups ``stem`` to
   ``blocks.4`` stay frozen, so their activations are computed once and stored; only
@@ -43,9 +45,10 @@ from .transforms import D4_VIEWS
 __all__ = ["FULL", "CANDIDATES", "LEARNING_RATES", "SELECT", "full_run", "select_full", "coarsen", "format_full",
            "save_full", "load_full"]
 
-# The documented full configuration (README, "Full run").
-FULL: dict[str, Any] = dict(model="efficientnet_lite0", image_size=224, cut="blocks.5", views=8, epochs=12, lr=1e-2, lr_mult=10.0,
-                            weight_decay=0.05, batch_size=32, seeds=(0, 1, 2))
+# The documented full configuration (README, "Full run"): model, image_size, cut and lr as chosen by
+# select_full on the validation split (docs/results/full.json, "selection"); the rest fixed beforehand.
+FULL: dict[str, Any] = dict(model="efficientnet_lite0", image_size=224, cut="blocks.5", views=8, epochs=12, lr=1e-2,
+                            lr_mult=10.0, weight_decay=0.05, batch_size=32, seeds=(0, 1, 2))
 
 
 def coarsen(probs4: torch.Tensor) -> torch.Tensor:
