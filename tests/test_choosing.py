@@ -70,6 +70,9 @@ def test_model_facts_and_speed():
     assert (lite0["native_size"], lite2["native_size"]) == (224, 260)
     assert lite0["imagenet_top1"] == 0.751 and 15 < lite0["weights_mb"] < 25
     assert all(r["images_per_s"] > 0 and r["images_per_s_native"] > 0 for r in rows)
+    # exact counts (a multiply-add is 2): Lite0 at 224 px is 0.385 G multiply-adds
+    assert lite0["gflops_native"] == pytest.approx(0.770, abs=0.001) and lite2["gflops_native"] == pytest.approx(1.719, abs=0.001)
+    assert lite0["gflops"] == pytest.approx(lite0["gflops_native"] * (64 / 224) ** 2, rel=0.05)
     with pytest.raises(ft.FtlabError, match="at least 1"):
         images_per_second(ft.pretrained(), 64, repeats=0)
 

@@ -4,7 +4,7 @@ Importing it registers the layer groups of timm's and torchvision's CNNs in :mod
 and lets :func:`ftlab.load_checkpoint` rebuild the models it makes. Everything here is also
 reachable as ``ftlab.<name>``.
 """
-from .choosing import images_per_second, model_facts, subsample
+from .choosing import gflops, images_per_second, model_facts, subsample
 from .data import ImageSet, Splits, elpv, stratified_split
 from .experiments import run_experiment
 from .folders import image_folder
@@ -13,7 +13,7 @@ from .loading import Loaders, dataset, loaders, stratified_subset, with_augmenta
 from .models import imagenet_classes, predict_imagenet, preprocessing, pretrained, set_dropout
 from .transforms import AUGMENTATIONS, D4_VIEWS, augmentation, d4_view, preprocess
 
-__all__ = ["ImageSet", "Splits", "elpv", "stratified_split", "images_per_second", "model_facts", "subsample",
+__all__ = ["ImageSet", "Splits", "elpv", "stratified_split", "gflops", "images_per_second", "model_facts", "subsample",
            "run_experiment", "image_folder", "coarsen", "full_run",
            "load_full", "Loaders", "dataset", "loaders", "stratified_subset", "with_augmentation",
            "imagenet_classes", "predict_imagenet", "preprocessing", "pretrained", "set_dropout",
