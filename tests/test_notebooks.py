@@ -23,7 +23,7 @@ TINY = {
                           {"SEEDS": 2, "LORA_RANK": 2}),
     "07_detection": ({"VIEWS": 1, "EPOCHS": 1, "SEEDS": 1}, {"SEEDS": 2}),
     "08_choosing_a_model": ({"MODELS": ["efficientnet_lite0", "efficientnet_lite1"], "IMAGE_SIZES": [32, 48], "POOL": 0.05,
-                             "TRAIN_SIZES": [20, 60], "SEEDS": [0, 1], "FT_EPOCHS": 1, "SPEED_REPEATS": 1},
+                             "TRAIN_SIZES": [20, 60], "SEEDS": [0, 1], "FT_STEPS": 4, "SPEED_REPEATS": 1},
                             {"CLASSES": 4}),
 }
 ALL_NOTEBOOKS = sorted(NOTEBOOKS[0].parent.glob("*.ipynb"))
