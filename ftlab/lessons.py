@@ -19,8 +19,8 @@ from .errors import UsageError
 from .files import atomic_write_text, repo_root
 from .tables import table_from_dicts
 
-__all__ = ["QUICK", "notebooks_dir", "lesson_paths", "notebook_parameters", "parse_value", "execute",
-           "run_lessons", "summary_rows", "write_summary"]
+__all__ = ["QUICK", "notebooks_dir", "lesson_paths", "notebook_parameters", "parameter_types", "check_parameters",
+           "parse_value", "execute", "run_lessons", "summary_rows", "write_summary"]
 
 # --quick: tiny settings for a smoke run, applied to the lessons that have these parameters
 QUICK = {"SUBSET": 10, "EVAL_SUBSET": 10, "EPOCHS": 1, "HEAD_EPOCHS": 1, "IMAGE_SIZE": 48}
@@ -50,6 +50,76 @@ def notebook_parameters(path: str | Path) -> dict[str, Any]:
     import papermill as pm
 
     return {name: info["default"] for name, info in pm.inspect_notebook(str(path)).items()}
+
+
+_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (float, int), "str": (str,), "bool": (bool,),
+                                       "list": (list, tuple), "dict": (dict,), "None": (type(None),)}
+
+
+def _literal(source: str) -> Any:
+    try:
+        return ast.literal_eval(source)
+    except (ValueError, SyntaxError):
+        return None
+
+
+def parameter_types(path: str | Path) -> dict[str, tuple[str, tuple[type, ...] | None]]:
+    """What each parameter of a notebook accepts: ``{name: (default source, allowed types or None)}``.
+
+    The types come from a ``# type: float|int|None`` comment in the parameters cell when there is
+    one (papermill's convention), otherwise from the default's own type: an ``int`` default takes
+    whole numbers, a ``float`` default any number, a string, list or bool default the same kind.
+    A ``None`` default (or a type ftlab does not know) accepts anything: None means any type.
+    """
+    import papermill as pm
+
+    out = {}
+    for name, info in pm.inspect_notebook(str(path)).items():
+        declared = str(info.get("inferred_type_name") or "None")
+        if declared != "None":
+            parts = [_TYPES.get(t.strip()) for t in declared.split("|")]
+            allowed = None if None in parts else tuple(t for ts in parts for t in ts)
+        else:
+            default = _literal(info["default"])
+            allowed = None if default is None else _TYPES.get(type(default).__name__)
+        out[name] = (info["default"], allowed)
+    return out
+
+
+def _type_words(allowed: tuple[type, ...]) -> str:
+    names = {int: "a whole number", float: "a number", str: "a string (text)", bool: "True or False",
+             list: "a list such as [0, 1]", tuple: "", dict: "a dict", type(None): "None"}
+    words = list(dict.fromkeys(names[t] for t in allowed if names[t]))
+    if "a number" in words and "a whole number" in words:
+        words.remove("a whole number")
+    return " or ".join(words)
+
+
+def check_parameters(notebook: str | Path, params: dict[str, Any],
+                     types: dict[str, tuple[str, tuple[type, ...] | None]] | None = None) -> dict[str, Any]:
+    """Check parameter values against the types of a notebook's parameters cell, before any kernel starts.
+
+    Returns:
+        ``params`` (a string given for a string parameter stays as it is).
+
+    Raises:
+        UsageError: an unknown parameter, or a value of the wrong type; the message names the
+            parameter, the type its parameters cell expects, and its default.
+    """
+    types = parameter_types(notebook) if types is None else types
+    name = Path(notebook).stem
+    unknown = sorted(set(params) - set(types))
+    if unknown:
+        raise UsageError(f"{name} has no parameter(s) {', '.join(unknown)}. Valid: {', '.join(sorted(types))}.")
+    for key, value in params.items():
+        default, allowed = types[key]
+        if allowed is None:
+            continue
+        ok = isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
+        if not ok:
+            raise UsageError(f"Parameter {key} of {name} must be {_type_words(allowed)} (its default is {default}), "
+                             f"got {value!r} ({type(value).__name__}). Example: -p {key} {default}.")
+    return params
 
 
 def parse_value(text: str) -> Any:
@@ -85,11 +155,13 @@ def run_lessons(out: Path, lessons: list[Path], params: dict[str, Any], quick: b
     if out == nb_dir or nb_dir in out.parents:
         raise UsageError(f"--out {out} is inside notebooks/: ftlab never writes executed copies over the lessons. "
                          "Pick another folder (default runs/<timestamp>/).")
-    accepted = {p: notebook_parameters(p) for p in lessons}
+    accepted = {p: parameter_types(p) for p in lessons}
     valid = sorted({name for names in accepted.values() for name in names})
     unknown = sorted(set(params) - set(valid))
     if unknown:
         raise UsageError(f"Unknown parameter(s) {', '.join(unknown)}. Valid parameters: {', '.join(valid)}.")
+    for path, types in accepted.items():        # every value checked before the first kernel starts
+        check_parameters(path, {k: v for k, v in {**(QUICK if quick else {}), **params}.items() if k in types}, types)
     existing = [out / p.name for p in lessons if (out / p.name).exists()]
     if existing and not overwrite:
         raise UsageError(f"{existing[0]} exists; ftlab will not overwrite an executed lesson. "

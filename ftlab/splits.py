@@ -66,7 +66,12 @@ class Loaders:
 def stratified_split(n_items: int, strata, fraction: float, seed: int):
     """Indices ``0..n_items-1`` split into (kept, held out), stratified by ``strata``, seeded."""
     idx = np.arange(n_items)
-    return train_test_split(idx, test_size=fraction, stratify=strata, random_state=seed)
+    try:
+        return train_test_split(idx, test_size=fraction, stratify=strata, random_state=seed)
+    except ValueError as err:
+        k = len(np.unique(np.asarray(strata)))
+        raise DataError(f"Cannot hold out {fraction:.0%} of {n_items} items with all {k} classes on both sides "
+                        f"({err}): give more items per class, or a larger held-out fraction.") from None
 
 
 def stratified_subset(data, subset: int | float, seed: int = 0):

@@ -31,7 +31,7 @@ from typing import Any
 from .claims import read_metrics
 from .errors import UsageError
 from .files import atomic_write_text, stable_hash
-from .lessons import execute, notebook_parameters
+from .lessons import check_parameters, execute, parameter_types
 
 __all__ = ["load_config", "grid_points", "run_id", "run_sweep", "collect_results", "aggregate", "read_results"]
 
@@ -84,13 +84,15 @@ def run_sweep(notebook: str | Path, grid: dict[str, list], out: str | Path, fixe
     notebook, out = Path(notebook), Path(out)
     if not notebook.is_file():
         raise UsageError(f"No notebook at {notebook}.")
-    accepted = notebook_parameters(notebook)
+    accepted = parameter_types(notebook)
     points = grid_points(grid, fixed)
     unknown = sorted({k for p in points for k in p} - set(accepted))
     if unknown:
         raise UsageError(f"{notebook.name} has no parameter(s) {', '.join(unknown)}. Valid: {', '.join(sorted(accepted))}.")
     if "OUT_DIR" not in accepted:
         raise UsageError(f"{notebook.name} has no OUT_DIR parameter, so its metrics cannot be collected.")
+    for params in points:                       # every grid point checked before the first kernel starts
+        check_parameters(notebook, params, accepted)
     for i, params in enumerate(points, 1):
         rid = run_id(params)
         folder = out / "runs" / rid

@@ -28,6 +28,17 @@ def lite0():
 
 
 @pytest.fixture()
+def small_bert():
+    """A 2-layer, 32-wide BERT with MiniLM's vocabulary: fast exact tests of the text plumbing (128 positions)."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128)
+    return ft.text.SentenceClassifier(BertModel(cfg, add_pooling_layer=False), 2)
+
+
+@pytest.fixture()
 def tmp_cache(tmp_path, monkeypatch):
     """An empty ftlab cache for tests that must not touch the real one."""
     monkeypatch.setenv("FTLAB_CACHE", str(tmp_path / "cache"))

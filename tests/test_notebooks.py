@@ -33,6 +33,13 @@ def test_the_lessons_in_order():
     assert [p.stem for p in NOTEBOOKS] == list(TINY)
 
 
+def test_the_tiny_and_quick_settings_have_the_types_of_the_parameters_cells():
+    for path in NOTEBOOKS:
+        types = lessons.parameter_types(path)
+        for settings in (*TINY[path.stem], {k: v for k, v in lessons.QUICK.items() if k in types}):
+            lessons.check_parameters(path, settings, types)
+
+
 @pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=lambda p: p.stem)
 def test_committed_clean_with_parameters_cell(path):
     nb = nbformat.read(path, as_version=4)

@@ -23,17 +23,6 @@ def minilm():
     return ft.text.pretrained()
 
 
-@pytest.fixture()
-def small_bert():
-    """A 2-layer, 32-wide BERT with MiniLM's vocabulary: fast exact tests of the text plumbing."""
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=128)
-    return ft.text.SentenceClassifier(BertModel(cfg, add_pooling_layer=False), 2)
-
-
 def test_rotten_tomatoes_splits_are_disjoint_deduplicated_and_by_movie(rt):
     parts = [rt.train, rt.val, rt.test]
     assert [len(p) for p in parts] == [9180, 1013, 2558]

@@ -13,6 +13,7 @@ from .darknet import coco_classes, read_darknet
 from .data import (
     Annotation,
     DetectionSet,
+    as_photo,
     augmentation,
     class_indices,
     collate,
@@ -30,5 +31,5 @@ __all__ = ["DETECTORS", "YOLOv3Tiny", "coco_classes", "pretrained", "read_darkne
            "box_precision_recall", "detect", "evaluate", "letterbox", "predict_boxes",
            "CANDIDATES", "DETECTION_FULL", "detection_full_run", "format_detection_full",
            "CUTS", "VIEWS", "CachedMaps", "extract_maps", "fit_cached", "neck_maps", "view",
-           "Annotation", "DetectionSet", "augmentation", "class_indices", "collate", "loaders", "read_voc", "tile_image",
-           "tree_crowns"]
+           "Annotation", "DetectionSet", "as_photo", "augmentation", "class_indices", "collate", "loaders", "read_voc",
+           "tile_image", "tree_crowns"]

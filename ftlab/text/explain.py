@@ -17,20 +17,61 @@ from torch import nn
 
 from ..errors import UsageError
 from ..freezing import eval_mode
+from .data import check_texts
 
-__all__ = ["similarities", "Attribution", "token_attributions", "confident_mistakes"]
+__all__ = ["predict_texts", "similarities", "Attribution", "token_attributions", "confident_mistakes"]
 
 
 def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+def _check_max_length(tokenizer, max_length) -> int:
+    limit = getattr(tokenizer, "model_max_length", None)
+    limit = limit if isinstance(limit, int) and limit < 1_000_000 else None
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2 or (limit and max_length > limit):
+        raise UsageError(f"max_length must be a whole number of tokens from 2 to {limit or 'the model limit'}, "
+                         f"got {max_length!r}.")
+    return max_length
+
+
+@torch.no_grad()
+def predict_texts(model: nn.Module, tokenizer, texts: Sequence[str], classes: Sequence[str] | None = None,
+                  max_length: int = 128, batch_size: int = 64) -> dict:
+    """Predictions for raw texts: class probabilities, predicted labels and their names.
+
+    Args:
+        model: a text classifier (:class:`~ftlab.text.SentenceClassifier`).
+        tokenizer: its tokenizer (``ft.text.tokenizer()``).
+        texts: a list of strings (one string: wrap it in a list).
+        classes: class names, index = label (default ``"0"``, ``"1"``, ...).
+        max_length: longer texts are cut to this many tokens (at most the model's limit).
+        batch_size: texts per forward pass.
+
+    Returns:
+        ``{"probs": [N, C] tensor, "labels": [N] tensor, "names": list of str}``.
+    """
+    texts = check_texts(texts)
+    _check_max_length(tokenizer, max_length)
+    probs = []
+    with eval_mode(model):
+        for i in range(0, len(texts), batch_size):
+            enc = tokenizer(texts[i: i + batch_size], padding=True, truncation=True, max_length=max_length,
+                            return_tensors="pt").to(_device(model))
+            probs.append(model(**enc).logits.float().softmax(-1).cpu())
+    probs = torch.cat(probs)
+    names = list(classes) if classes is not None else [str(c) for c in range(probs.shape[1])]
+    if len(names) != probs.shape[1]:
+        raise UsageError(f"{len(names)} class names for a {probs.shape[1]}-class model: give one name per output.")
+    labels = probs.argmax(1)
+    return {"probs": probs, "labels": labels, "names": [names[i] for i in labels.tolist()]}
+
+
 @torch.no_grad()
 def similarities(model: nn.Module, tokenizer, texts: Sequence[str]) -> torch.Tensor:
     """Cosine similarities ``[N, N]`` of the model's sentence vectors (mean-pooled token states)."""
-    if not texts:
-        raise UsageError("similarities() needs at least one text.")
-    enc = tokenizer(list(texts), padding=True, truncation=True, max_length=128, return_tensors="pt").to(_device(model))
+    texts = check_texts(texts)
+    enc = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt").to(_device(model))
     with eval_mode(model):
         v = F.normalize(model.embed(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids")), dim=-1)
     return (v @ v.T).cpu()
@@ -63,6 +104,13 @@ def token_attributions(model: nn.Module, tokenizer, text: str, method: str = "gr
     """
     if method not in ("grad_x_input", "occlusion"):
         raise UsageError(f"Unknown attribution method {method!r}: use 'grad_x_input' or 'occlusion'.")
+    if not isinstance(text, str):
+        raise UsageError(f"token_attributions explains one text (a str), got {type(text).__name__}: pass texts one by one.")
+    check_texts([text], "text")
+    n_classes = model.classifier.out_features if hasattr(model, "classifier") else None
+    if target is not None and (isinstance(target, bool) or not isinstance(target, int)
+                               or not 0 <= target < (n_classes or target + 1)):
+        raise UsageError(f"target must be a class index 0..{(n_classes or 1) - 1}, got {target!r}.")
     enc = tokenizer([text], truncation=True, max_length=128, return_tensors="pt").to(_device(model))
     ids, mask = enc["input_ids"], enc["attention_mask"]
     tokens = tokenizer.convert_ids_to_tokens(ids[0].tolist())
@@ -88,6 +136,10 @@ def token_attributions(model: nn.Module, tokenizer, text: str, method: str = "gr
 def confident_mistakes(texts: Sequence[str], probs: torch.Tensor, targets: torch.Tensor, classes: Sequence[str],
                        k: int = 5) -> list[dict]:
     """The ``k`` wrong predictions with the highest confidence: text, truth, prediction, probability."""
+    probs, targets = torch.as_tensor(probs), torch.as_tensor(targets)
+    if probs.ndim != 2 or len(probs) != len(texts) or len(targets) != len(texts) or probs.shape[1] != len(classes):
+        raise UsageError(f"confident_mistakes needs one row of {len(classes)} class probabilities and one target per "
+                         f"text: got {len(texts)} texts, probs {tuple(probs.shape)}, {len(targets)} targets.")
     pred = probs.argmax(1)
     wrong = (pred != targets).nonzero().flatten()
     order = wrong[probs[wrong, pred[wrong]].argsort(descending=True)][:k]

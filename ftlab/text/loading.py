@@ -115,6 +115,10 @@ def loaders(splits: Splits, tokenizer, max_length: int = 64, batch_size: int = 3
         raise UsageError(f"ft.text.loaders needs the Splits of a text data set (ft.text.rotten_tomatoes(), "
                          f"ft.text.texts_to_splits(...)), not {type(splits).__name__}.")
     _check_length(max_length)
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and limit < 1_000_000 and max_length > limit:
+        raise UsageError(f"max_length={max_length} is longer than this model reads: {limit} tokens (its position "
+                         f"embeddings). Use max_length <= {limit}; longer texts are cut.")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise DataError(f"batch_size must be a whole number of at least 1, got {batch_size!r}.")
     parts = subset_parts(splits, subset, eval_subset, seed)
@@ -133,6 +137,42 @@ def loaders(splits: Splits, tokenizer, max_length: int = 64, batch_size: int = 3
             "group_by_length": group_by_length,
             "tokenizer": made["train"].dataset.tokenizer_name}
     return Loaders(made["train"], made["val"], made["test"], list(splits.classes), used)
+
+
+def _whole(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _label_indices(labels: list, classes: Sequence[str] | None) -> tuple[list[str], list[int]]:
+    """Class names and one class index per label; labels are all names or all whole numbers, checked against ``classes``."""
+    import difflib
+
+    if classes is not None and len(set(map(str, classes))) != len(list(classes)):
+        raise DataError(f"classes {list(classes)} names a class twice: give each class once, index = label.")
+    names = [isinstance(lab, str) for lab in labels]
+    if any(names) and not all(names):
+        i = names.index(not names[0])
+        raise DataError(f"Labels must be all class names or all class indices; label 0 is {labels[0]!r}, label {i} is "
+                        f"{labels[i]!r}.")
+    if all(names):
+        classes = sorted(set(labels)) if classes is None else [str(c) for c in classes]
+        for i, lab in enumerate(labels):
+            if lab not in classes:
+                close = difflib.get_close_matches(lab, classes, n=1)
+                raise DataError(f"Label {i} is {lab!r}, which is not one of the classes {classes}"
+                                f"{f' (did you mean {close[0]!r}?)' if close else ''}: fix the label, or add it to classes.")
+        return classes, [classes.index(lab) for lab in labels]
+    bad = next((lab for lab in labels if not _whole(lab)), None)
+    if bad is not None:
+        raise DataError(f"Labels must be class names (str) or class indices (whole numbers), found {bad!r} "
+                        f"({type(bad).__name__}).")
+    index = [int(lab) for lab in labels]
+    classes = [str(c) for c in range(max(index) + 1)] if classes is None else [str(c) for c in classes]
+    out = [v for v in index if not 0 <= v < len(classes)]
+    if out:
+        raise DataError(f"Label {out[0]} is not a class index 0..{len(classes) - 1} of classes {classes}: "
+                        "give indices into classes, or class names.")
+    return classes, index
 
 
 def texts_to_splits(texts: Sequence[str], labels: Sequence[int | str], classes: Sequence[str] | None = None,
@@ -156,11 +196,10 @@ def texts_to_splits(texts: Sequence[str], labels: Sequence[int | str], classes: 
         raise DataError("No texts were given: pass a list of strings and one label per string.")
     if len(texts) != len(labels):
         raise DataError(f"{len(texts)} texts but {len(labels)} labels: give one label per text.")
-    if classes is None:
-        classes = sorted({str(lab) for lab in labels}) if isinstance(labels[0], str) else \
-            [str(c) for c in range(max(int(v) for v in labels) + 1)]
-    classes = list(classes)
-    index = [classes.index(lab) if isinstance(lab, str) and lab in classes else lab for lab in labels]
+    if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise DataError(f"val_fraction={val_fraction!r} and test_fraction={test_fraction!r} must each be between 0 "
+                        "and 1 and leave texts for training (e.g. 0.1 and 0.2).")
+    classes, index = _label_indices(labels, classes)
     data = TextSet(texts, torch.as_tensor(index), classes, name=name)
     seen: dict[str, int] = {}
     for i, t in enumerate(data.texts):

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import register_builder
+from ..checkpoint import register_adapter, register_builder
 from ..errors import UsageError, WeightsUnavailable
 from ..files import file_sha256, package_path
 from ..groups import register_architecture
@@ -108,6 +108,10 @@ class SentenceClassifier(nn.Module):
         if attention_mask is None:
             shape = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
             attention_mask = torch.ones(shape, dtype=torch.long, device=self.classifier.weight.device)
+        length, limit = attention_mask.shape[1], self.bert.config.max_position_embeddings
+        if length > limit:
+            raise UsageError(f"A batch of {length} tokens is longer than this model reads ({limit} positions): "
+                             f"tokenize with max_length <= {limit} (ft.text.loaders(..., max_length={min(limit, 512)})).")
         out = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                         inputs_embeds=inputs_embeds)
         return mean_pool(out.last_hidden_state, attention_mask)
@@ -194,6 +198,17 @@ def add_lora(model: nn.Module, r: int = 8, alpha: int = 16, dropout: float = 0.1
 
     if isinstance(r, bool) or not isinstance(r, int) or r < 1:
         raise UsageError(f"LoRA rank r must be a whole number of at least 1, got {r!r}.")
+    if not 0 <= dropout < 1:
+        raise UsageError(f"LoRA dropout must be in [0, 1), got {dropout!r}.")
+    if isinstance(targets, str):
+        targets = (targets,)
+    present = [n for n, _ in model.named_parameters() if "lora_" in n]
+    if present:
+        made = getattr(model, "ftlab_adapters", {}).get("lora")
+        how = f", made by {_lora_call(made)}" if made else ""
+        raise UsageError(f"This {type(model).__name__} has LoRA adapters already ({len(present)} tensors{how}): adding "
+                         "them again would re-initialise them and lose their training, so they were kept as they "
+                         "are. To start over, add LoRA to a fresh model: ft.text.add_lora(ft.text.pretrained()).")
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets), bias="none")
     try:
         inject_adapter_in_model(config, model)
@@ -204,7 +219,14 @@ def add_lora(model: nn.Module, r: int = 8, alpha: int = 16, dropout: float = 0.1
         if "lora_" in n:
             p.requires_grad_(True)
     unfreeze(head_module(model))
+    model.ftlab_adapters = {**getattr(model, "ftlab_adapters", {}),
+                            "lora": {"r": r, "alpha": alpha, "dropout": dropout, "targets": list(targets)}}
     return model
+
+
+def _lora_call(options: dict) -> str:
+    return (f"ft.text.add_lora(model, r={options['r']}, alpha={options['alpha']}, dropout={options['dropout']}, "
+            f"targets={options['targets']})")
 
 
 def _build(name: str, num_classes: int | None = None, weights: Any = None) -> SentenceClassifier:
@@ -221,3 +243,4 @@ register_architecture(
      ("classifier", ["classifier"])],
     head="classifier")
 register_builder("text", _build)
+register_adapter("lora", add_lora, _lora_call)
