@@ -11,7 +11,7 @@ training losses and validation accuracies side by side as the check.
 Runs alternate plain / cached (``--repeats``, default 3) on ``--cells`` training cells per class
 (default 60, i.e. 240 cells over the 4 classes; 30 % of val, 59 cells) for ``--epochs`` (default 3) epochs. The full run's own
 speed is measured too: ``fit_head`` on 8 cached views per cell, exactly the full configuration
-(``ftlab.vision.full.FULL``), for one epoch: ``full_run_train_images_per_s``.
+(``ftlab.lab.full_images.FULL``), for one epoch: ``full_run_train_images_per_s``.
 
 Target: cached at least 1.5x faster than plain over the measured epochs, extraction included,
 with the same validation accuracy (within 1 point).
@@ -23,7 +23,7 @@ import copy
 from _common import log, main, median, parser, rnd, timed
 
 import ftlab as ft
-from ftlab.vision.full import FULL
+from ftlab.lab.full_images import FULL
 
 TARGET_SPEEDUP = 1.5
 

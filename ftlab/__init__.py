@@ -2,11 +2,15 @@
 
 Use it as ``import ftlab as ft``. The public names are re-exported here explicitly; no name
 shadows a submodule. The core (groups, freezing, optim, callbacks, train, recipes, features,
-history, checkpoint, claims, experiments, splits, sweep, lessons, tables) knows nothing of images
-or text or boxes; :mod:`ftlab.vision` adds images (data, transforms, loaders, pretrained CNNs),
-:mod:`ftlab.text` text (snippets, tokenized loaders, MiniLM, LoRA; use it as ``ft.text``) and
+history, checkpoint, splits, summary, tables) knows nothing of images or text or boxes;
+:mod:`ftlab.vision` adds images (data, transforms, loaders, pretrained CNNs), :mod:`ftlab.text`
+text (snippets, tokenized loaders, MiniLM, LoRA; use it as ``ft.text``) and
 :mod:`ftlab.detection` boxes (COCO YOLOv3-tiny, NEON tree crowns, mAP; ``ft.detection``).
 ``ft.plot`` and ``ft.widgets`` load on first use (matplotlib and ipywidgets are not imported before).
+
+The **lab** (``ft.lab``: a lesson's claims and records, strategies and ``run_strategy``, sweeps,
+the lesson runner, the full runs, the ``ftlab`` command) is built on the library and loads on
+first use; nothing in the library imports it.
 """
 import importlib
 
@@ -14,20 +18,17 @@ from . import (
     batches,
     callbacks,
     checkpoint,
-    claims,
     detection,
     errors,
-    experiments,
     features,
     files,
     freezing,
     groups,
     history,
-    lessons,
     optim,
     recipes,
     splits,
-    sweep,
+    summary,
     tables,
     text,
     train,
@@ -36,9 +37,7 @@ from . import (
 from .batches import batch_step, resolve_device, seed_everything
 from .callbacks import L2SP, Callback, FitState, GradualUnfreeze, LRRangeTest
 from .checkpoint import load_checkpoint, save_checkpoint
-from .claims import Claim, ClaimNotHeld, Spread, check_claims, claim, claims_table, read_metrics, record, spread
 from .errors import DataError, FtlabError, UsageError, WeightsUnavailable
-from .experiments import STRATEGIES, run_strategy, strategy_top
 from .features import (
     Features,
     evaluate_cached,
@@ -67,6 +66,7 @@ from .history import History
 from .optim import Schedule, param_groups
 from .recipes import fine_tune, lr_find
 from .splits import Loaders, Splits, stratified_subset
+from .summary import Spread, aggregate, spread
 from .tables import Table
 from .train import Predictions, evaluate, fit, predict
 from .vision import (
@@ -83,7 +83,6 @@ from .vision import (
     preprocess,
     preprocessing,
     pretrained,
-    run_experiment,
     set_dropout,
 )
 
@@ -91,8 +90,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     # submodules (plot and widgets load lazily)
-    "batches", "callbacks", "checkpoint", "claims", "detection", "errors", "experiments", "features", "files", "freezing",
-    "groups", "history", "lessons", "optim", "recipes", "splits", "sweep", "tables", "text", "train", "vision", "plot", "widgets",
+    "batches", "callbacks", "checkpoint", "detection", "errors", "features", "files", "freezing",
+    "groups", "history", "optim", "recipes", "splits", "summary", "tables", "text", "train", "vision", "plot", "widgets", "lab",
     # errors
     "FtlabError", "UsageError", "DataError", "WeightsUnavailable",
     # layer groups and freezing
@@ -103,19 +102,19 @@ __all__ = [
     "param_groups", "Schedule", "Callback", "FitState", "GradualUnfreeze", "LRRangeTest", "L2SP",
     "fit", "evaluate", "predict", "Predictions", "batch_step", "resolve_device", "seed_everything",
     "History", "fine_tune", "lr_find", "save_checkpoint", "load_checkpoint",
-    # features, experiments, lessons
+    # features
     "Features", "extract_features", "features_at", "fit_head", "fit_cached", "evaluate_cached", "predict_cached", "linear_probe",
     "pooled_features",
-    "STRATEGIES", "strategy_top", "run_strategy", "run_experiment", "Table", "cache_dir",
-    # a lesson's evidence
-    "record", "read_metrics", "claim", "Claim", "claims_table", "check_claims", "ClaimNotHeld", "Spread", "spread",
+    "Table", "cache_dir",
+    # summaries over seeds
+    "Spread", "spread", "aggregate",
     # images
     "ImageSet", "Splits", "elpv", "image_folder", "dataset", "Loaders", "loaders", "stratified_subset",
     "AUGMENTATIONS", "augmentation", "preprocess", "D4_VIEWS", "pretrained", "preprocessing", "set_dropout",
     "imagenet_classes", "predict_imagenet",
 ]
 
-_LAZY = ("plot", "widgets")   # matplotlib / ipywidgets load on first use
+_LAZY = ("plot", "widgets", "lab")   # matplotlib / ipywidgets load on first use; the lab is built on the rest
 
 
 def __getattr__(name: str):

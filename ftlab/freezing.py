@@ -5,7 +5,7 @@ Introduced in lessons 02-03. Everything works on the layer groups of :mod:`ftlab
 **How much trains: one vocabulary.** ``train_top(model, k)`` makes the *top k layer groups*
 trainable, the head counted as one of them, and freezes the rest: ``k=1`` is head-only
 training, ``k=len(layer_groups(model))`` is full fine-tuning. ``fine_tune(top=k)``, the
-strategies ``"top2"``/``"top4"`` of :mod:`ftlab.experiments` and the FreezeExplorer slider all
+strategies ``"top2"``/``"top4"`` of :mod:`ftlab.lab.strategies` and the FreezeExplorer slider all
 count the same way. ``freeze_to(model, n)`` is fastai's spelling of the same cut: the groups
 before ``n`` (an index, negative from the end, or a group name) freeze, the rest train, so
 ``freeze_to(model, -k)`` equals ``train_top(model, k)``.

@@ -1,15 +1,12 @@
-"""ipywidgets panels for the classroom: explore freezing, train strategies side by side, redraw augmentations.
+"""ipywidgets panels for the classroom: explore freezing, redraw augmentations.
 
 Each panel keeps its widget in ``self.widget``, shows itself in Jupyter (``_ipython_display_``),
 wires events with ``observe`` / ``on_click``, and leaves the work to plain functions
-(:func:`ftlab.train_top`, :func:`ftlab.experiments.run_strategy`) that tests call without a browser.
-The slider of the FreezeExplorer and the strategies of the TrainPanel count "how much trains"
-the one way ftlab does: the top ``k`` layer groups, the head being one of them.
+(:func:`ftlab.train_top`) that tests call without a browser. The slider of the FreezeExplorer counts
+"how much trains" the one way ftlab does: the top ``k`` layer groups, the head being one of them.
+The TrainPanel, which runs strategies side by side, is a lab panel: ``ft.lab.TrainPanel``.
 """
 from __future__ import annotations
-
-import threading
-from typing import Any, Callable
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
@@ -17,20 +14,15 @@ from IPython.display import display
 from torch import nn
 
 from . import plot
-from .callbacks import Callback
-from .experiments import run_strategy
 from .freezing import train_top, trainable_summary
 from .groups import layer_groups
-from .tables import table_from_dicts
-from .vision.loading import Loaders, with_augmentation
 from .vision.transforms import AUGMENTATIONS
 
-__all__ = ["PANEL_STRATEGIES", "FreezeExplorer", "TrainPanel", "AugmentationExplorer"]
-
-PANEL_STRATEGIES = ("head", "top k", "full")
+__all__ = ["FreezeExplorer", "AugmentationExplorer", "show_figure"]
 
 
-def _show(out: W.Output, fig) -> None:
+
+def show_figure(out: W.Output, fig) -> None:
     out.clear_output(wait=True)
     out.append_display_data(fig)
     plt.close(fig)
@@ -59,109 +51,9 @@ class FreezeExplorer:
     def _update(self, change=None) -> None:
         train_top(self.model, self.slider.value, self.bn.value)
         s = trainable_summary(self.model)
-        self.summary.value = f"<b>trainable: {s.trainable:,} of {s.total:,} parameters ({s.percent:.1f}%)</b>" \
-                             + s._repr_html_()
-        _show(self.picture, plot.trainable(self.model))
-
-    def _ipython_display_(self) -> None:
-        display(self.widget)
-
-
-class _StopFlag(Callback):
-    def __init__(self, panel: "TrainPanel"):
-        self.panel = panel
-
-    def on_batch_end(self, state):
-        if self.panel._stop:
-            state.stop = True
-
-    def on_epoch_end(self, state):
-        self.panel._live(state.history)
-
-
-class TrainPanel:
-    """Pick a strategy and hyper-parameters, Run, watch the curves, Stop; every run joins a comparison."""
-
-    def __init__(self, make_model: Callable[[], nn.Module], loaders: Loaders):
-        self.make_model, self.loaders = make_model, loaders
-        self.results: list[dict[str, Any]] = []
-        self._stop = False
-        self._thread: threading.Thread | None = None
-        s = {"description_width": "initial"}
-        self.strategy = W.Dropdown(options=PANEL_STRATEGIES, value="head", description="strategy")
-        self.k = W.IntSlider(value=2, min=1, max=len(layer_groups(make_model())), description="k (top k)", style=s)
-        self.lr = W.FloatLogSlider(value=3e-3, base=10, min=-5, max=-1, description="learning rate", style=s)
-        self.epochs = W.IntSlider(value=3, min=1, max=30, description="epochs")
-        self.weight_decay = W.FloatLogSlider(value=1e-2, base=10, min=-4, max=0, description="weight decay", style=s)
-        self.augment = W.Dropdown(options=AUGMENTATIONS, value="none", description="augment")
-        self.patience = W.IntSlider(value=0, min=0, max=10, description="early stop (0=off)", style=s)
-        self.run_button = W.Button(description="Run", button_style="success", icon="play")
-        self.stop_button = W.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
-        self.status = W.HTML("ready")
-        self.live, self.table, self.comparison = W.Output(), W.HTML(), W.Output()
-        self.run_button.on_click(lambda _: self.run(blocking=False))
-        self.stop_button.on_click(lambda _: self.stop())
-        controls = W.VBox([W.HBox([self.strategy, self.k]), W.HBox([self.lr, self.epochs]),
-                           W.HBox([self.weight_decay, self.augment]), W.HBox([self.patience]),
-                           W.HBox([self.run_button, self.stop_button, self.status])])
-        self.widget = W.VBox([controls, self.live, self.table, self.comparison])
-
-    def settings(self) -> dict[str, Any]:
-        """The current choices: a strategy of :mod:`ftlab.experiments` and its training settings."""
-        strategy = f"top{self.k.value}" if self.strategy.value == "top k" else self.strategy.value
-        return {"strategy": strategy, "lr": self.lr.value, "epochs": self.epochs.value,
-                "weight_decay": self.weight_decay.value, "augment": self.augment.value,
-                "early_stopping": self.patience.value or None}
-
-    def train_one(self, callbacks=(), seed: int = 0) -> dict[str, Any]:
-        """Train a fresh model with the current settings; the result row joins ``self.results``."""
-        settings = self.settings()
-        augment = settings.pop("augment")
-        row = run_strategy(self.make_model(), with_augmentation(self.loaders, augment), callbacks=callbacks,
-                           seed=seed, lr_mult=10, **settings)
-        row["name"] = f"{settings['strategy']}, lr {settings['lr']:g}, {augment}"
-        self.results.append(row)
-        return row
-
-    def run(self, blocking: bool = True) -> None:
-        """Train with the current settings (in a background thread when not ``blocking``, so Stop works)."""
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop = False
-        self.run_button.disabled, self.stop_button.disabled = True, False
-        self.status.value = "training ..."
-        if blocking:
-            self._train()
-        else:
-            self._thread = threading.Thread(target=self._train, daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        """Ask the running training to stop after the current batch (the best weights are kept)."""
-        self._stop = True
-        self.status.value = "stopping ..."
-
-    def _train(self) -> None:
-        try:
-            row = self.train_one(callbacks=[_StopFlag(self)])
-            self.status.value = f"done: test accuracy {row['test_acc']:.1%}" + (f" ({row['stopped']})" if row["stopped"] else "")
-            self._refresh()
-        except Exception as err:  # shown in the panel: a thread has nowhere else to report
-            self.status.value = f"<span style='color:#D55E00'>failed: {type(err).__name__}: {err}</span>"
-            if self._thread is None:
-                raise
-        finally:
-            self.run_button.disabled, self.stop_button.disabled = False, True
-
-    def _live(self, history) -> None:
-        _show(self.live, plot.history(history))
-
-    def _refresh(self) -> None:
-        rows = [{"#": i + 1, "run": r["name"], "test acc": f"{r['test_acc']:.1%}", "trainable": f"{r['trainable']:,}",
-                 "seconds": f"{r['seconds']:.1f}", "epochs": r["epochs_run"],
-                 "cached": "yes" if r["cached"] else "no"} for i, r in enumerate(self.results)]
-        self.table.value = table_from_dicts(rows).html()
-        _show(self.comparison, plot.compare(self.results))
+        self.summary.value = (f"<b>{self.slider.value} of {self.slider.max} layer groups training; trainable: "
+                              f"{s.trainable:,} of {s.total:,} parameters ({s.percent:.1f}%)</b>" + s._repr_html_())
+        show_figure(self.picture, plot.trainable(self.model))
 
     def _ipython_display_(self) -> None:
         display(self.widget)
@@ -185,7 +77,7 @@ class AugmentationExplorer:
 
     def _draw(self, *_) -> None:
         self.draws += 1
-        _show(self.grid, plot.augmentations(self.dataset, self.index.value, self.preset.value, self.n, size=self.size))
+        show_figure(self.grid, plot.augmentations(self.dataset, self.index.value, self.preset.value, self.n, size=self.size))
 
     def _ipython_display_(self) -> None:
         display(self.widget)

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import ftlab as ft
-from ftlab import lessons, sweep
 from ftlab.detection import data as det_data
 from ftlab.detection import models as det_models
+from ftlab.lab import lessons, sweep
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +188,7 @@ def test_lesson_parameters_are_checked_against_the_parameters_cell_before_a_kern
 
 
 def test_cli_names_the_parameter_and_its_type(capsys, tmp_path):
-    from ftlab import cli
+    from ftlab.lab import cli
 
     assert cli.main(["lessons", "--only", "02", "-p", "EPOCHS", "abc", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err

@@ -179,18 +179,26 @@ def _trainable_text(page) -> str:
 
 
 def _check_freeze_explorer(page) -> None:
+    """Move the slider two steps, wait for the widget's final state and check it is the slider's: the
+    summary names the slider's value, and its trainable count is what train_top gives for that value."""
+    import ftlab as ft
+
     handle = page.locator(".widget-slider .noUi-handle").last
     handle.scroll_into_view_if_needed()
     page.wait_for_selector(".widget-html-content:has-text('trainable:')", timeout=30_000)
     before = _trainable_text(page)
-    assert re.search(r"trainable: 2,562 of", before), before
+    assert re.search(r"^1 of \d+ layer groups training; trainable: 2,562 of", before), before
     handle.focus()
     for _ in range(2):
         page.keyboard.press("ArrowRight")
+    readout = page.locator(".widget-slider .widget-readout").last
+    page.wait_for_function("(e) => e.innerText.trim() === '3'", arg=readout.element_handle(), timeout=30_000)
     page.wait_for_function(
-        "(b) => { const e = [...document.querySelectorAll('.widget-html-content')].find(x => x.innerText.includes('trainable:'));"
-        " return e && e.innerText !== b; }", arg=before, timeout=60_000)
+        "() => { const e = [...document.querySelectorAll('.widget-html-content')].find(x => x.innerText.includes('trainable:'));"
+        " return e && e.innerText.startsWith('3 of '); }", timeout=60_000)
     after = _trainable_text(page)
     count = lambda text: int(re.search(r"trainable: ([\d,]+) of", text).group(1).replace(",", ""))  # noqa: E731
-    assert count(after) > count(before), (before, after)
+    model = ft.pretrained(num_classes=2, weights=None)
+    ft.train_top(model, 3)
+    assert count(after) == ft.trainable_count(model) > count(before), (before, after)
     page.screenshot(path=str(SHOTS / "03_partial_unfreezing-freeze-explorer.png"))

@@ -6,25 +6,25 @@ import pytest
 import torch
 
 import ftlab as ft
-from ftlab import lessons
+from ftlab.lab import lessons
 
 
 def test_claim_records_the_condition_and_the_evidence():
-    c = ft.claim("pretrained beats random", np.float64(0.83) > 0.71 + 0.05, pretrained=np.float64(0.83), random=0.71)
+    c = ft.lab.claim("pretrained beats random", np.float64(0.83) > 0.71 + 0.05, pretrained=np.float64(0.83), random=0.71)
     assert c.holds is True and c.evidence == {"pretrained": 0.83, "random": 0.71}
     assert repr(c).startswith("✓ holds: pretrained beats random") and "pretrained=0.830" in repr(c)
-    bad = ft.claim("augmentation narrows the gap", torch.tensor(0.1) < 0.05, gap=torch.tensor(0.1))
+    bad = ft.lab.claim("augmentation narrows the gap", torch.tensor(0.1) < 0.05, gap=torch.tensor(0.1))
     assert bad.holds is False and "DOES NOT HOLD" in repr(bad) and "#d55e00" in bad._repr_html_()
-    table = ft.claims_table([c, bad])
+    table = ft.lab.claims_table([c, bad])
     assert table.title == "1 of 2 claims hold in this run" and "augmentation narrows the gap" in table.text()
     with pytest.raises(ValueError, match="needs its sentence"):
-        ft.claim("", True)
+        ft.lab.claim("", True)
 
 
 def test_claims_are_stored_with_the_metrics_and_summarised(tmp_path):
-    claims = [ft.claim("a", True, x=1.0), ft.claim("b is bigger", False, b=0.5)]
-    ft.record("01_x", tmp_path, claims=claims, acc=0.9)
-    ft.record("02_y", tmp_path, acc=0.8)
+    claims = [ft.lab.claim("a", True, x=1.0), ft.lab.claim("b is bigger", False, b=0.5)]
+    ft.lab.record("01_x", tmp_path, claims=claims, acc=0.9)
+    ft.lab.record("02_y", tmp_path, acc=0.8)
     saved = json.loads((tmp_path / "metrics" / "01_x.json").read_text())
     assert saved["claims"] == [{"claim": "a", "holds": True, "evidence": {"x": 1.0}},
                                {"claim": "b is bigger", "holds": False, "evidence": {"b": 0.5}}]
@@ -33,15 +33,15 @@ def test_claims_are_stored_with_the_metrics_and_summarised(tmp_path):
     assert rows[0]["metrics"] == "acc=0.900" and rows[1]["claims"] == "-"
     md, _ = lessons.write_summary(tmp_path, rows)
     assert "1/2 hold" in md.read_text() and "b is bigger" in md.read_text()
-    with pytest.raises(ValueError, match="ft.claim"):
-        ft.record("03_z", None, claims=["not a claim"])
+    with pytest.raises(ValueError, match="ft.lab.claim"):
+        ft.lab.record("03_z", None, claims=["not a claim"])
 
 
 def test_check_claims_shows_them_and_raises_only_when_strict(monkeypatch):
-    claims = [ft.claim("holds", True), ft.claim("fails", False, x=1)]
+    claims = [ft.lab.claim("holds", True), ft.lab.claim("fails", False, x=1)]
     monkeypatch.delenv("FTLAB_STRICT_CLAIMS", raising=False)
-    assert ft.check_claims(claims).title == "1 of 2 claims hold in this run"
+    assert ft.lab.check_claims(claims).title == "1 of 2 claims hold in this run"
     monkeypatch.setenv("FTLAB_STRICT_CLAIMS", "1")
-    assert ft.check_claims(claims[:1]).title == "1 of 1 claims hold in this run"
-    with pytest.raises(ft.ClaimNotHeld, match="do not hold at these settings: ✗ DOES NOT HOLD in this run: fails"):
-        ft.check_claims(claims)
+    assert ft.lab.check_claims(claims[:1]).title == "1 of 1 claims hold in this run"
+    with pytest.raises(ft.lab.ClaimNotHeld, match="do not hold at these settings: ✗ DOES NOT HOLD in this run: fails"):
+        ft.lab.check_claims(claims)

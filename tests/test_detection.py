@@ -297,7 +297,7 @@ def test_training_on_cached_maps_learns_what_end_to_end_training_learns(trees, c
 
 
 def test_full_detection_cli_refuses_other_options_and_keeps_results(tmp_path, capsys):
-    from ftlab import cli
+    from ftlab.lab import cli
 
     assert cli.main(["full", "--task", "detection", "--image-size", "224", "--out", str(tmp_path)]) == 2
     assert "--image-size belong to the image or text run" in capsys.readouterr().err
@@ -307,11 +307,11 @@ def test_full_detection_cli_refuses_other_options_and_keeps_results(tmp_path, ca
     assert cli.main(["full", "--task", "detection", "--out", str(tmp_path)]) == 2      # never overwrites a result
     assert "exists" in capsys.readouterr().err and (tmp_path / "detection_full.json").read_text() == "{}"
     with pytest.raises(ft.UsageError, match="Unknown full-run settings.*max_length"):
-        ft.detection.detection_full_run(max_length=64)
+        ft.lab.detection_full_run(max_length=64)
 
 
 def test_the_holdout_selection_set_is_a_row_of_the_training_photo(trees):
-    from ftlab.detection.full import selection_splits
+    from ftlab.lab.full_detection import selection_splits
 
     sel = selection_splits(trees, "holdout")
     assert len(sel.train) + len(sel.val) == len(trees.train) and len(sel.val) == 6

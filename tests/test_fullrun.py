@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import ftlab as ft
-from ftlab import cli
-from ftlab.vision.full import coarsen, format_full, full_run
+from ftlab.lab import cli
+from ftlab.lab.full_images import coarsen, format_full, full_run
 
 
 def test_two_class_labels_are_the_upper_two_levels():
@@ -61,7 +61,7 @@ def test_tiny_full_run_and_cli(tmp_path, tmp_cache, capsys):
 
 @pytest.mark.slow
 def test_selection_reads_only_train_and_val_and_its_choice_is_run(tmp_cache, monkeypatch):
-    from ftlab.vision import full as fullrun
+    from ftlab.lab import full_images as fullrun
 
     small = (dict(model="efficientnet_lite0", image_size=32, cut="blocks.6"),
              dict(model="efficientnet_lite1", image_size=32, cut="blocks.6"))
@@ -85,7 +85,7 @@ def test_selection_reads_only_train_and_val_and_its_choice_is_run(tmp_cache, mon
 
 
 def test_make_full_runs_what_the_shipped_selection_chose():
-    from ftlab.vision.full import FULL, load_full
+    from ftlab.lab.full_images import FULL, load_full
 
     shipped = load_full()
     assert shipped["config"]["selected_on"] == "val" and shipped["selection"]["selected_on"] == "val"

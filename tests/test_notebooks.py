@@ -5,8 +5,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ftlab import cli, lessons
 from ftlab.errors import FtlabError
+from ftlab.lab import cli, lessons
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
@@ -136,7 +136,7 @@ def test_cli_main_reports_errors_plainly(capsys):
 
 @pytest.mark.slow
 def test_sweep_is_resumable_and_reports_crashes(tmp_path):
-    from ftlab import sweep
+    from ftlab.lab import sweep
 
     nb = NOTEBOOKS[0].parent / "experiment.ipynb"
     grid = {"STRATEGY": ["linear_probe", "nonsense"]}
@@ -147,7 +147,7 @@ def test_sweep_is_resumable_and_reports_crashes(tmp_path):
     assert by["linear_probe"]["status"] == "ok" and 0.5 < by["linear_probe"]["test_acc"] <= 1
     assert by["nonsense"]["status"].startswith("failed: UsageError: Unknown strategy")
     assert (tmp_path / "results.csv").read_text().count("\n") == 3
-    from ftlab.plot import save_sweep_figures
+    from ftlab.lab.sweep import save_sweep_figures
 
     assert [f.name for f in save_sweep_figures(rows, tmp_path)] == ["scaling.png"]
     lines.clear()
@@ -159,7 +159,7 @@ def test_sweep_is_resumable_and_reports_crashes(tmp_path):
 
 
 def test_sweep_config_and_grid(tmp_path):
-    from ftlab import sweep
+    from ftlab.lab import sweep
 
     cfg = tmp_path / "s.yaml"
     cfg.write_text("notebook: ../nb.ipynb\ngrid:\n  SEED: [0, 1]\n  STRATEGY: [head, full]\nfixed:\n  EPOCHS: 2\n")

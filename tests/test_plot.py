@@ -260,8 +260,8 @@ def test_gradcam_on_a_fully_frozen_pretrained_model(run):
 
 
 def test_sweep_figures_per_augmentation(tmp_path):
+    from ftlab.lab.sweep import save_sweep_figures
     from ftlab.plot.results import augmentation_effect as augmentation
-    from ftlab.plot.results import save_sweep_figures
 
     rows = [{"strategy": st, "augment": aug, "train_images": n, "seed": seed, "status": "ok",
              "test_acc": 0.7 + 0.01 * seed + (0.05 if aug != "none" else 0) + n / 1e5}

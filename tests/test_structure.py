@@ -86,8 +86,8 @@ def test_no_import_cycles_among_ftlab_modules_including_function_level_imports()
 def test_the_core_knows_nothing_of_images_and_lower_layers_never_import_upper_ones():
     graph = _graph()
     core = ["batches", "groups", "freezing", "optim", "callbacks", "train", "recipes", "history", "checkpoint", "features",
-            "claims", "experiments", "sweep", "lessons", "tables", "files", "errors"]
-    upper = {"ftlab.vision", "ftlab.plot", "ftlab.widgets", "ftlab.cli"}
+            "splits", "summary", "tables", "files", "errors"]
+    upper = {"ftlab.vision", "ftlab.plot", "ftlab.widgets", "ftlab.lab"}
 
     def reach(start):
         seen, todo = set(), [start]
@@ -104,6 +104,18 @@ def test_the_core_knows_nothing_of_images_and_lower_layers_never_import_upper_on
         assert not {m for m in reach(name) if m in ("ftlab.train", "ftlab.features", "ftlab.plot")}
 
 
+def test_the_library_never_imports_the_lab():
+    """ftlab.lab (claims, strategies, sweeps, the lesson runner, full runs, the CLI) is built on the library,
+    never the other way round; ``ft.lab`` is reached lazily through the root package's ``__getattr__``."""
+    graph = _graph()
+    assert {"ftlab.lab.claims", "ftlab.lab.cli", "ftlab.lab.full_images", "ftlab.lab.sweep"} <= set(graph)
+    bad = {f"{m} imports {t}" for m, targets in graph.items() if not (m == "ftlab.lab" or m.startswith("ftlab.lab."))
+           for t in targets if t == "ftlab.lab" or t.startswith("ftlab.lab.")}
+    assert not bad, sorted(bad)
+    root = MODULES["ftlab"].read_text()
+    assert "from . import lab" not in root and "from .lab" not in root
+
+
 def test_no_module_imports_another_modules_private_name():
     bad = []
     for name, path in MODULES.items():
@@ -118,7 +130,7 @@ def test_no_module_imports_another_modules_private_name():
     assert not bad, bad
 
 
-@pytest.mark.parametrize("package", ["ftlab", "ftlab.vision", "ftlab.plot"])
+@pytest.mark.parametrize("package", ["ftlab", "ftlab.vision", "ftlab.plot", "ftlab.lab"])
 def test_no_public_name_shadows_a_submodule(package):
     pkg = importlib.import_module(package)
     assert len(pkg.__all__) == len(set(pkg.__all__)), "duplicates in __all__"

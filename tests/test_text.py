@@ -205,7 +205,7 @@ def test_freeze_explorer_and_gradual_unfreezing_work_on_the_text_model(rt, tok, 
 
 
 def test_full_text_cli_refuses_image_options_and_keeps_results(tmp_path, capsys):
-    from ftlab import cli
+    from ftlab.lab import cli
 
     assert cli.main(["full", "--task", "text", "--image-size", "224", "--out", str(tmp_path)]) == 2
     assert "--image-size belong to the image or detection run" in capsys.readouterr().err
@@ -217,4 +217,4 @@ def test_full_text_cli_refuses_image_options_and_keeps_results(tmp_path, capsys)
     assert cli.main(["full", "--task", "text", "--out", str(tmp_path)]) == 2      # never overwrites a result
     assert "exists" in capsys.readouterr().err and (tmp_path / "text_full.json").read_text() == "{}"
     with pytest.raises(ft.UsageError, match="Unknown full-run settings.*image_size"):
-        ft.text.text_full_run(image_size=224)
+        ft.lab.text_full_run(image_size=224)

@@ -4,6 +4,7 @@ import pytest
 from tiny import Tiny, tiny_loaders
 
 import ftlab as ft
+from ftlab.lab import panels
 
 
 def test_freeze_explorer_really_freezes_and_updates_the_summary():
@@ -40,7 +41,7 @@ class _Loaders:
 
 
 def test_train_panel_run_appends_a_row():
-    panel = ft.widgets.TrainPanel(Tiny, _Loaders())
+    panel = ft.lab.TrainPanel(Tiny, _Loaders())
     panel.strategy.value = "full"
     panel.epochs.value = 2
     panel.run(blocking=True)
@@ -58,7 +59,7 @@ def test_train_panel_run_appends_a_row():
 
 
 def test_train_panel_stop_ends_training_cleanly():
-    panel = ft.widgets.TrainPanel(Tiny, _Loaders())
+    panel = ft.lab.TrainPanel(Tiny, _Loaders())
     panel.epochs.value = 5
 
     class StopSoon(ft.Callback):
@@ -66,7 +67,7 @@ def test_train_panel_stop_ends_training_cleanly():
             if state.batch == 5:
                 panel.stop()
 
-    row = ft.run_strategy(Tiny(), panel.loaders, "full", epochs=5, callbacks=[StopSoon(), ft.widgets._StopFlag(panel)])
+    row = ft.lab.run_strategy(Tiny(), panel.loaders, "full", epochs=5, callbacks=[StopSoon(), panels._StopFlag(panel)])
     assert row["epochs_run"] == 2 and row["stopped"].startswith("stopped by a callback")
 
 
@@ -80,6 +81,6 @@ def test_augmentation_explorer_redraws(elpv2):
 
 def test_run_strategy_rejects_unknown_strategy():
     with pytest.raises(ValueError, match="Unknown strategy 'half'.*top<k>"):
-        ft.run_strategy(Tiny(), _Loaders(), strategy="half")
+        ft.lab.run_strategy(Tiny(), _Loaders(), strategy="half")
     with pytest.raises(ValueError, match="top1 .. top3"):
-        ft.run_strategy(Tiny(), _Loaders(), strategy="top7")
+        ft.lab.run_strategy(Tiny(), _Loaders(), strategy="top7")

@@ -23,13 +23,11 @@ from .data import (
     tree_crowns,
 )
 from .features import CUTS, VIEWS, CachedMaps, extract_maps, fit_cached, neck_maps, view
-from .full import CANDIDATES, DETECTION_FULL, detection_full_run, format_detection_full
 from .models import DETECTORS, YOLOv3Tiny, pretrained
 from .predict import box_precision_recall, detect, evaluate, letterbox, predict_boxes
 
 __all__ = ["DETECTORS", "YOLOv3Tiny", "coco_classes", "pretrained", "read_darknet",
            "box_precision_recall", "detect", "evaluate", "letterbox", "predict_boxes",
-           "CANDIDATES", "DETECTION_FULL", "detection_full_run", "format_detection_full",
            "CUTS", "VIEWS", "CachedMaps", "extract_maps", "fit_cached", "neck_maps", "view",
            "Annotation", "DetectionSet", "as_photo", "augmentation", "class_indices", "collate", "loaders", "read_voc",
            "tile_image", "tree_crowns"]

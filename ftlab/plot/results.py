@@ -1,22 +1,20 @@
 """Figures of experiment results: accuracy against training-set size per strategy, and the published baselines.
 
-Introduced in lesson 05; ``ftlab sweep`` draws them with :func:`save_sweep_figures`.
+Introduced in lesson 05; ``ftlab sweep`` draws them with :func:`ftlab.lab.save_sweep_figures`.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 from matplotlib.ticker import NullFormatter, PercentFormatter
 
-from ..claims import spread as mean_std
 from ..errors import UsageError
-from ..files import atomic_write
-from ..sweep import aggregate
+from ..summary import aggregate
+from ..summary import spread as mean_std
 from .style import axes_row, styled
 
-__all__ = ["spread", "scaling", "tradeoff", "baselines", "augmentation_effect", "save_sweep_figures"]
+__all__ = ["spread", "scaling", "tradeoff", "baselines", "augmentation_effect"]
 
 
 @styled
@@ -174,25 +172,3 @@ def augmentation_effect(rows: Sequence[dict[str, Any]], value: str = "test_acc",
     a.set(ylabel=value.replace("_", " "), title=f"Augmentation, {int(largest):,} training images")
     a.legend(title="augment", loc="upper right", ncols=len(augments))
     return fig
-
-
-def save_sweep_figures(rows: Sequence[dict[str, Any]], out: str | Path) -> list[Path]:
-    """Write a sweep's figures next to its ``results.csv``: ``scaling.png`` (one per augmentation
-    when there are several: ``scaling-<augment>.png``) and, with several augmentations, ``augmentation.png``."""
-    ok = [r for r in rows if r.get("status", "ok") == "ok" and r.get("test_acc") not in (None, "")]
-    if not ok:
-        return []
-    out, written = Path(out), []
-
-    def save(fig, name):
-        written.append(atomic_write(out / name, lambda tmp: fig.savefig(tmp, format="png", dpi=110)))
-
-    augments = sorted({str(r.get("augment", "none")) for r in ok})
-    for aug in augments:
-        fig = scaling([r for r in ok if str(r.get("augment", "none")) == aug])
-        if len(augments) > 1:
-            fig.axes[0].set_title(f"Accuracy against training-set size, augment={aug}")
-        save(fig, "scaling.png" if len(augments) == 1 else f"scaling-{aug}.png")
-    if len(augments) > 1:
-        save(augmentation_effect(ok), "augmentation.png")
-    return written

@@ -214,7 +214,7 @@ def compare(results: Sequence[dict], ax=None):
 
     Args:
         results: dicts with ``name``, ``test_acc`` (or ``acc``: test accuracy, 0-1), ``trainable``
-            (parameter count) and ``seconds`` (the rows of :func:`ftlab.experiments.run_strategy`).
+            (parameter count) and ``seconds`` (the rows of :func:`ftlab.lab.strategies.run_strategy`).
         ax: two axes to draw into.
 
     Returns:

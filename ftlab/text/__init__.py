@@ -8,14 +8,12 @@ Face's ``BertForSequenceClassification`` in :mod:`ftlab.groups` and lets
 from .data import TEXT_DATASETS, TextSet, check_texts, rotten_tomatoes, rotten_tomatoes_file, text_dataset
 from .explain import Attribution, confident_mistakes, predict_texts, similarities, token_attributions
 from .features import TextTop, TokenFeatures, evaluate_hidden, extract_hidden, fit_hidden, predict_hidden
-from .full import TEXT_FULL, format_text_full, text_full_run
 from .loading import LengthGroupedBatches, TokenizedSet, loaders, texts_to_splits
 from .models import MINILM_SHA256, TEXT_MODELS, SentenceClassifier, add_lora, mean_pool, model_dir, pretrained, tokenizer
 
 __all__ = ["Attribution", "confident_mistakes", "predict_texts", "similarities", "token_attributions",
            "TEXT_DATASETS", "TextSet", "check_texts", "rotten_tomatoes", "rotten_tomatoes_file", "text_dataset",
            "TextTop", "TokenFeatures", "evaluate_hidden", "extract_hidden", "fit_hidden", "predict_hidden",
-           "TEXT_FULL", "format_text_full", "text_full_run",
            "TokenizedSet", "LengthGroupedBatches", "loaders", "texts_to_splits",
            "MINILM_SHA256", "TEXT_MODELS", "SentenceClassifier", "add_lora", "mean_pool", "model_dir", "pretrained",
            "tokenizer"]

@@ -6,15 +6,12 @@ reachable as ``ftlab.<name>``.
 """
 from .choosing import gflops, images_per_second, model_facts, subsample
 from .data import ImageSet, Splits, elpv, stratified_split
-from .experiments import run_experiment
 from .folders import image_folder
-from .full import coarsen, full_run, load_full
 from .loading import Loaders, dataset, loaders, stratified_subset, with_augmentation
 from .models import imagenet_classes, predict_imagenet, preprocessing, pretrained, set_dropout
 from .transforms import AUGMENTATIONS, D4_VIEWS, augmentation, d4_view, preprocess
 
 __all__ = ["ImageSet", "Splits", "elpv", "stratified_split", "gflops", "images_per_second", "model_facts", "subsample",
-           "run_experiment", "image_folder", "coarsen", "full_run",
-           "load_full", "Loaders", "dataset", "loaders", "stratified_subset", "with_augmentation",
+           "image_folder", "Loaders", "dataset", "loaders", "stratified_subset", "with_augmentation",
            "imagenet_classes", "predict_imagenet", "preprocessing", "pretrained", "set_dropout",
            "AUGMENTATIONS", "D4_VIEWS", "augmentation", "d4_view", "preprocess"]

@@ -22,13 +22,13 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..batches import seed_everything
-from ..claims import spread
 from ..errors import UsageError
 from ..freezing import freeze_to
-from .data import rotten_tomatoes
-from .features import extract_hidden, fit_hidden, predict_hidden
-from .loading import loaders as make_loaders
-from .models import pretrained, tokenizer
+from ..summary import spread
+from ..text.data import rotten_tomatoes
+from ..text.features import extract_hidden, fit_hidden, predict_hidden
+from ..text.loading import loaders as make_loaders
+from ..text.models import pretrained, tokenizer
 
 __all__ = ["TEXT_FULL", "CANDIDATES", "text_full_run", "format_text_full"]
 

@@ -1,7 +1,7 @@
 """One image fine-tuning experiment as a function: data, strategy, data budget, augmentation, seed → metrics.
 
 What ``notebooks/experiment.ipynb`` (and so ``ftlab sweep``) and lesson 05 run. The strategies
-and their training are the core's (:mod:`ftlab.experiments`); this adds the image parts: the
+and their training are the core's (:mod:`ftlab.lab.strategies`); this adds the image parts: the
 model (pretrained, or random weights for ``scratch``), the input size and the loaders.
 """
 from __future__ import annotations
@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..batches import seed_everything
-from ..experiments import STRATEGIES, run_strategy, strategy_top
-from .data import Splits
-from .loading import loaders as make_loaders
-from .models import preprocessing, pretrained
+from ..vision.data import Splits
+from ..vision.loading import loaders as make_loaders
+from ..vision.models import preprocessing, pretrained
+from .strategies import STRATEGIES, run_strategy, strategy_top
 
 __all__ = ["run_experiment"]
 
@@ -25,7 +25,7 @@ def run_experiment(splits: Splits, strategy: str = "head", image_size: int = 96,
 
     Args:
         splits: the data (``ftlab.elpv(classes=...)``).
-        strategy: a name of :data:`ftlab.experiments.STRATEGIES` or ``top<k>``.
+        strategy: a name of :data:`ftlab.lab.strategies.STRATEGIES` or ``top<k>``.
         image_size: input side length.
         subset: training-set size (fraction or images per class); None = all.
         augment: augmentation preset (the cached strategies then train end to end).

@@ -4,7 +4,7 @@ Introduced in lesson 01. A lesson may only claim what its own run shows, so ever
 a number supports is written down as a :func:`claim` with the condition that makes it true
 (with a margin where noise matters) and the numbers behind it::
 
-    c = ft.claim("pretrained features beat random ones by 5 points",
+    c = ft.lab.claim("pretrained features beat random ones by 5 points",
                  probe["pretrained"] > probe["random init"] + 0.05,
                  pretrained=probe["pretrained"], random=probe["random init"])
 
@@ -18,16 +18,15 @@ from __future__ import annotations
 import json
 import math
 import os
-import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Sequence
 
-from .errors import FtlabError, UsageError
-from .files import atomic_write_text
-from .tables import Table
+from ..errors import FtlabError, UsageError
+from ..files import atomic_write_text
+from ..tables import Table
 
-__all__ = ["STRICT_ENV", "Claim", "ClaimNotHeld", "Spread", "spread",
+__all__ = ["STRICT_ENV", "Claim", "ClaimNotHeld",
            "claim", "claims_table", "check_claims", "record", "read_metrics"]
 
 STRICT_ENV = "FTLAB_STRICT_CLAIMS"   # "1": a claim that does not hold is an error (the tests' runs at the defaults)
@@ -61,42 +60,6 @@ class Claim:
         return f'<span style="color:{colour}">{"✓" if self.holds else "✗"}</span> {self._line()}'
 
 
-class Spread(NamedTuple):
-    """Mean, sample standard deviation and count of a metric over seeds (see :func:`spread`)."""
-
-    mean: float
-    std: float | None
-    n: int
-    low: float
-    high: float
-
-    def __str__(self) -> str:
-        return self.format()
-
-    def summary(self) -> dict[str, float]:
-        """JSON-ready ``{"mean", "std", "min", "max", "n"}`` (std 0.0 for one value): the full runs' result files."""
-        return {"mean": self.mean, "std": self.std or 0.0, "min": self.low, "max": self.high, "n": self.n}
-
-    def format(self, percent: bool = True) -> str:
-        """``"81.2 % ± 0.8 (n=3)"``; one run shows no spread: ``"81.2 % (one seed)"``."""
-        if percent:
-            text = f"{self.mean:.1%}".replace("%", " %")
-            return text + (f" ± {self.std:.1%}".replace("%", "") + f" (n={self.n})" if self.n > 1 else " (one seed)")
-        return f"{self.mean:.3g}" + (f" ± {self.std:.2g} (n={self.n})" if self.n > 1 else " (one seed)")
-
-
-def spread(values: Sequence[float]) -> Spread:
-    """Mean ± standard deviation of one metric over several seeds; with one value the std is None.
-
-    Noisy comparisons in the lessons are made on several seeds and shown with their spread:
-    ``print(ft.spread(accs))`` gives ``81.2 % ± 0.8 (n=3)``.
-    """
-    vals = [float(v) for v in values]
-    if not vals:
-        raise UsageError("spread() needs at least one value (one per seed).")
-    return Spread(statistics.mean(vals), statistics.stdev(vals) if len(vals) > 1 else None, len(vals), min(vals), max(vals))
-
-
 def claim(text: str, holds, **evidence: Any) -> Claim:
     """A claim a lesson makes, with the condition that makes it true and the numbers behind it.
 
@@ -109,7 +72,7 @@ def claim(text: str, holds, **evidence: Any) -> Claim:
         A :class:`Claim`; Jupyter shows it as holding (✓) or not (✗).
     """
     if not isinstance(text, str) or not text.strip():
-        raise UsageError("A claim needs its sentence as text, e.g. ft.claim('pretrained beats random', a > b).")
+        raise UsageError("A claim needs its sentence as text, e.g. ft.lab.claim('pretrained beats random', a > b).")
     return Claim(text.strip(), bool(holds), {k: _plain(v) for k, v in evidence.items()})
 
 
@@ -154,7 +117,7 @@ def record(lesson: str, out_dir: str | Path | None = None, claims: Sequence[Clai
     clean = {k: _plain(v) for k, v in metrics.items()}
     if claims:
         if not all(isinstance(c, Claim) for c in claims):
-            raise UsageError("claims= takes the results of ft.claim(...).")
+            raise UsageError("claims= takes the results of ft.lab.claim(...).")
         clean["claims"] = [asdict(c) for c in claims]
     if out_dir:
         atomic_write_text(Path(out_dir) / "metrics" / f"{lesson}.json", json.dumps(clean, indent=2))

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..errors import UsageError
+from ..files import atomic_write_text, repo_root
+from ..tables import table_from_dicts
 from .claims import read_metrics
-from .errors import UsageError
-from .files import atomic_write_text, repo_root
-from .tables import table_from_dicts
 
 __all__ = ["QUICK", "notebooks_dir", "lesson_paths", "notebook_parameters", "parameter_types", "check_parameters",
            "parse_value", "execute", "run_lessons", "summary_rows", "write_summary"]

@@ -25,16 +25,16 @@ from typing import Any, Callable, Sequence
 
 from ..batches import seed_everything
 from ..callbacks import Callback
-from ..claims import spread
+from ..detection.data import loaders as make_loaders
+from ..detection.data import tree_crowns
+from ..detection.features import extract_maps, fit_cached
+from ..detection.models import pretrained
+from ..detection.predict import box_precision_recall, detect, evaluate
 from ..errors import UsageError
 from ..freezing import freeze_to, unfreeze
 from ..splits import Splits
+from ..summary import spread
 from ..train import fit
-from .data import loaders as make_loaders
-from .data import tree_crowns
-from .features import extract_maps, fit_cached
-from .models import pretrained
-from .predict import box_precision_recall, detect, evaluate
 
 __all__ = ["DETECTION_FULL", "CANDIDATES", "SELECT_ON", "selection_splits", "detection_full_run", "format_detection_full"]
 

@@ -1,6 +1,6 @@
 """Parameter sweeps: one notebook run through papermill for every point of a grid, resumable.
 
-The figures of a sweep are drawn by :func:`ftlab.plot.save_sweep_figures` (``ftlab sweep`` does both).
+The figures of a sweep are written by :func:`save_sweep_figures` (``ftlab sweep`` does both).
 
 ``ftlab sweep CONFIG.yaml`` (or ``ftlab sweep NOTEBOOK -g NAME V1,V2 ...``). Every run executes in
 a fresh kernel process into ``<out>/runs/<run id>/``; a run whose metrics exist is skipped on a
@@ -26,14 +26,16 @@ import itertools
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
+from ..errors import UsageError
+from ..files import atomic_write, atomic_write_text, stable_hash
+from ..summary import aggregate
 from .claims import read_metrics
-from .errors import UsageError
-from .files import atomic_write_text, stable_hash
 from .lessons import check_parameters, execute, parameter_types
 
-__all__ = ["load_config", "grid_points", "run_id", "run_sweep", "collect_results", "aggregate", "read_results"]
+__all__ = ["load_config", "grid_points", "run_id", "run_sweep", "collect_results", "aggregate", "read_results",
+           "save_sweep_figures"]
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
@@ -139,25 +141,6 @@ def collect_results(out: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def aggregate(rows: list[dict[str, Any]], by: tuple[str, ...] = ("strategy", "subset"),
-              value: str = "test_acc") -> list[dict[str, Any]]:
-    """Mean, standard deviation and count of ``value`` over the runs that share ``by`` (e.g. over seeds)."""
-    import statistics
-
-    groups: dict[tuple, list[dict[str, Any]]] = {}
-    for r in rows:
-        if r.get("status", "ok") == "ok" and r.get(value) not in (None, ""):
-            groups.setdefault(tuple(r.get(k) for k in by), []).append(r)
-    out = []
-    for key, runs in groups.items():
-        vals = [float(r[value]) for r in runs]
-        extra = {k: statistics.mean(float(r[k]) for r in runs) for k in ("trainable", "seconds")
-                 if runs[0].get(k) not in (None, "")}
-        out.append({**dict(zip(by, key)), "mean": statistics.mean(vals),
-                    "std": statistics.stdev(vals) if len(vals) > 1 else 0.0, "n": len(vals), **extra})
-    return out
-
-
 def read_results(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a ``results.csv``, numbers parsed back into numbers."""
     def num(v: str):
@@ -169,3 +152,27 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
         return v
     with open(path, newline="") as f:
         return [{k: num(v) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def save_sweep_figures(rows: Sequence[dict[str, Any]], out: str | Path) -> list[Path]:
+    """Write a sweep's figures next to its ``results.csv``: ``scaling.png`` (one per augmentation
+    when there are several: ``scaling-<augment>.png``) and, with several augmentations, ``augmentation.png``."""
+    from .. import plot
+
+    ok = [r for r in rows if r.get("status", "ok") == "ok" and r.get("test_acc") not in (None, "")]
+    if not ok:
+        return []
+    out, written = Path(out), []
+
+    def save(fig, name):
+        written.append(atomic_write(out / name, lambda tmp: fig.savefig(tmp, format="png", dpi=110)))
+
+    augments = sorted({str(r.get("augment", "none")) for r in ok})
+    for aug in augments:
+        fig = plot.scaling([r for r in ok if str(r.get("augment", "none")) == aug])
+        if len(augments) > 1:
+            fig.axes[0].set_title(f"Accuracy against training-set size, augment={aug}")
+        save(fig, "scaling.png" if len(augments) == 1 else f"scaling-{aug}.png")
+    if len(augments) > 1:
+        save(plot.augmentation_effect(ok), "augmentation.png")
+    return written

@@ -3,7 +3,7 @@
 ``ftlab lessons`` executes ``notebooks/NN_*.ipynb`` in order into a fresh run directory
 (default ``runs/<timestamp>/``; never into ``notebooks/``), then prints a summary of each
 lesson's recorded metrics and wall time (also ``summary.md`` / ``summary.csv`` there).
-The work is done by :mod:`ftlab.lessons`, :mod:`ftlab.sweep`, :mod:`ftlab.vision.full`.
+The work is done by :mod:`ftlab.lab.lessons`, :mod:`ftlab.lab.sweep`, :mod:`ftlab.lab.full_images`.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from .errors import FtlabError, UsageError
+from ..errors import FtlabError, UsageError
 from .lessons import QUICK, lesson_paths, parse_value, run_lessons
 
 __all__ = ["main"]
@@ -25,15 +25,14 @@ def _lessons(args) -> int:
 
 
 def _data(args) -> int:
-    from .vision import dataset
+    from ..vision import dataset
 
     print(dataset(args.name, **({"classes": args.classes} if args.name == "elpv" else {})))
     return 0
 
 
 def _sweep(args) -> int:
-    from .plot import save_sweep_figures
-    from .sweep import load_config, run_sweep
+    from .sweep import load_config, run_sweep, save_sweep_figures
 
     if args.config.endswith((".yaml", ".yml")):
         cfg = load_config(args.config)
@@ -52,8 +51,8 @@ def _sweep(args) -> int:
 
 
 def _full_text(args, target: Path) -> int:
-    from .text.full import format_text_full, text_full_run
-    from .vision.full import save_full
+    from .full_images import save_full
+    from .full_text import format_text_full, text_full_run
 
     wrong = [f"--{k.replace('_', '-')}" for k in ("image_size", "cut", "two_class", "select_on")
              if getattr(args, k) is not None]
@@ -69,8 +68,8 @@ def _full_text(args, target: Path) -> int:
 
 
 def _full_detection(args, target: Path) -> int:
-    from .detection.full import detection_full_run, format_detection_full
-    from .vision.full import save_full
+    from .full_detection import detection_full_run, format_detection_full
+    from .full_images import save_full
 
     wrong = [f"--{k.replace('_', '-')}" for k in ("image_size", "cut", "two_class", "subset") if getattr(args, k) is not None]
     if wrong:
@@ -90,7 +89,7 @@ FULL_RESULTS = {"images": "full.json", "text": "text_full.json", "detection": "d
 
 
 def _full(args) -> int:
-    from .vision.full import format_full, full_run, save_full
+    from .full_images import format_full, full_run, save_full
 
     default = "full-" if args.task == "images" else f"full-{args.task}-"
     out = Path(args.out) if args.out else Path("runs") / (default + datetime.now().strftime("%Y%m%d-%H%M%S"))

@@ -32,15 +32,15 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..batches import seed_everything
-from ..claims import spread
 from ..errors import UsageError
 from ..features import extract_features, fit_head, predict_cached
 from ..files import atomic_write_text, repo_root
 from ..freezing import freeze_to
-from .data import elpv
-from .loading import loaders as make_loaders
-from .models import preprocessing, pretrained
-from .transforms import D4_VIEWS
+from ..summary import spread
+from ..vision.data import elpv
+from ..vision.loading import loaders as make_loaders
+from ..vision.models import preprocessing, pretrained
+from ..vision.transforms import D4_VIEWS
 
 __all__ = ["FULL", "CANDIDATES", "LEARNING_RATES", "SELECT", "full_run", "select_full", "coarsen", "format_full",
            "save_full", "load_full"]

@@ -22,11 +22,11 @@ from typing import Any, Iterable
 
 from torch import nn
 
-from .errors import UsageError
-from .features import extract_features, fit_cached, linear_probe
-from .freezing import train_top, trainable_count
-from .groups import layer_groups
-from .train import evaluate, fit
+from ..errors import UsageError
+from ..features import extract_features, fit_cached, linear_probe
+from ..freezing import train_top, trainable_count
+from ..groups import layer_groups
+from ..train import evaluate, fit
 
 __all__ = ["STRATEGIES", "strategy_top", "run_strategy"]
 

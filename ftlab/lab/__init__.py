@@ -1,0 +1,40 @@
+"""The lab: what ftlab's lessons and experiments are built with, apart from the library they use.
+
+The library (``ftlab`` and its modality packages) is what your own fine-tuning code imports:
+layer groups, freezing, optimizer groups, ``fit``, caching, checkpoints. The lab sits on top of
+it and nothing in the library imports the lab (``tests/test_structure.py`` checks it), the way
+torchvision keeps its training references outside the package:
+
+* a lesson's evidence: :func:`claim`, :func:`check_claims`, :func:`record`, :func:`read_metrics`
+  (:mod:`ftlab.lab.claims`);
+* strategies of fine-tuning and one run of each: :data:`STRATEGIES`, :func:`run_strategy`, and the
+  image experiment :func:`run_experiment` that ``notebooks/experiment.ipynb`` runs
+  (:mod:`ftlab.lab.strategies`, :mod:`ftlab.lab.experiment`), and the :class:`TrainPanel` widget;
+* papermill sweeps (:mod:`ftlab.lab.sweep`), the headless lesson runner (:mod:`ftlab.lab.lessons`);
+* the full runs of the README's results sections (:mod:`ftlab.lab.full_images`,
+  :mod:`ftlab.lab.full_text`, :mod:`ftlab.lab.full_detection`) and the ``ftlab`` command
+  (:mod:`ftlab.lab.cli`).
+
+Use it as ``ft.lab.<name>`` (``import ftlab as ft``; it loads on first use).
+"""
+from .claims import STRICT_ENV, Claim, ClaimNotHeld, check_claims, claim, claims_table, read_metrics, record
+from .experiment import run_experiment
+from .full_detection import DETECTION_FULL, detection_full_run, format_detection_full
+from .full_images import FULL, coarsen, format_full, full_run, load_full, save_full, select_full
+from .full_text import TEXT_FULL, format_text_full, text_full_run
+from .strategies import STRATEGIES, run_strategy, strategy_top
+from .sweep import aggregate, collect_results, load_config, read_results, run_sweep, save_sweep_figures
+
+__all__ = ["STRICT_ENV", "Claim", "ClaimNotHeld", "check_claims", "claim", "claims_table", "read_metrics", "record",
+           "STRATEGIES", "run_strategy", "strategy_top", "run_experiment", "TrainPanel",
+           "aggregate", "collect_results", "load_config", "read_results", "run_sweep", "save_sweep_figures",
+           "FULL", "coarsen", "format_full", "full_run", "load_full", "save_full", "select_full",
+           "TEXT_FULL", "format_text_full", "text_full_run", "DETECTION_FULL", "detection_full_run", "format_detection_full"]
+
+
+def __getattr__(name: str):
+    if name == "TrainPanel":                     # ipywidgets loads on first use
+        from .panels import TrainPanel
+
+        return TrainPanel
+    raise AttributeError(f"module 'ftlab.lab' has no attribute {name!r}")
