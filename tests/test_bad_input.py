@@ -144,6 +144,8 @@ def test_photos_that_are_not_8_bit_are_refused_not_guessed():
         ft.detection.predict_boxes(model, [coffee, np.zeros((0, 5, 3), np.uint8)])
     with pytest.raises(ft.UsageError, match="conf is a lowest score"):
         ft.detection.predict_boxes(model, coffee, conf=25)
+    with pytest.raises(ft.UsageError, match="needs a detector"):
+        ft.detection.predict_boxes(torch.nn.Linear(2, 2), coffee)
     grey = ft.detection.as_photo(coffee[..., 0])
     assert grey.shape == (3, *coffee.shape[:2]) and torch.equal(grey[0], grey[2])
     assert torch.equal(ft.detection.as_photo(coffee), ft.detection.as_photo(Image.fromarray(coffee)))

@@ -51,6 +51,9 @@ def predict_boxes(model, images, conf: float = 0.25, size: int = 416, device: st
         conf: lowest score shown (Darknet's demo uses 0.25; mAP uses everything above ``model.conf``).
         size: the letterbox size (416, what the weights were trained at; any multiple of 32 runs).
     """
+    if not callable(getattr(model, "decode", None)) or not hasattr(model, "num_classes"):
+        raise UsageError(f"predict_boxes needs a detector (ft.detection.pretrained()), not a {type(model).__name__}; "
+                         "for an image classifier use ft.predict or ft.predict_imagenet.")
     single = not isinstance(images, (list, tuple))
     if not single and not images:
         raise UsageError("predict_boxes got an empty list of photos.")
