@@ -32,8 +32,8 @@ __all__ = ["STRATEGIES", "strategy_top", "run_strategy"]
 
 STRATEGIES: dict[str, dict[str, Any]] = {
     "linear_probe": {"top": 0, "pretrained": True}, "head": {"top": 1, "pretrained": True},
-    "top2": {"top": 2, "pretrained": True}, "top4": {"top": 4, "pretrained": True},
     "full": {"top": None, "pretrained": True}, "scratch": {"top": None, "pretrained": False}}
+# ``top<k>`` (top2, top4, ...) is a rule, not an entry: :func:`strategy_top` reads k from the name.
 
 
 def strategy_top(model: nn.Module, strategy: str) -> int:

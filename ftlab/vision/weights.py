@@ -21,7 +21,7 @@ from ..errors import FtlabError, WeightsUnavailable
 from ..files import atomic_save, cache_dir, file_sha256
 
 __all__ = ["LITE_PACKAGES", "lite_source_file", "lite_key_map", "convert_lite", "lite_state_dict",
-           "lite0_source_file", "lite0_key_map", "convert_lite0", "lite0_state_dict",
+           "lite0_source_file", "lite0_key_map", "convert_lite0",
            "timm_weights_file", "torchvision_weights_file", "hf_cache_dir", "torch_hub_dir"]
 
 # block-level names: (names in a block without expansion, names in an inverted residual block)
@@ -149,11 +149,6 @@ def convert_lite0(target: dict[str, torch.Tensor], source: dict[str, torch.Tenso
                   blocks_per_stage: list[int]) -> dict[str, torch.Tensor]:
     """:func:`convert_lite` for Lite0."""
     return convert_lite(target, source, blocks_per_stage, name="EfficientNet-Lite0")
-
-
-def lite0_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """:func:`lite_state_dict` for Lite0."""
-    return lite_state_dict(model, "tf_efficientnet_lite0")
 
 
 def hf_cache_dir() -> Path:
