@@ -55,10 +55,7 @@ class TextSet(torch.utils.data.Dataset):
         self.labels = torch.as_tensor(self.labels, dtype=torch.long)
         if len(self.texts) != len(self.labels):
             raise DataError(f"{len(self.texts)} texts but {len(self.labels)} labels: give one label per text.")
-        if not all(isinstance(t, str) for t in self.texts):
-            bad = next(t for t in self.texts if not isinstance(t, str))
-            raise DataError(f"Every text must be a str; found {type(bad).__name__} {bad!r}.")
-        _check_encodable(self.texts)
+        check_texts(self.texts, allow_empty=True)
         if len(self.labels) and not 0 <= int(self.labels.min()) <= int(self.labels.max()) < len(self.classes):
             raise DataError(f"Labels must be class indices 0..{len(self.classes) - 1} for classes {self.classes}.")
 
@@ -93,7 +90,7 @@ class TextSet(torch.utils.data.Dataset):
         return stable_hash(self.name.split("/")[0], self.texts)
 
 
-def check_texts(texts, what: str = "texts") -> list[str]:
+def check_texts(texts, what: str = "texts", allow_empty: bool = False) -> list[str]:
     """``texts`` as a non-empty list of str that a tokenizer can read, or a :class:`DataError` that says which is not.
 
     Raises:
@@ -106,7 +103,7 @@ def check_texts(texts, what: str = "texts") -> list[str]:
         texts = list(texts)
     except TypeError:
         raise DataError(f"{what} must be a list of strings, got {type(texts).__name__}.") from None
-    if not texts:
+    if not texts and not allow_empty:
         raise DataError(f"No {what} were given: pass a list of strings.")
     bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
     if bad is not None:

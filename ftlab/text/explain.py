@@ -18,21 +18,13 @@ from torch import nn
 from ..errors import UsageError
 from ..freezing import eval_mode
 from .data import check_texts
+from .loading import check_max_length
 
 __all__ = ["predict_texts", "similarities", "Attribution", "token_attributions", "confident_mistakes"]
 
 
 def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
-
-
-def _check_max_length(tokenizer, max_length) -> int:
-    limit = getattr(tokenizer, "model_max_length", None)
-    limit = limit if isinstance(limit, int) and limit < 1_000_000 else None
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2 or (limit and max_length > limit):
-        raise UsageError(f"max_length must be a whole number of tokens from 2 to {limit or 'the model limit'}, "
-                         f"got {max_length!r}.")
-    return max_length
 
 
 @torch.no_grad()
@@ -52,7 +44,7 @@ def predict_texts(model: nn.Module, tokenizer, texts: Sequence[str], classes: Se
         ``{"probs": [N, C] tensor, "labels": [N] tensor, "names": list of str}``.
     """
     texts = check_texts(texts)
-    _check_max_length(tokenizer, max_length)
+    check_max_length(tokenizer, max_length)
     probs = []
     with eval_mode(model):
         for i in range(0, len(texts), batch_size):

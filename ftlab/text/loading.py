@@ -19,7 +19,7 @@ from ..files import stable_hash
 from ..splits import Loaders, Splits, stratified_split, subset_parts
 from .data import TextSet
 
-__all__ = ["TokenizedSet", "LengthGroupedBatches", "loaders", "texts_to_splits"]
+__all__ = ["TokenizedSet", "LengthGroupedBatches", "check_max_length", "loaders", "texts_to_splits"]
 
 
 class TokenizedSet(torch.utils.data.Dataset):
@@ -81,10 +81,15 @@ class LengthGroupedBatches(torch.utils.data.Sampler):
             yield batches[i]
 
 
-def _check_length(max_length) -> int:
+def check_max_length(tokenizer, max_length) -> int:
+    """``max_length`` if it is a whole number of tokens from 1 to what the tokenizer's model reads, else a UsageError."""
     if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
         raise UsageError(f"max_length must be a whole number of tokens of at least 1, got {max_length!r} "
                          "(e.g. 64: [CLS], the text's word pieces, [SEP]; longer texts are cut).")
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and limit < 1_000_000 and max_length > limit:
+        raise UsageError(f"max_length={max_length} is longer than this model reads: {limit} tokens (its position "
+                         f"embeddings), so max_length must be at most {limit}; longer texts are cut.")
     return max_length
 
 
@@ -114,11 +119,7 @@ def loaders(splits: Splits, tokenizer, max_length: int = 64, batch_size: int = 3
     if not isinstance(splits, Splits) or not isinstance(splits.train, TextSet):
         raise UsageError(f"ft.text.loaders needs the Splits of a text data set (ft.text.rotten_tomatoes(), "
                          f"ft.text.texts_to_splits(...)), not {type(splits).__name__}.")
-    _check_length(max_length)
-    limit = getattr(tokenizer, "model_max_length", None)
-    if isinstance(limit, int) and limit < 1_000_000 and max_length > limit:
-        raise UsageError(f"max_length={max_length} is longer than this model reads: {limit} tokens (its position "
-                         f"embeddings). Use max_length <= {limit}; longer texts are cut.")
+    check_max_length(tokenizer, max_length)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise DataError(f"batch_size must be a whole number of at least 1, got {batch_size!r}.")
     parts = subset_parts(splits, subset, eval_subset, seed)
