@@ -1,6 +1,6 @@
 """Head-only training for 5 epochs: cached features against a full forward pass every epoch.
 
-Cached: ``ft.extract_features(..., cut="head", cache=False)`` on train and val (so the
+Cached: ``ft.extract(..., cut="head", cache=False)`` on train and val (so the
 extraction is really computed and timed) then ``ft.fit_head`` for 5 epochs. Full:
 ``ft.freeze_to(model, -1)`` then ``ft.fit`` for 5 epochs, which runs the frozen backbone
 on every image every epoch. Both on the whole ELPV train (1,771) and val (197) splits, no
@@ -34,9 +34,9 @@ def head_only(base):
 def cached_run(base, L) -> dict:
     """Extract pooled features once (not from the on-disk cache), then train the head on them."""
     model = head_only(base)
-    t_extract, (tr, va) = timed(lambda: (ft.extract_features(model, L.train, cut="head", cache=False, device="cpu"),
-                                         ft.extract_features(model, L.val, cut="head", cache=False, device="cpu")))
-    t_fit, h = timed(lambda: ft.fit_head(model, tr, va, EPOCHS, lr=LR, batch_size=BATCH, seed=SEED,
+    t_extract, (tr, va) = timed(lambda: (ft.extract(model, L.train, cut="head", cache=False, device="cpu"),
+                                         ft.extract(model, L.val, cut="head", cache=False, device="cpu")))
+    t_fit, h = timed(lambda: ft.fit_cached(model, (tr, va), EPOCHS, lr=LR, batch_size=BATCH, seed=SEED,
                                          device="cpu", progress=False))
     return {"seconds": t_extract + t_fit, "extract_seconds": t_extract, "head_fit_seconds": t_fit,
             "feature_shape": list(tr.x.shape), "history": h}
@@ -46,9 +46,9 @@ def warm_run(base, L) -> dict:
     """The same with the features already on disk (any rerun or later lesson): load + train the head."""
     model = head_only(base)
     for split in (L.train, L.val):          # make sure the on-disk cache holds them (not timed)
-        ft.extract_features(model, split, cut="head", device="cpu")
-    sec, h = timed(lambda: ft.fit_head(model, ft.extract_features(model, L.train, cut="head", device="cpu"),
-                                       ft.extract_features(model, L.val, cut="head", device="cpu"), EPOCHS, lr=LR,
+        ft.extract(model, split, cut="head", device="cpu")
+    sec, h = timed(lambda: ft.fit_head(model, ft.extract(model, L.train, cut="head", device="cpu"),
+                                       ft.extract(model, L.val, cut="head", device="cpu"), EPOCHS, lr=LR,
                                        batch_size=BATCH, seed=SEED, device="cpu", progress=False))
     return {"seconds": sec, "history": h}
 
@@ -76,10 +76,10 @@ def run(args) -> dict:
     full_epochs = 1 if args.quick else args.full_epochs
     if not 1 <= full_epochs <= EPOCHS:
         raise SystemExit(f"--full-epochs must be 1..{EPOCHS}, got {full_epochs}")
-    splits = ft.elpv(classes=2)
-    base = ft.pretrained(num_classes=2)
+    splits = ft.vision.elpv(classes=2)
+    base = ft.vision.pretrained(num_classes=2)
     subset = 0.1 if args.quick else None
-    L = ft.loaders(splits, base, image_size=args.image_size, batch_size=BATCH, augment="none",
+    L = ft.vision.loaders(splits, base, image_size=args.image_size, batch_size=BATCH, augment="none",
                    subset=subset, eval_subset=subset, seed=SEED)
     n_train, n_val = len(L.train.dataset), len(L.val.dataset)
     log(f"cached head: {n_train} train / {n_val} val images at {args.image_size}px; "

@@ -3,7 +3,7 @@
 Both ways train the same thing: ``ft.freeze_to(model, "blocks.5")`` (blocks.5, blocks.6,
 final_conv and the head trainable; the groups below frozen) at 224 px, same seed, same batches,
 no augmentation. **Plain:** ``ft.fit`` on the image loaders, which runs the frozen groups on every
-batch of every epoch. **Cut-point cached:** ``ft.extract_features(cut="blocks.5", cache=False)``
+batch of every epoch. **Cut-point cached:** ``ft.extract(cut="blocks.5", cache=False)``
 once (timed), then ``ft.fit_head`` on the stored activations. With views=1 and no augmentation
 the two compute the same updates, so they reach the same accuracy: the JSON shows both runs'
 training losses and validation accuracies side by side as the check.
@@ -43,9 +43,9 @@ def plain(base, L, epochs, seed):
 
 def cached(base, L, epochs, seed):
     model = partial(base)
-    t_x, (tr, va) = timed(lambda: [ft.extract_features(model, dl, cut=FULL["cut"], cache=False, device="cpu")
+    t_x, (tr, va) = timed(lambda: [ft.extract(model, dl, cut=FULL["cut"], cache=False, device="cpu")
                                    for dl in (L.train, L.val)])
-    t_fit, h = timed(lambda: ft.fit_head(model, tr, va, epochs, lr=FULL["lr"], lr_mult=FULL["lr_mult"],
+    t_fit, h = timed(lambda: ft.fit_cached(model, (tr, va), epochs, lr=FULL["lr"], lr_mult=FULL["lr_mult"],
                                          weight_decay=FULL["weight_decay"], batch_size=L.train.batch_size,
                                          seed=seed, device="cpu", progress=False))
     return t_x + t_fit, h, t_x
@@ -54,9 +54,9 @@ def cached(base, L, epochs, seed):
 def full_config_speed(base, L):
     """One epoch of the full configuration's training (8 cached views per cell): images/s."""
     model = partial(base)
-    t_x, (tr, va) = timed(lambda: [ft.extract_features(model, dl, cut=FULL["cut"], views=ft.D4_VIEWS,
+    t_x, (tr, va) = timed(lambda: [ft.extract(model, dl, cut=FULL["cut"], views=8,
                                                        cache=False, device="cpu") for dl in (L.train, L.val)])
-    t_fit, h = timed(lambda: ft.fit_head(model, tr, va, 1, lr=FULL["lr"], lr_mult=FULL["lr_mult"],
+    t_fit, h = timed(lambda: ft.fit_cached(model, (tr, va), 1, lr=FULL["lr"], lr_mult=FULL["lr_mult"],
                                          weight_decay=FULL["weight_decay"], batch_size=FULL["batch_size"],
                                          seed=0, device="cpu", progress=False))
     n_views = FULL["views"] * (len(tr.y) + len(va.y))
@@ -68,9 +68,9 @@ def run(args) -> dict:
     cells = 10 if args.quick else args.cells
     epochs = 1 if args.quick else args.epochs
     repeats = 1 if args.quick else args.repeats
-    splits = ft.elpv(classes=4)
-    base = ft.pretrained(num_classes=4)
-    L = ft.loaders(splits, base, image_size=args.image_size, batch_size=FULL["batch_size"], augment="none",
+    splits = ft.vision.elpv(classes=4)
+    base = ft.vision.pretrained(num_classes=4)
+    L = ft.vision.loaders(splits, base, image_size=args.image_size, batch_size=FULL["batch_size"], augment="none",
                    subset=cells, eval_subset=0.3, seed=0)
     log(f"cut point {FULL['cut']}: {len(L.train.dataset)} train / {len(L.val.dataset)} val cells at "
         f"{args.image_size}px, {epochs} epoch(s), {repeats} repeat(s)")

@@ -22,7 +22,7 @@ LR, WEIGHT_DECAY, BATCH = 1e-3, 0.01, 32
 
 def fixed_batches(splits, model, size: int, per_class: int, val_per_class: int) -> tuple[list, list]:
     """Materialise the train and val batches once, so both loops see identical tensors."""
-    L = ft.loaders(splits, model, image_size=size, batch_size=BATCH, subset=per_class,
+    L = ft.vision.loaders(splits, model, image_size=size, batch_size=BATCH, subset=per_class,
                    eval_subset=val_per_class, seed=0)
     return list(L.train), list(L.val)
 
@@ -87,8 +87,8 @@ def run_once(fn, base: nn.Module, train: list, val: list) -> tuple[float, dict]:
 def run(args) -> dict:
     repeats = 3 if args.quick else args.repeats
     per_class = 64 if args.quick else 128
-    splits = ft.elpv(classes=2)
-    base = ft.pretrained(num_classes=2)
+    splits = ft.vision.elpv(classes=2)
+    base = ft.vision.pretrained(num_classes=2)
     ft.freeze_to(base, -2)
     train, val = fixed_batches(splits, base, args.image_size, per_class, val_per_class=48)
     n_train, n_val = sum(len(y) for _, y in train), sum(len(y) for _, y in val)

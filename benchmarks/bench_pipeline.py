@@ -1,6 +1,6 @@
 """Data pipeline against the model: can the loader keep the training step fed?
 
-Per image size: images/s of iterating ``ft.loaders(...).train`` (``num_workers=0``, no model)
+Per image size: images/s of iterating ``ft.vision.loaders(...).train`` (``num_workers=0``, no model)
 with ``augment="light"`` and ``"strong"``, against images/s of a fit-like training step of
 the whole model (all layer groups trainable, channels-last, AdamW over ``ft.param_groups``,
 batch 32) on batches taken from the same loader beforehand. Loader and model are measured
@@ -59,7 +59,7 @@ def measure_size(splits, base, size: int, repeats: int, loader_batches: int) -> 
     """Loader images/s per preset and model images/s at one size, measured in turns."""
     build, loaders = {}, {}
     for preset in PRESETS:
-        build[preset], loaders[preset] = timed(lambda p=preset: ft.loaders(splits, base, image_size=size, batch_size=BATCH,
+        build[preset], loaders[preset] = timed(lambda p=preset: ft.vision.loaders(splits, base, image_size=size, batch_size=BATCH,
                                                                            augment=p, num_workers=0, seed=0))
     batches = [b for _, b in zip(range(repeats), loaders["light"].train)]
     model, opt = trainable_model(base)
@@ -88,8 +88,8 @@ def run(args) -> dict:
     repeats = 2 if args.quick else args.repeats
     loader_batches = 2 if args.quick else args.loader_batches
     sizes = args.image_size or ([128] if args.quick else DEFAULT_SIZES)
-    splits = ft.elpv(classes=2)
-    base = ft.pretrained(num_classes=2)
+    splits = ft.vision.elpv(classes=2)
+    base = ft.vision.pretrained(num_classes=2)
     per_size = {}
     for size in sizes:
         log(f"pipeline at {size}px: {loader_batches} loader batches and 1 training step per repeat, {repeats} repeats")

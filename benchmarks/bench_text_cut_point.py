@@ -40,9 +40,9 @@ def plain(base, L, cut, epochs, seed):
 
 def cached(base, L, cut, epochs, seed):
     model = partial(base, cut)
-    t_x, (tr, va) = timed(lambda: [ft.text.extract_hidden(model, dl, cut=cut, cache=False, device="cpu")
+    t_x, (tr, va) = timed(lambda: [ft.extract(model, dl, cut=cut, cache=False, device="cpu")
                                    for dl in (L.train, L.val)])
-    t_fit, h = timed(lambda: ft.text.fit_hidden(model, tr, va, epochs, lr=LR, batch_size=L.config["batch_size"],
+    t_fit, h = timed(lambda: ft.fit_cached(model, (tr, va), epochs, lr=LR, batch_size=L.config["batch_size"],
                                                 seed=seed, device="cpu", progress=False))
     return t_x + t_fit, h, t_x
 

@@ -1,6 +1,6 @@
 """Summaries over seeds: a metric's mean, spread and count (:func:`spread`), and rows grouped by a key (:func:`aggregate`).
 
-Noisy comparisons are made on several seeds and shown with their spread: ``print(ft.spread(accs))``
+Noisy comparisons are made on several seeds and shown with their spread: ``print(ft.lab.spread(accs))``
 gives ``81.2 % ± 0.8 (n=3)``. The full runs store ``Spread.summary()`` in their result files, and
 the sweep figures draw :func:`aggregate` rows. This is description, not a test: whether a difference
 is larger than its noise is the lab's business (:mod:`ftlab.lab.claims`).

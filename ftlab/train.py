@@ -220,15 +220,22 @@ def fit(model: nn.Module, loaders, epochs: int, lr: float | tuple[float, float] 
     return history
 
 
+def _scoring(model: nn.Module, data):
+    """Cached features (``ft.extract``) are scored through the part of the model above their cut."""
+    scoring = getattr(data, "ftlab_scoring", None)
+    return scoring(model) if callable(scoring) else (model, data)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, criterion: Callable | None = None, device: str | torch.device = "auto",
              step: Callable = batch_step) -> dict[str, float]:
-    """Mean loss and accuracy of a model on a loader, in eval mode (every module's mode is restored).
+    """Mean loss and accuracy of a model on a loader (or on cached features), in eval mode (modes are restored).
 
     Returns:
         ``{"loss": float, "acc": float, "n": int}``; ``nan`` where the batches give no loss
         (a detector in eval mode) or no logits.
     """
+    model, loader = _scoring(model, loader)
     dev = prepare(model, device)
     total, correct, seen, scored, lossless = 0.0, 0, 0, 0, False
     with eval_mode(model):
@@ -256,7 +263,8 @@ class Predictions(NamedTuple):
 
 @torch.no_grad()
 def predict(model: nn.Module, loader, device: str | torch.device = "auto", step: Callable = batch_step) -> Predictions:
-    """Class probabilities, predicted classes and targets for every sample of a classification loader (in order)."""
+    """Class probabilities, predicted classes and targets for every sample of a loader or cached features (in order)."""
+    model, loader = _scoring(model, loader)
     dev = prepare(model, device)
     logits, targets = [], []
     with eval_mode(model):

@@ -18,13 +18,13 @@ import ftlab as ft  # noqa: E402
 
 @pytest.fixture(scope="session")
 def elpv2():
-    return ft.elpv(classes=2)
+    return ft.vision.elpv(classes=2)
 
 
 @pytest.fixture(scope="session")
 def lite0():
     """The ImageNet model (1000-way head); tests that train must copy it."""
-    return ft.pretrained()
+    return ft.vision.pretrained()
 
 
 @pytest.fixture()

@@ -198,7 +198,7 @@ def _check_freeze_explorer(page) -> None:
         " return e && e.innerText.startsWith('3 of '); }", timeout=60_000)
     after = _trainable_text(page)
     count = lambda text: int(re.search(r"trainable: ([\d,]+) of", text).group(1).replace(",", ""))  # noqa: E731
-    model = ft.pretrained(num_classes=2, weights=None)
+    model = ft.vision.pretrained(num_classes=2, weights=None)
     ft.train_top(model, 3)
     assert count(after) == ft.trainable_count(model) > count(before), (before, after)
     page.screenshot(path=str(SHOTS / "03_partial_unfreezing-freeze-explorer.png"))

@@ -8,18 +8,18 @@ from ftlab.vision.choosing import images_per_second, model_facts, subsample
 
 @pytest.fixture()
 def small(elpv2):
-    model = ft.pretrained(num_classes=2)
+    model = ft.vision.pretrained(num_classes=2)
     ft.freeze_to(model, "blocks.6")
-    return model, ft.loaders(elpv2, model, image_size=64, subset=20, eval_subset=10, seed=0)
+    return model, ft.vision.loaders(elpv2, model, image_size=64, subset=20, eval_subset=10, seed=0)
 
 
-@pytest.mark.parametrize("views", [None, ft.D4_VIEWS[:3]])
+@pytest.mark.parametrize("views", [None, 3])
 def test_features_at_a_later_cut_equal_a_direct_extraction(small, views):
     model, L = small
-    low = ft.extract_features(model, L.val, cut="blocks.5", cache=False, views=views)
+    low = ft.extract(model, L.val, cut="blocks.5", cache=False, views=views)
     for cut in ("blocks.6", "head"):
         moved = ft.features_at(model, low, cut)
-        direct = ft.extract_features(model, L.val, cut=cut, cache=False, views=views)
+        direct = ft.extract(model, L.val, cut=cut, cache=False, views=views)
         assert moved.cut == direct.cut and moved.views == direct.views
         assert torch.allclose(moved.x, direct.x, atol=1e-5), cut
         assert torch.equal(moved.y, low.y)
@@ -30,7 +30,7 @@ def test_features_at_a_later_cut_equal_a_direct_extraction(small, views):
 
 def test_features_at_key_depends_on_the_weights_in_between(small):
     model, L = small
-    low = ft.extract_features(model, L.val, cut="blocks.6", cache=False)
+    low = ft.extract(model, L.val, cut="blocks.6", cache=False)
     before = ft.features_at(model, low, "head")
     with torch.no_grad():
         model.conv_head.weight.mul_(0.5)
@@ -40,19 +40,19 @@ def test_features_at_key_depends_on_the_weights_in_between(small):
 
 def test_linear_probe_scores_one_fit_on_several_sets(small):
     model, L = small
-    tr, va = (ft.extract_features(model, d, cache=False) for d in (L.train, L.val))
+    tr, va = (ft.extract(model, d, cut="head", cache=False) for d in (L.train, L.val))
     both = ft.linear_probe(tr, {"val": va, "train": tr})
     assert set(both) == {"val", "train"} and both["train"] == 1.0
     assert both["val"] == ft.linear_probe(tr, va)
     with pytest.raises(ft.FtlabError, match="pooled"):
-        ft.linear_probe(tr, {"maps": ft.extract_features(model, L.val, cut="blocks.6", cache=False)})
+        ft.linear_probe(tr, {"maps": ft.extract(model, L.val, cut="blocks.6", cache=False)})
 
 
 def test_subsample_is_stratified_seeded_and_nested(small):
     model, L = small
-    f = ft.extract_features(model, L.train, cut="head", cache=False)       # 20 per class
+    f = ft.extract(model, L.train, cut="head", cache=False)       # 20 per class
     keep = torch.cat([torch.nonzero(f.y == 0).flatten()[:10], torch.nonzero(f.y == 1).flatten()])
-    f = f._replace(x=f.x[keep], y=f.y[keep])                              # 10 of class 0, 20 of class 1
+    f = f.subset(keep)                                                    # 10 of class 0, 20 of class 1
     a, b = subsample(f, 9, seed=1), subsample(f, 21, seed=1)
     assert a.y.bincount().tolist() == [3, 6] and b.y.bincount().tolist() == [7, 14]
     rows = {tuple(r.tolist()) for r in b.x}
@@ -74,7 +74,7 @@ def test_model_facts_and_speed():
     assert lite0["gflops_native"] == pytest.approx(0.770, abs=0.001) and lite2["gflops_native"] == pytest.approx(1.719, abs=0.001)
     assert lite0["gflops"] == pytest.approx(lite0["gflops_native"] * (64 / 224) ** 2, rel=0.05)
     with pytest.raises(ft.FtlabError, match="at least 1"):
-        images_per_second(ft.pretrained(), 64, repeats=0)
+        images_per_second(ft.vision.pretrained(), 64, repeats=0)
 
 
 def test_tradeoff_figure():

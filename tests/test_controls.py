@@ -41,22 +41,22 @@ def test_l2sp_leaves_frozen_weights_alone_and_rejects_bad_strength():
 
 
 def test_spread_over_seeds():
-    s = ft.spread([0.80, 0.81, 0.83])
+    s = ft.lab.spread([0.80, 0.81, 0.83])
     assert s.n == 3 and s.mean == pytest.approx(0.8133333) and s.std == pytest.approx(0.0152753, rel=1e-4)
     assert (s.low, s.high) == (0.80, 0.83)
     assert str(s) == "81.3 % ± 1.5 (n=3)"
-    one = ft.spread([0.8])
+    one = ft.lab.spread([0.8])
     assert one.std is None and str(one) == "80.0 % (one seed)" and "±" not in str(one)
-    assert ft.spread([1.2, 1.3]).format(percent=False) == "1.25 ± 0.071 (n=2)"
+    assert ft.lab.spread([1.2, 1.3]).format(percent=False) == "1.25 ± 0.071 (n=2)"
     with pytest.raises(ft.errors.UsageError):
-        ft.spread([])
+        ft.lab.spread([])
 
 
 def test_spread_figure_spans_every_seed_the_error_bars_and_the_baseline():
     fig = ft.plot.spread({"a": [0.70, 0.90], "b": [0.80]}, baseline=0.6)
     ax = fig.axes[0]
     lo, hi = ax.get_xlim()
-    mean_a, std_a = ft.spread([0.70, 0.90]).mean, ft.spread([0.70, 0.90]).std
+    mean_a, std_a = ft.lab.spread([0.70, 0.90]).mean, ft.lab.spread([0.70, 0.90]).std
     assert lo < 0.6 and hi > mean_a + std_a
     assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
     texts = [t.get_text() for t in ax.texts]

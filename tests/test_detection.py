@@ -251,49 +251,43 @@ def test_bad_detector_inputs_are_clear_errors(coco):
 
 
 def test_the_eight_views_are_distinct_and_move_boxes_with_pixels():
-    from ftlab.detection.features import VIEWS, view
-
     image = torch.zeros(3, 64, 64)
     image[:, 10:30, 5:20] = 1
     image[0, 10, 5] = 5                                    # a marked corner tells the eight views apart
     seen = set()
-    for name in VIEWS:
-        x, b = view(image, torch.tensor([[5.0, 10.0, 20.0, 30.0]]), name)
+    for name in ft.vision.D4:
+        x, b = ft.vision.d4_view(image, name, boxes=torch.tensor([[5.0, 10.0, 20.0, 30.0]]))
         ys, xs = torch.nonzero(x[1] > 0.5, as_tuple=True)
         assert b[0].tolist() == [xs.min().item(), ys.min().item(), xs.max().item() + 1, ys.max().item() + 1]
         seen.add(tuple(torch.nonzero(x[0] > 2)[0].tolist()))
     assert len(seen) == 8
     with pytest.raises(ft.UsageError, match="Unknown view"):
-        view(image, torch.zeros(0, 4), "mirror")
+        ft.vision.d4_view(image, "mirror", boxes=torch.zeros(0, 4))
 
 
-@pytest.mark.parametrize("cut", ["neck", "backbone"])
+@pytest.mark.parametrize("cut", ["head", "neck"])
 def test_training_on_cached_maps_learns_what_end_to_end_training_learns(trees, coco, cut):
-    from ftlab.detection.features import extract_maps, fit_cached, view
-
     part = trees.train.subset([1, 2])
     a = det_models._new_head(copy.deepcopy(coco), 1, ["Tree"])
+    ft.freeze_to(a, cut)                                   # cut: the first group that trains, cached or not
     b = copy.deepcopy(a)
-    feats = extract_maps(a, part, cut, views=("identity", "hflip"))
-    if cut == "backbone":
-        direct = extract_maps(a, part, "neck", views=("identity", "hflip"))
-        derived = ft.detection.neck_maps(a, feats)
-        assert torch.allclose(direct.m5, derived.m5, atol=1e-5) and torch.allclose(direct.m4, derived.m4, atol=1e-5)
-    shapes = {"neck": ((512, 13, 13), (256, 26, 26)), "backbone": ((1024, 13, 13), (256, 26, 26))}[cut]
-    assert len(feats) == 4 and (feats.m5.shape[1:], feats.m4.shape[1:]) == shapes
-    h_cached = fit_cached(a, feats, None, 2, lr=1e-3, batch_size=4, seed=0, scheduler=None, optimizer="sgd", device="cpu",
-                          progress=False)
-    if cut == "neck":                                      # the same views, end to end
-        ft.train_top(b, 1)
-    else:
-        ft.freeze_to(b, "neck")
-    items = [view(*[part.images[i], part.target(i)["boxes"]], v) for v in ("identity", "hflip") for i in range(2)]
-    batch = ([x for x, _ in items], [{"boxes": bb.as_subclass(torch.Tensor), "labels": torch.zeros(len(bb), dtype=torch.long)}
-                                     for _, bb in items])
+    feats = ft.extract(a, part, cut, views=2, cache=False)
+    if cut == "neck":
+        direct = ft.extract(a, part, "head", views=2, cache=False)
+        derived = ft.features_at(a, feats, "head")
+        assert all(torch.allclose(d, e, atol=1e-5) for d, e in zip(direct.x, derived.x))
+    shapes = {"head": ((512, 13, 13), (256, 26, 26)), "neck": ((256, 26, 26), (1024, 13, 13))}[cut]
+    assert len(feats) == 2 and feats.views == 2 and tuple(tuple(t.shape[2:]) for t in feats.x) == shapes
+    h_cached = ft.fit_cached(a, feats, 2, lr=1e-3, views="all", batch_size=4, seed=0, scheduler=None, optimizer="sgd",
+                             device="cpu", progress=False)
+    items = [ft.vision.d4_view(part.images[i], v, boxes=part.target(i)["boxes"]) for v in ("identity", "hflip")
+             for i in range(2)]
+    batch = ([x for x, _ in items], [{"boxes": bb, "labels": torch.zeros(len(bb), dtype=torch.long)} for _, bb in items])
     h_end = ft.fit(b, ([batch], None), 2, lr=1e-3, seed=0, scheduler=None, optimizer="sgd", device="cpu", progress=False)
     assert [r["train_loss"] for r in h_cached.rows] == pytest.approx([r["train_loss"] for r in h_end.rows], rel=1e-4)
     assert torch.allclose(a.head.p4.weight, b.head.p4.weight, atol=1e-5)
     assert torch.allclose(a.neck.p4[0].weight, b.neck.p4[0].weight, atol=1e-5)
+    assert ft.evaluate(a, feats)["n"] == 4                 # each view scored as an example (a loss, not averaged)
 
 
 def test_full_detection_cli_refuses_other_options_and_keeps_results(tmp_path, capsys):

@@ -17,7 +17,7 @@ def _data(n=12):
 
 def test_pooled_features_are_the_spatial_means_of_a_groups_output(tmp_cache):
     model, (loader, x, y) = Tiny().eval(), _data()
-    feats = ft.pooled_features(model, loader, "stem", device="cpu")
+    feats = ft.vision.pooled_features(model, loader, "stem", device="cpu")
     assert list(feats) == ["stem"]
     f = feats["stem"]
     with torch.no_grad():
@@ -28,49 +28,49 @@ def test_pooled_features_are_the_spatial_means_of_a_groups_output(tmp_cache):
 
 def test_pooled_features_are_cached_and_keyed_by_the_weights(tmp_cache):
     model, (loader, _, _) = Tiny().eval(), _data()
-    first = ft.pooled_features(model, loader, "stem", device="cpu")["stem"]
+    first = ft.vision.pooled_features(model, loader, "stem", device="cpu")["stem"]
     assert len(list((tmp_cache / "features").glob("pooled-*.pt"))) == 1
 
     def boom(*a, **k):
         raise AssertionError("the model ran although the pooled features were cached")
 
     forward, model.stem.forward = model.stem.forward, boom
-    second = ft.pooled_features(model, loader, "stem", device="cpu")["stem"]
+    second = ft.vision.pooled_features(model, loader, "stem", device="cpu")["stem"]
     assert torch.equal(first.x, second.x) and first.key == second.key
     model.stem.forward = forward
     with torch.no_grad():
         model.stem[0].weight.mul_(0.5)
-    assert ft.pooled_features(model, loader, "stem", device="cpu")["stem"].key != first.key
+    assert ft.vision.pooled_features(model, loader, "stem", device="cpu")["stem"].key != first.key
 
 
 def test_pooled_features_refuse_the_head_flat_outputs_and_models_that_are_not_their_groups(tmp_cache):
     model, (loader, _, _) = Tiny().eval(), _data()
     with pytest.raises(ft.UsageError, match="head.*not maps to pool"):
-        ft.pooled_features(model, loader, ["stem", "head"], cache=False)
+        ft.vision.pooled_features(model, loader, ["stem", "head"], cache=False)
     with pytest.raises(ft.UsageError, match=r"Group body outputs \(12, 8\), not \[B, C, H, W\]"):
-        ft.pooled_features(model, loader, cache=False)            # default: every group before the head
+        ft.vision.pooled_features(model, loader, cache=False)            # default: every group before the head
     with pytest.raises(ft.UsageError, match="No layer group named 'blocks.9'"):
-        ft.pooled_features(model, loader, "blocks.9", cache=False)
+        ft.vision.pooled_features(model, loader, "blocks.9", cache=False)
 
     class Doubled(Tiny):
         def forward(self, x):
             return self.head(self.body(2 * self.stem(x)))
 
     with pytest.raises(ft.UsageError, match="do not reproduce its output"):
-        ft.pooled_features(Doubled().eval(), loader, "stem", cache=False)
+        ft.vision.pooled_features(Doubled().eval(), loader, "stem", cache=False)
 
 
 @pytest.fixture(scope="module")
 def lite(elpv2):
-    model = ft.pretrained(num_classes=2)
-    return model, ft.loaders(elpv2, model, image_size=64, subset=10, eval_subset=6, seed=0)
+    model = ft.vision.pretrained(num_classes=2)
+    return model, ft.vision.loaders(elpv2, model, image_size=64, subset=10, eval_subset=6, seed=0)
 
 
 def test_pooled_features_agree_with_extract_features_on_the_real_model(lite):
     model, L = lite
-    pooled = ft.pooled_features(model, L.val, ["blocks.2", "final_conv"], cache=False)
-    head = ft.extract_features(model, L.val, cut="head", cache=False)
-    maps = ft.extract_features(model, L.val, cut="blocks.3", cache=False)     # the input of blocks.3
+    pooled = ft.vision.pooled_features(model, L.val, ["blocks.2", "final_conv"], cache=False)
+    head = ft.extract(model, L.val, cut="head", cache=False)
+    maps = ft.extract(model, L.val, cut="blocks.3", cache=False)     # the input of blocks.3
     assert pooled["final_conv"].cut == head.cut and torch.allclose(pooled["final_conv"].x, head.x, atol=1e-5)
     assert pooled["blocks.2"].cut == maps.cut and torch.allclose(pooled["blocks.2"].x, maps.x.mean((2, 3)), atol=1e-5)
     assert torch.equal(pooled["blocks.2"].y, L.val.dataset.targets)
@@ -80,7 +80,7 @@ def test_group_maps_of_one_image_are_the_unpooled_activations(lite):
     model, L = lite
     image = L.val.dataset[0][0]
     maps = ft.plot.group_maps(model, image, ["stem", "blocks.2"])
-    cached = ft.extract_features(model, L.val, cut="blocks.3", cache=False).x[0]
+    cached = ft.extract(model, L.val, cut="blocks.3", cache=False).x[0]
     assert list(maps) == ["stem", "blocks.2"] and maps["stem"].shape == (32, 32, 32)
     assert torch.allclose(maps["blocks.2"], cached, atol=1e-5)
     with pytest.raises(ft.UsageError, match=r"one preprocessed image \[C, H, W\]"):
@@ -94,14 +94,14 @@ def test_group_maps_of_one_image_are_the_unpooled_activations(lite):
 def test_resnet18_groups_map_onto_the_classic_names_without_weights():
     resnet = torchvision.models.resnet18(weights=None)
     assert ft.group_names(resnet) == ["stem", "layer1", "layer2", "layer3", "layer4", "head"]
-    assert ft.head_module(resnet) is resnet.fc
+    assert ft.groups.head_module(resnet) is resnet.fc
     maps = ft.plot.group_maps(resnet, torch.zeros(3, 64, 64), ft.group_names(resnet)[:-1])
     assert [tuple(m.shape) for m in maps.values()] == [(64, 16, 16), (64, 16, 16), (128, 8, 8), (256, 4, 4), (512, 2, 2)]
 
 
 def test_feature_maps_figure_shows_the_busiest_channels_per_group_and_model(lite):
     model, L = lite
-    models = {"a": model, "b": ft.pretrained(weights=None, num_classes=2)}
+    models = {"a": model, "b": ft.vision.pretrained(weights=None, num_classes=2)}
     fig = ft.plot.feature_maps(models, L.val.dataset[0][0], ["blocks.0", "blocks.5"], channels=3)
     assert set(fig.maps) == {"a", "b"} and list(fig.maps["a"]) == ["blocks.0", "blocks.5"]
     titles = [a.get_title() for a in fig.axes]

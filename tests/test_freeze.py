@@ -56,7 +56,7 @@ def test_train_top_counts_the_head_as_one_group(lite0):
     for k, trainable in ((0, set()), (1, {"head"}), (2, {"body", "head"}), (3, {"stem", "body", "head"})):
         ft.train_top(m, k)
         assert {n.split(".")[0] for n, g in grads(m).items() if g} == trainable, k
-    big = ft.pretrained(num_classes=2)
+    big = ft.vision.pretrained(num_classes=2)
     ft.train_top(big, 3)
     assert [r["group"] for r in ft.trainable_summary(big).rows if r["trainable"]] == ["blocks.6", "final_conv", "head"]
     ft.freeze_to(big, -3)                  # fastai's spelling of the same cut
@@ -66,16 +66,16 @@ def test_train_top_counts_the_head_as_one_group(lite0):
 
 
 def test_one_resolver_for_indices_names_and_globs(lite0):
-    assert ft.resolve_groups(lite0, ["final_conv", -1]) == [8, 9]
-    assert ft.resolve_groups(lite0, "blocks.*") == list(range(1, 8))
-    assert ft.resolve_groups(lite0, 0) == [0]
+    assert ft.groups.resolve_groups(lite0, ["final_conv", -1]) == [8, 9]
+    assert ft.groups.resolve_groups(lite0, "blocks.*") == list(range(1, 8))
+    assert ft.groups.resolve_groups(lite0, 0) == [0]
     for bad in (10, -11, "block.6", "blocks.9*"):
         with pytest.raises(ft.UsageError, match=r"10 layer groups \(0..9\): stem, blocks.0"):
-            ft.resolve_groups(lite0, bad)
+            ft.groups.resolve_groups(lite0, bad)
     with pytest.raises(ValueError, match="10 layer groups"):       # the same message from every helper
         ft.freeze_to(lite0, "blocks.9")
     with pytest.raises(ValueError, match="10 layer groups"):
-        ft.extract_features(lite0, [], cut="nope")
+        ft.extract(lite0, [], cut="nope")
 
 
 def test_eval_mode_restores_every_module_and_the_bn_policy():
@@ -112,7 +112,7 @@ def test_unfreeze_by_index_name_and_glob(lite0):
     ft.freeze(m)
     ft.unfreeze(m, [0, -1])
     assert m.stem[0].weight.requires_grad and m.head.bias.requires_grad and not m.body[0].weight.requires_grad
-    big = ft.pretrained(num_classes=2)
+    big = ft.vision.pretrained(num_classes=2)
     ft.freeze(big)
     ft.unfreeze(big, "blocks.[56]")
     assert ft.trainable_count(big) == sum(p.numel() for p in [*big.blocks[5].parameters(), *big.blocks[6].parameters()])

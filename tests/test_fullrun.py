@@ -10,7 +10,7 @@ from ftlab.lab.full_images import coarsen, format_full, full_run
 
 
 def test_two_class_labels_are_the_upper_two_levels():
-    s2, s4 = ft.elpv(classes=2), ft.elpv(classes=4)
+    s2, s4 = ft.vision.elpv(classes=2), ft.vision.elpv(classes=4)
     for split in ("train", "val", "test"):
         assert torch.equal(getattr(s2, split).targets, (getattr(s4, split).targets >= 2).long())
         assert torch.equal(getattr(s2, split).images, getattr(s4, split).images)
@@ -24,7 +24,7 @@ def test_coarsen_sums_the_levels():
 
 
 def test_freeze_to_takes_a_group_name():
-    model = ft.pretrained(num_classes=2)
+    model = ft.vision.pretrained(num_classes=2)
     ft.freeze_to(model, "blocks.5")
     trainable = [g.name for g in ft.layer_groups(model) if any(p.requires_grad for p in g.parameters())]
     assert trainable == ["blocks.5", "blocks.6", "final_conv", "head"]

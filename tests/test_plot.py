@@ -25,8 +25,8 @@ def _close_figures():
 @pytest.fixture(scope="module")
 def run(elpv2):
     """A real two-stage fine-tune on a tiny subset: (model, loaders, history with an unfreeze mark)."""
-    model = ft.pretrained(num_classes=2)
-    L = ft.loaders(elpv2, model, image_size=64, subset=8, eval_subset=4, batch_size=8)
+    model = ft.vision.pretrained(num_classes=2)
+    L = ft.vision.loaders(elpv2, model, image_size=64, subset=8, eval_subset=4, batch_size=8)
     h = ft.fine_tune(model, L, head_epochs=1, epochs=1, progress=False, seed=0)
     return model, L, h
 

@@ -85,7 +85,7 @@ def test_no_import_cycles_among_ftlab_modules_including_function_level_imports()
 
 def test_the_core_knows_nothing_of_images_and_lower_layers_never_import_upper_ones():
     graph = _graph()
-    core = ["batches", "groups", "freezing", "optim", "callbacks", "train", "recipes", "history", "checkpoint", "features",
+    core = ["batches", "groups", "freezing", "optim", "callbacks", "train", "recipes", "history", "checkpoint", "caching",
             "splits", "summary", "tables", "files", "errors"]
     upper = {"ftlab.vision", "ftlab.plot", "ftlab.widgets", "ftlab.lab"}
 
@@ -101,7 +101,7 @@ def test_the_core_knows_nothing_of_images_and_lower_layers_never_import_upper_on
         bad = {m for m in reach(f"ftlab.{name}") if any(m == u or m.startswith(u + ".") for u in upper)}
         assert not bad, f"ftlab.{name} imports {sorted(bad)}"
     for name in ("ftlab.vision.data", "ftlab.vision.models", "ftlab.vision.transforms"):
-        assert not {m for m in reach(name) if m in ("ftlab.train", "ftlab.features", "ftlab.plot")}
+        assert not {m for m in reach(name) if m in ("ftlab.train", "ftlab.caching", "ftlab.plot")}
 
 
 def test_the_library_never_imports_the_lab():

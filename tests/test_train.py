@@ -267,7 +267,7 @@ def test_lr_find_leaves_weights_as_they_were():
 
 
 def test_checkpoint_round_trip_and_no_accidental_overwrite(tmp_path):
-    m = ft.pretrained(num_classes=2)
+    m = ft.vision.pretrained(num_classes=2)
     with torch.no_grad():
         m.classifier.weight.add_(1.0)
     h = ft.History([{"epoch": 0, "val_acc": 0.8, "seconds": 1.0}], best_epoch=0)
@@ -282,7 +282,7 @@ def test_checkpoint_round_trip_and_no_accidental_overwrite(tmp_path):
     ft.save_checkpoint(path, m, overwrite=True)
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]          # no temp files left behind
     with pytest.raises(ft.FtlabError, match="4-class head"):
-        ft.load_checkpoint(path, ft.pretrained(num_classes=4, weights=None))
+        ft.load_checkpoint(path, ft.vision.pretrained(num_classes=4, weights=None))
     with pytest.raises(ft.FtlabError, match="holds a EfficientNet"):
         ft.load_checkpoint(path, Tiny())
     (tmp_path / "junk.pt").write_text("nope")
@@ -292,9 +292,9 @@ def test_checkpoint_round_trip_and_no_accidental_overwrite(tmp_path):
 
 @pytest.mark.slow
 def test_fit_on_real_elpv_beats_majority_class(elpv2):
-    m = ft.pretrained(num_classes=2)
+    m = ft.vision.pretrained(num_classes=2)
     ft.freeze_to(m, -1)
-    L = ft.loaders(elpv2, m, image_size=64, subset=80, seed=0)
+    L = ft.vision.loaders(elpv2, m, image_size=64, subset=80, seed=0)
     h = ft.fit(m, L, epochs=3, lr=3e-3, progress=False, seed=0)
     majority = max(L.val.dataset.counts().values()) / len(L.val.dataset)
     assert h.best["val_acc"] > majority + 0.03
@@ -303,7 +303,7 @@ def test_fit_on_real_elpv_beats_majority_class(elpv2):
 def test_schedule_takes_a_groups_own_rate_as_its_peak_once():
     p = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([{"params": [p], "lr": 0.1}])          # built without ftlab: no peak_lr
-    sched = ft.Schedule(opt, "cosine", 10)
+    sched = ft.optim.Schedule(opt, "cosine", 10)
     for _ in range(5):
         sched.step()
     assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * sched.factor(5))   # not compounded step by step

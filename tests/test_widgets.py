@@ -8,7 +8,7 @@ from ftlab.lab import panels
 
 
 def test_freeze_explorer_really_freezes_and_updates_the_summary():
-    model = ft.pretrained(num_classes=2)
+    model = ft.vision.pretrained(num_classes=2)
     ex = ft.widgets.FreezeExplorer(model)
     assert isinstance(ex.widget, W.VBox)
     assert ft.trainable_count(model) == 2_562 and "2,562 of" in ex.summary.value

@@ -6,7 +6,7 @@ it and nothing in the library imports the lab (``tests/test_structure.py`` check
 torchvision keeps its training references outside the package:
 
 * a lesson's evidence: :func:`claim`, :func:`check_claims`, :func:`record`, :func:`read_metrics`
-  (:mod:`ftlab.lab.claims`);
+  (:mod:`ftlab.lab.claims`), and the spread of a result over seeds (:func:`spread`, :func:`aggregate`);
 * strategies of fine-tuning and one run of each: :data:`STRATEGIES`, :func:`run_strategy`, and the
   image experiment :func:`run_experiment` that ``notebooks/experiment.ipynb`` runs
   (:mod:`ftlab.lab.strategies`, :mod:`ftlab.lab.experiment`), and the :class:`TrainPanel` widget;
@@ -17,6 +17,7 @@ torchvision keeps its training references outside the package:
 
 Use it as ``ft.lab.<name>`` (``import ftlab as ft``; it loads on first use).
 """
+from ..summary import Spread, spread
 from .claims import STRICT_ENV, Claim, ClaimNotHeld, check_claims, claim, claims_table, read_metrics, record
 from .experiment import run_experiment
 from .full_detection import DETECTION_FULL, detection_full_run, format_detection_full
@@ -27,7 +28,7 @@ from .sweep import aggregate, collect_results, load_config, read_results, run_sw
 
 __all__ = ["STRICT_ENV", "Claim", "ClaimNotHeld", "check_claims", "claim", "claims_table", "read_metrics", "record",
            "STRATEGIES", "run_strategy", "strategy_top", "run_experiment", "TrainPanel",
-           "aggregate", "collect_results", "load_config", "read_results", "run_sweep", "save_sweep_figures",
+           "Spread", "spread", "aggregate", "collect_results", "load_config", "read_results", "run_sweep", "save_sweep_figures",
            "FULL", "coarsen", "format_full", "full_run", "load_full", "save_full", "select_full",
            "TEXT_FULL", "format_text_full", "text_full_run", "DETECTION_FULL", "detection_full_run", "format_detection_full"]
 

@@ -24,10 +24,10 @@ import time
 from typing import Any, Callable, Sequence
 
 from ..batches import seed_everything
+from ..caching import extract, fit_cached
 from ..callbacks import Callback
 from ..detection.data import loaders as make_loaders
 from ..detection.data import tree_crowns
-from ..detection.features import extract_maps, fit_cached
 from ..detection.models import pretrained
 from ..detection.predict import box_precision_recall, detect, evaluate
 from ..errors import UsageError
@@ -77,7 +77,8 @@ def _train(splits, maps, c: dict, seed: int, cfg: dict, weights: str | None = "c
     kw = dict(lr=c["lr"], weight_decay=cfg["weight_decay"], seed=seed, restore_best=False, device="cpu",
               progress=False, callbacks=[cb] if cb else [])
     if c["mode"] == "cached":
-        fit_cached(model, maps, None, c["epochs"], batch_size=cfg["batch_size"], **kw)
+        freeze_to(model, c["cut"])                                   # the maps' cut: the groups from it up train
+        fit_cached(model, (maps, None), c["epochs"], views="all", batch_size=cfg["batch_size"], **kw)
     elif c["mode"] == "end-to-end":
         unfreeze(model)
         if c["cut"] is not None:
@@ -147,12 +148,13 @@ def detection_full_run(seeds: Sequence[int] = DETECTION_FULL["seeds"], select: b
     def maps(c: dict, train):
         if c["mode"] != "cached":
             return None
-        key = (c["scale"], c["views"], len(train))
+        key = (c["scale"], c["views"], c["cut"], len(train))
         if key not in cache:
             t = time.perf_counter()
             cache.clear()                               # one set of maps in memory at a time
-            cache[key] = extract_maps(pretrained(num_classes=1), train, "backbone", views=c["views"])
-            say(f"backbone maps of {len(cache[key])} tile views (scale {c['scale']:g}): {time.perf_counter() - t:.0f} s")
+            cache[key] = extract(pretrained(num_classes=1), train, c["cut"], views=c["views"], cache=False)
+            say(f"maps below {c['cut']} of {len(cache[key])} tiles x {c['views']} views (scale {c['scale']:g}): "
+                f"{time.perf_counter() - t:.0f} s")
         return cache[key]
 
     selection = None

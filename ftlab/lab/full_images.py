@@ -5,10 +5,10 @@ section, chosen on the validation split only: ``ftlab full --select`` (:func:`se
 :data:`CANDIDATES` (backbone Lite0/1/2, input size, cut) and :data:`LEARNING_RATES` on validation
 and runs the winner; the test split is read once per seed. It is fast on a 2-core CPU because of three of ftlab's speed tools:
 
-* **cut-point caching** (:func:`ftlab.extract_features` with a cut): layer groups ``stem`` to
+* **cut-point caching** (:func:`ftlab.extract` with a cut): layer groups ``stem`` to
   ``blocks.4`` stay frozen, so their activations are computed once and stored; only
   ``blocks.5`` to the head are trained, on the stored activations;
-* **cached symmetries** (``views=8``, :data:`~ftlab.vision.D4_VIEWS`): the 8 flips and quarter turns of a square cell are
+* **cached symmetries** (``views=8``, :data:`~ftlab.vision.D4`): the 8 flips and quarter turns of a square cell are
   exact symmetries, so their activations are cached too. Every epoch shows each cell in a random
   one of its 8 views (augmentation at cached speed), and the test score averages the predictions
   over the 8 views (test-time augmentation);
@@ -32,15 +32,15 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..batches import seed_everything
+from ..caching import extract, fit_cached
 from ..errors import UsageError
-from ..features import extract_features, fit_head, predict_cached
 from ..files import atomic_write_text, repo_root
 from ..freezing import freeze_to
 from ..summary import spread
+from ..train import predict
 from ..vision.data import elpv
 from ..vision.loading import loaders as make_loaders
 from ..vision.models import preprocessing, pretrained
-from ..vision.transforms import D4_VIEWS
 
 __all__ = ["FULL", "CANDIDATES", "LEARNING_RATES", "SELECT", "full_run", "select_full", "coarsen", "format_full",
            "save_full", "load_full"]
@@ -86,7 +86,7 @@ SELECT: dict[str, Any] = dict(views=1, epochs=10, seed=0)
 
 def _splits_features(model, splits, size: int, cut: str, views: int, batch_size: int, subset, parts, device):
     dl = make_loaders(splits, preprocessing(model), image_size=size, batch_size=batch_size, subset=subset)
-    return {s: extract_features(model, getattr(dl, s), cut=cut, views=D4_VIEWS if views == 8 else None, device=device)
+    return {s: extract(model, getattr(dl, s), cut=cut, views=views, device=device)
             for s in parts}
 
 
@@ -120,7 +120,7 @@ def select_full(candidates: Sequence[dict[str, Any]] | None = None, learning_rat
         f = feats_of[key]
         seed_everything(seed)
         t = time.perf_counter()
-        h = fit_head(m, f["train"], f["val"], epochs, lr=lr, lr_mult=FULL["lr_mult"], weight_decay=FULL["weight_decay"],
+        h = fit_cached(m, (f["train"], f["val"]), epochs, lr=lr, lr_mult=FULL["lr_mult"], weight_decay=FULL["weight_decay"],
                      batch_size=FULL["batch_size"], seed=seed, device=device, progress=False)
         row = {**c, "lr": lr, "stage": stage, "val_acc4": h.best["val_acc"], "val_loss": h.best["val_loss"],
                "best_epoch": h.best_epoch, "val_acc4_per_epoch": [r["val_acc"] for r in h.rows],
@@ -198,10 +198,10 @@ def full_run(seeds: Sequence[int] = FULL["seeds"], image_size: int = FULL["image
         m = pretrained(model_name, num_classes=4)
         freeze_to(m, cut)
         t = time.perf_counter()
-        h = fit_head(m, feats["train"], feats["val"], epochs, lr=lr, lr_mult=lr_mult, weight_decay=weight_decay,
+        h = fit_cached(m, (feats["train"], feats["val"]), epochs, lr=lr, lr_mult=lr_mult, weight_decay=weight_decay,
                      batch_size=batch_size, seed=seed, device=device, progress=progress)
         train_seconds = time.perf_counter() - t
-        p4 = predict_cached(m, feats["test"], device).probs
+        p4 = predict(m, feats["test"], device=device).probs
         p2 = coarsen(p4)
         row = {"seed": seed, "acc4": _acc(p4, feats["test"].y), "acc2": _acc(p2, y2["test"]),
                "val_acc4": h.best["val_acc"], "best_epoch": h.best_epoch, "train_seconds": train_seconds,
@@ -210,10 +210,10 @@ def full_run(seeds: Sequence[int] = FULL["seeds"], image_size: int = FULL["image
             seed_everything(seed)
             m2 = pretrained(model_name, num_classes=2)
             freeze_to(m2, cut)
-            fit_head(m2, feats["train"].with_targets(y2["train"]), feats["val"].with_targets(y2["val"]), epochs,
+            fit_cached(m2, (feats["train"].with_targets(y2["train"]), feats["val"].with_targets(y2["val"])), epochs,
                      lr=lr, lr_mult=lr_mult, weight_decay=weight_decay, batch_size=batch_size, seed=seed,
                      device=device, progress=progress)
-            row["acc2_trained"] = _acc(predict_cached(m2, feats["test"], device).probs, y2["test"])
+            row["acc2_trained"] = _acc(predict(m2, feats["test"], device=device).probs, y2["test"])
         runs.append(row)
         probs4.append(p4)
         probs2.append(p2)

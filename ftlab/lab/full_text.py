@@ -10,7 +10,7 @@
    each seed's model is scored on the test split once. The summary is mean ± std over the
    seeds and the ensemble of the seeds (averaged probabilities).
 
-Speed on a 2-core CPU comes from cut-point caching (:func:`ftlab.text.extract_hidden`): the
+Speed on a 2-core CPU comes from cut-point caching (:func:`ftlab.extract` on token states): the
 layers below the cut are run once over all snippets and shared by every seed and candidate;
 only the top layers and the head train.
 """
@@ -22,13 +22,14 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..batches import seed_everything
+from ..caching import extract, fit_cached
 from ..errors import UsageError
 from ..freezing import freeze_to
 from ..summary import spread
 from ..text.data import rotten_tomatoes
-from ..text.features import extract_hidden, fit_hidden, predict_hidden
 from ..text.loading import loaders as make_loaders
 from ..text.models import pretrained, tokenizer
+from ..train import predict
 
 __all__ = ["TEXT_FULL", "CANDIDATES", "text_full_run", "format_text_full"]
 
@@ -46,7 +47,7 @@ def _train(feats, cut: str, lr: float, epochs: int, seed: int, cfg: dict, with_v
     freeze_to(model, cut)
     seed_everything(seed)
     model.classifier.reset_parameters()
-    history = fit_hidden(model, feats[cut]["train"], feats[cut]["val"] if with_val else None, epochs, lr=lr,
+    history = fit_cached(model, (feats[cut]["train"], feats[cut]["val"] if with_val else None), epochs, lr=lr,
                          lr_mult=cfg["lr_mult"], weight_decay=cfg["weight_decay"], batch_size=cfg["batch_size"],
                          seed=seed, restore_best=False, device="cpu", progress=False)
     return model, history
@@ -81,7 +82,7 @@ def text_full_run(seeds: Sequence[int] = TEXT_FULL["seeds"], select: bool = Fals
         if cut not in feats:
             t = time.perf_counter()
             freeze_to(base, cut)
-            feats[cut] = {s: extract_hidden(base, getattr(L, s), cut, device="cpu") for s in ("train", "val", "test")}
+            feats[cut] = {s: extract(base, getattr(L, s), cut, device="cpu") for s in ("train", "val", "test")}
             say(f"hidden states below {cut} of {sum(len(f) for f in feats[cut].values())} snippets: "
                 f"{time.perf_counter() - t:.0f} s")
 
@@ -107,7 +108,7 @@ def text_full_run(seeds: Sequence[int] = TEXT_FULL["seeds"], select: bool = Fals
     for seed in cfg["seeds"]:
         t = time.perf_counter()
         model, _ = _train(feats, cfg["cut"], cfg["lr"], cfg["epochs"], seed, cfg, with_val=False)
-        p = predict_hidden(model, feats[cfg["cut"]]["test"], device="cpu").probs
+        p = predict(model, feats[cfg["cut"]]["test"], device="cpu").probs
         probs.append(p)
         runs.append({"seed": seed, "acc": float((p.argmax(1) == y).float().mean()),
                      "train_seconds": time.perf_counter() - t})

@@ -22,8 +22,8 @@ from typing import Any, Iterable
 
 from torch import nn
 
+from ..caching import extract, fit_cached, linear_probe
 from ..errors import UsageError
-from ..features import extract_features, fit_cached, linear_probe
 from ..freezing import train_top, trainable_count
 from ..groups import layer_groups
 from ..train import evaluate, fit
@@ -75,9 +75,9 @@ def run_strategy(model: nn.Module, loaders, strategy: str = "head", epochs: int 
     row: dict[str, Any] = {"strategy": strategy}
     if k == 0:
         train_top(model, 0)
-        train = extract_features(model, loaders.train, device=device)
-        row.update(test_acc=linear_probe(train, extract_features(model, loaders.test, device=device), seed=seed),
-                   val_acc=linear_probe(train, extract_features(model, loaders.val, device=device), seed=seed),
+        train = extract(model, loaders.train, cut="head", device=device)
+        row.update(test_acc=linear_probe(train, extract(model, loaders.test, cut="head", device=device), seed=seed),
+                   val_acc=linear_probe(train, extract(model, loaders.val, cut="head", device=device), seed=seed),
                    trainable=train.x.shape[1] * len(getattr(loaders, "classes", [0, 0])), cached=True, history=None)
     else:
         train_top(model, k)

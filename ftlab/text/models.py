@@ -100,7 +100,7 @@ class SentenceClassifier(nn.Module):
 
     @property
     def drop_rate(self) -> float:
-        """The dropout before the head (what ``ft.fit_head`` applies on cached sentence vectors)."""
+        """The dropout before the head (what ``ft.fit_cached`` applies on cached sentence vectors)."""
         return self.dropout.p
 
     def embed(self, input_ids=None, attention_mask=None, token_type_ids=None, inputs_embeds=None) -> torch.Tensor:

@@ -1,17 +1,19 @@
 """Images: data sets as uint8 tensors, the two transform stages, seeded loaders, pretrained CNNs.
 
-Importing it registers the layer groups of timm's and torchvision's CNNs in :mod:`ftlab.groups`
-and lets :func:`ftlab.load_checkpoint` rebuild the models it makes. Everything here is also
-reachable as ``ftlab.<name>``.
+Importing it registers the layer groups of timm's and torchvision's CNNs in :mod:`ftlab.groups`,
+the images' caching adapter (:class:`ImageAdapter`) and lets :func:`ftlab.load_checkpoint`
+rebuild the models it makes. Use it as ``ft.vision.<name>``.
 """
+from .caching import ImageAdapter, pooled_features
 from .choosing import gflops, images_per_second, model_facts, subsample
 from .data import ImageSet, Splits, elpv, stratified_split
 from .folders import image_folder
 from .loading import Loaders, dataset, loaders, stratified_subset, with_augmentation
 from .models import imagenet_classes, predict_imagenet, preprocessing, pretrained, set_dropout
-from .transforms import AUGMENTATIONS, D4_VIEWS, augmentation, d4_view, preprocess
+from .transforms import AUGMENTATIONS, D4, augmentation, d4_boxes, d4_view, preprocess
 
 __all__ = ["ImageSet", "Splits", "elpv", "stratified_split", "gflops", "images_per_second", "model_facts", "subsample",
            "image_folder", "Loaders", "dataset", "loaders", "stratified_subset", "with_augmentation",
            "imagenet_classes", "predict_imagenet", "preprocessing", "pretrained", "set_dropout",
-           "AUGMENTATIONS", "D4_VIEWS", "augmentation", "d4_view", "preprocess"]
+           "AUGMENTATIONS", "D4", "augmentation", "d4_boxes", "d4_view", "preprocess",
+           "ImageAdapter", "pooled_features"]

@@ -4,7 +4,7 @@ A fine-tuning guide answers "which pretrained model?" with advice: how similar t
 and data are to yours, and how big the model is against your data. Lesson 08 measures what can
 be measured on one CPU: accuracy against model size, input resolution and training-set size,
 and images per second. The helpers here are the small parts the lesson needs besides the
-core's caching (:func:`ftlab.extract_features`, :func:`ftlab.features_at`) and probes.
+core's caching (:func:`ftlab.extract`, :func:`ftlab.features_at`) and probes.
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from ..batches import prepare
+from ..caching import Features
 from ..errors import UsageError
-from ..features import Features
 from ..freezing import eval_mode
 from .models import OFFLINE_MODELS, preprocessing, pretrained
 from .weights import lite_source_file
@@ -120,4 +120,4 @@ def subsample(feats: Features, n: int, seed: int = 0) -> Features:
     rng = np.random.default_rng(seed)
     order = {c: rng.permutation(np.flatnonzero(y == c)) for c in classes}
     index = torch.as_tensor(np.sort(np.concatenate([order[c][:k] for c, k in zip(classes, take)])))
-    return feats._replace(x=feats.x[index], y=feats.y[index])
+    return feats.subset(index)

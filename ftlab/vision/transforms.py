@@ -6,8 +6,8 @@ grayscale solar cells, 3 for photos) with ``torchvision.transforms.v2``. Stage 1
 :func:`preprocess`, is the model's own (size, mean, std and interpolation from
 :func:`ftlab.preprocessing`; nothing about them is hard-coded here). An :class:`~ftlab.ImageSet`
 holds them as ``augment`` and ``transform``, so feature caching can drop the random stage
-without guessing which ops are which. :data:`D4_VIEWS` are the 8 exact symmetries of a
-square image, the views that ``extract_features`` can cache.
+without guessing which ops are which. :data:`D4` are the 8 exact symmetries of a
+square image, the views that ``ft.extract`` can cache.
 
 Augmentation presets (train split only):
 
@@ -31,7 +31,7 @@ from torchvision.transforms import InterpolationMode, v2
 
 from ..errors import UsageError
 
-__all__ = ["AUGMENTATIONS", "Rot90", "RandomShift", "ToRGB", "augmentation", "preprocess", "d4_view", "D4_VIEWS"]
+__all__ = ["AUGMENTATIONS", "Rot90", "RandomShift", "ToRGB", "augmentation", "preprocess", "d4_view", "d4_boxes", "D4"]
 
 AUGMENTATIONS = ("none", "light", "strong")
 
@@ -130,20 +130,59 @@ def preprocess(config: Mapping[str, Any], image_size: int | None = None) -> v2.C
     ])
 
 
-def d4_view(x: torch.Tensor, k: int) -> torch.Tensor:
-    """View ``k`` (0-7) of the 8 symmetries of a square image batch: ``k % 4`` quarter turns, flipped if ``k >= 4``."""
+D4 = ("identity", "hflip", "vflip", "rot180", "rot90", "rot270", "transpose", "antitranspose")
+"""The 8 flips and quarter turns of a square image (the dihedral group D4; the first is the identity).
+
+The views that ``ft.extract(views=...)`` caches, for images and for photos with boxes alike:
+``views=2`` is the identity and the horizontal flip, ``views=8`` all of them."""
+
+
+def _d4_image(x: torch.Tensor, name: str) -> torch.Tensor:
+    if name in ("rot90", "rot270"):
+        return torch.rot90(x, 1 if name == "rot90" else -1, dims=(-2, -1))
+    if name in ("transpose", "antitranspose"):
+        x = x.transpose(-2, -1)
+        return x.flip(-2, -1) if name == "antitranspose" else x
+    dims = {"identity": (), "hflip": (-1,), "vflip": (-2,), "rot180": (-2, -1)}[name]
+    return x.flip(dims) if dims else x
+
+
+def d4_boxes(boxes: torch.Tensor, view: int | str, size) -> torch.Tensor:
+    """``[K, 4]`` xyxy pixel boxes of an image of ``size`` (h, w) moved as :func:`d4_view` moves the image."""
+    return _d4_boxes(torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4), _d4_name(view), *size)
+
+
+def _d4_name(view) -> str:
+    name = D4[view] if isinstance(view, int) and not isinstance(view, bool) and 0 <= view < 8 else view
+    if name not in D4:
+        raise UsageError(f"Unknown view {view!r}: the views are {', '.join(D4)} (or their indices 0-7).")
+    return name
+
+
+def _d4_boxes(b: torch.Tensor, name: str, h: float, w: float) -> torch.Tensor:
+    x1, y1, x2, y2 = b.unbind(-1)
+    moved = {"identity": (x1, y1, x2, y2), "hflip": (w - x2, y1, w - x1, y2), "vflip": (x1, h - y2, x2, h - y1),
+             "rot180": (w - x2, h - y2, w - x1, h - y1), "rot90": (y1, w - x2, y2, w - x1),
+             "rot270": (h - y2, x1, h - y1, x2), "transpose": (y1, x1, y2, x2),
+             "antitranspose": (h - y2, w - x2, h - y1, w - x1)}[name]
+    return torch.stack(moved, -1)
+
+
+def d4_view(x: torch.Tensor, view: int | str, boxes: torch.Tensor | None = None):
+    """One of the 8 symmetries :data:`D4` of a square image batch ``[..., H, W]`` (by name or index), exact.
+
+    Args:
+        x: images ``[..., H, W]`` with ``H == W``.
+        view: a name of :data:`D4` or its index.
+        boxes: optional ``[K, 4]`` xyxy pixel boxes of one image, moved along.
+
+    Returns:
+        The image(s) in that view, or ``(image, boxes)`` when boxes are given.
+    """
+    name = _d4_name(view)
     if x.shape[-1] != x.shape[-2]:
         raise UsageError(f"Flips and 90-degree rotations are symmetries of square images only, got {tuple(x.shape[-2:])}.")
-    x = torch.rot90(x, k % 4, dims=(-2, -1))
-    return x.flip(-1) if k >= 4 else x
-
-
-def _view(k: int):
-    def view(x: torch.Tensor) -> torch.Tensor:
-        return d4_view(x, k)
-    view.__name__ = f"d4_{k}"
-    return view
-
-
-D4_VIEWS = tuple(_view(k) for k in range(8))
-"""The 8 flips and quarter turns of a square image (the first is the identity), for ``extract_features(views=...)``."""
+    out = _d4_image(x, name)
+    if boxes is None:
+        return out
+    return out, _d4_boxes(torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4), name, *x.shape[-2:])
