@@ -7,8 +7,9 @@ A data set here is anything with ``targets`` (int64 tensor), ``classes``, ``name
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -17,7 +18,31 @@ from torch.utils.data import DataLoader
 from .errors import DataError
 from .tables import Table
 
-__all__ = ["Splits", "Loaders", "stratified_split", "stratified_subset", "subset_parts"]
+__all__ = ["Splits", "Loaders", "DATASETS", "register_dataset", "dataset", "stratified_split", "stratified_subset",
+           "subset_parts"]
+
+DATASETS: dict[str, tuple[str, Callable[..., "Splits"]]] = {}
+"""Every data set ftlab knows by name: ``{name: (modality, function giving its Splits)}``."""
+
+
+def register_dataset(name: str, modality: str, make: Callable[..., "Splits"]) -> None:
+    """Make ``ft.<modality>.dataset(name)`` (and ``ftlab.splits.dataset(name)``) give ``make(**kwargs)``."""
+    DATASETS[name] = (modality, make)
+
+
+def dataset(name: str, modality: str | None = None, **kwargs) -> "Splits":
+    """A data set by name, from the one registry (:data:`DATASETS`); ``modality`` restricts the names.
+
+    Raises:
+        DataError: an unknown name, with the close matches and the known names.
+    """
+    known = [n for n, (m, _) in DATASETS.items() if modality in (None, m)]
+    if name in known:
+        return DATASETS[name][1](**kwargs)
+    close = difflib.get_close_matches(str(name), known, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    what = f"{modality} data set" if modality else "data set"
+    raise DataError(f"Unknown {what} {name!r}.{hint} Known: {', '.join(known) or 'none'}.")
 
 
 @dataclass
@@ -80,9 +105,11 @@ def stratified_subset(data, subset: int | float, seed: int = 0):
     Raises:
         DataError: more items per class than a class has, or a fraction outside (0, 1].
     """
-    counts = data.counts()
     rng = np.random.default_rng(seed)
-    targets = data.targets.numpy()
+    if getattr(data, "targets", None) is None:               # no class per item (tiles with boxes): one stratum
+        counts, targets = {"items": len(data)}, np.zeros(len(data), dtype=np.int64)
+    else:
+        counts, targets = data.counts(), data.targets.numpy()
     if isinstance(subset, bool) or not isinstance(subset, (int, float)):
         raise DataError(f"subset must be an int (items per class) or a float fraction, not {subset!r}.")
     if isinstance(subset, float):

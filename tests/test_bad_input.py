@@ -53,7 +53,7 @@ def test_max_length_beyond_the_model_limit_is_refused(tok, small_bert):
     with pytest.raises(ft.UsageError, match="200 tokens is longer than this model reads \\(128 positions\\)"):
         small_bert(input_ids=ids)
     with pytest.raises(ft.UsageError, match="max_length must be"):
-        ft.text.predict_texts(small_bert, tok, ["fine"], max_length=1024)
+        ft.text.predict_texts(small_bert, ["fine"], max_length=1024, tokenizer=tok)
 
 
 # 3. text decoded with errors="surrogateescape"
@@ -64,10 +64,10 @@ def test_lone_surrogates_are_refused_where_the_text_enters(tok, small_bert):
     with pytest.raises(ft.DataError, match="not valid UTF-8"):
         ft.text.texts_to_splits([*TEXTS[:-1], bad], LABELS)
     with pytest.raises(ft.DataError, match="not valid UTF-8"):
-        ft.text.predict_texts(small_bert, tok, ["fine", bad])
+        ft.text.predict_texts(small_bert, ["fine", bad], tokenizer=tok)
     with pytest.raises(ft.DataError, match="wrap it as"):
         ft.text.similarities(small_bert, tok, "one string")
-    out = ft.text.predict_texts(small_bert, tok, ["a fine film", "a dull one"], classes=["rotten", "fresh"])
+    out = ft.text.predict_texts(small_bert, ["a fine film", "a dull one"], classes=["rotten", "fresh"], tokenizer=tok)
     assert out["probs"].shape == (2, 2) and set(out["names"]) <= {"rotten", "fresh"}
 
 
@@ -88,7 +88,7 @@ def test_add_lora_twice_keeps_the_trained_adapters(small_bert):
 
 # 5. a LoRA checkpoint
 def test_a_lora_checkpoint_rebuilds_its_adapters_or_says_how(tmp_path):
-    m = ft.text.add_lora(ft.text.pretrained(weights=None), r=4, alpha=8)
+    m = ft.text.add_lora(ft.text.pretrained(num_classes=2, weights=None), r=4, alpha=8)
     with torch.no_grad():
         m.bert.encoder.layer[0].attention.self.query.lora_B["default"].weight.fill_(0.25)
     path = ft.save_checkpoint(tmp_path / "lora.pt", m, classes=["rotten", "fresh"])
@@ -98,10 +98,10 @@ def test_a_lora_checkpoint_rebuilds_its_adapters_or_says_how(tmp_path):
                        m.state_dict()[next(k for k in m.state_dict() if "lora_B" in k)])
     assert ft.trainable_count(loaded) == ft.trainable_count(m)
     with pytest.raises(ft.UsageError, match=r"LoRA|lora.*ft.text.add_lora\(model, r=4, alpha=8"):
-        ft.load_checkpoint(path, ft.text.pretrained(weights=None))
-    plain = ft.save_checkpoint(tmp_path / "plain.pt", ft.text.pretrained(weights=None))
+        ft.load_checkpoint(path, ft.text.pretrained(num_classes=2, weights=None))
+    plain = ft.save_checkpoint(tmp_path / "plain.pt", ft.text.pretrained(num_classes=2, weights=None))
     with pytest.raises(ft.UsageError, match="holds a model with no adapters"):
-        ft.load_checkpoint(plain, ft.text.add_lora(ft.text.pretrained(weights=None)))
+        ft.load_checkpoint(plain, ft.text.add_lora(ft.text.pretrained(num_classes=2, weights=None)))
 
 
 # 6. a detector's class names

@@ -144,7 +144,7 @@ def test_four_quarter_turns_are_the_identity_and_boxes_follow_the_pixels(trees):
 
 
 def test_random_crops_keep_boxes_inside_and_drop_the_too_small(trees):
-    aug = ft.detection.augmentation("boxes")
+    aug = ft.detection.augmentation("strong")
     torch.manual_seed(0)
     for i in range(12):
         image, target = aug(*trees.train[i % len(trees.train)])
@@ -159,7 +159,7 @@ def test_random_crops_keep_boxes_inside_and_drop_the_too_small(trees):
 
 def test_fit_trains_the_head_with_the_loss_in_the_model(trees, tree_model):
     small = ft.Splits(trees.train.subset(range(1, 5)), trees.val, trees.test.subset(range(2)), "small")
-    L = ft.detection.loaders(small, batch_size=2, augment="flips", seed=0)
+    L = ft.detection.loaders(small, batch_size=2, augment="light", seed=0)
     images, targets = next(iter(L.train))
     assert len(images) == 2 and set(targets[0]) == {"boxes", "labels"}
     ft.train_top(tree_model, 1)

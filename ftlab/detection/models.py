@@ -191,26 +191,27 @@ def _new_head(model: YOLOv3Tiny, num_classes: int, class_names: list[str] | None
     return new
 
 
-def pretrained(name: str = "yolov3_tiny", num_classes: int | None = None, class_names: list[str] | None = None,
-               weights: str | None = "coco", **kw: Any) -> YOLOv3Tiny:
+def pretrained(name: str | None = None, num_classes: int | None = None, weights: str | None = "pretrained",
+               class_names: list[str] | None = None, **kw: Any) -> YOLOv3Tiny:
     """YOLOv3-tiny with its COCO weights (default: the 80 COCO classes), or with a new head.
 
     Args:
-        name: ``"yolov3_tiny"``.
+        name: ``"yolov3_tiny"`` (the default).
         num_classes: None keeps the COCO head (80 classes); a number replaces only the class rows
             of the two output convolutions (box and objectness rows are kept from COCO).
         class_names: names of the new classes (default ``"0"``, ``"1"``, ...).
-        weights: ``"coco"`` (Darknet's release, sha256-checked) or None (random initialisation,
-            the from-scratch baseline).
+        weights: ``"pretrained"`` (Darknet's COCO release, sha256-checked; ``"coco"`` says the same)
+            or None (random initialisation, the from-scratch baseline).
         **kw: ``conf``, ``iou``, ``max_det`` for decoding, ``anchor_t`` for the loss (see :class:`YOLOv3Tiny`).
 
     Raises:
         WeightsUnavailable: the weights package is not installed, or its file is not the release.
     """
+    name = name or DETECTORS[0]
     if name not in DETECTORS:
         raise UsageError(f"Unknown detector {name!r}; ftlab has {', '.join(DETECTORS)}.")
-    if weights not in ("coco", None):
-        raise UsageError(f"weights must be 'coco' or None (random initialisation), not {weights!r}.")
+    if weights not in ("pretrained", "coco", None):
+        raise UsageError(f"weights must be 'pretrained' (COCO's) or None (random initialisation), not {weights!r}.")
     if class_names is not None and num_classes is not None and len(class_names) != num_classes:
         raise UsageError(f"{len(class_names)} class names for num_classes={num_classes}.")
     if weights is None:

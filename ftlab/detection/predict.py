@@ -8,6 +8,7 @@ over IoU thresholds 0.50, 0.55, ..., 0.95) and keeps the precision-recall curve 
 """
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any, Iterable
 
@@ -20,7 +21,10 @@ from ..errors import UsageError
 from ..freezing import eval_mode
 from .data import as_photo
 
-__all__ = ["letterbox", "predict_boxes", "detect", "evaluate", "box_precision_recall"]
+__all__ = ["METRIC", "letterbox", "predict_boxes", "detect", "evaluate", "box_precision_recall"]
+
+METRIC = "map_50"
+"""The primary metric of :func:`evaluate` (mAP at IoU 0.5)."""
 
 
 def letterbox(image: torch.Tensor, size: int = 416, fill: float = 0.5) -> tuple[torch.Tensor, float, tuple[int, int]]:
@@ -40,7 +44,8 @@ def letterbox(image: torch.Tensor, size: int = 416, fill: float = 0.5) -> tuple[
 
 
 @torch.no_grad()
-def predict_boxes(model, images, conf: float = 0.25, size: int = 416, device: str = "auto") -> list[dict[str, Any]]:
+def predict_boxes(model, images, conf: float = 0.25, size: int = 416, batch_size: int = 8,
+                  device: str = "auto") -> list[dict[str, Any]]:
     """Detections for photos of any size: one dict per photo with ``boxes`` (xyxy, photo pixels),
     ``scores``, ``labels`` and ``names``.
 
@@ -50,6 +55,7 @@ def predict_boxes(model, images, conf: float = 0.25, size: int = 416, device: st
             16-bit photos are refused rather than guessed at, see :func:`~ftlab.detection.as_photo`).
         conf: lowest score shown (Darknet's demo uses 0.25; mAP uses everything above ``model.conf``).
         size: the letterbox size (416, what the weights were trained at; any multiple of 32 runs).
+        batch_size, device: how the detector runs.
     """
     if not callable(getattr(model, "decode", None)) or not hasattr(model, "num_classes"):
         raise UsageError(f"predict_boxes needs a detector (ft.detection.pretrained()), not a {type(model).__name__}; "
@@ -66,7 +72,8 @@ def predict_boxes(model, images, conf: float = 0.25, size: int = 416, device: st
     model.to(dev)
     boxed = [letterbox(p, size) for p in photos]
     with eval_mode(model):
-        raw = model(torch.stack([b[0] for b in boxed]).to(dev))
+        raw = [d for i in range(0, len(boxed), batch_size)
+               for d in model(torch.stack([b[0] for b in boxed[i:i + batch_size]]).to(dev))]
     names = getattr(model, "class_names", None)
     out = []
     for det, (_, scale, (left, top)), photo in zip(raw, boxed, photos):
@@ -90,43 +97,60 @@ def _batches(data, batch_size: int) -> Iterable:
 
 
 @torch.no_grad()
+def _run(model, data, batch_size: int, device: str) -> tuple[list[dict], list[dict], float]:
+    """Detections and targets per image, and the summed YOLO loss of the batches (weighted by images)."""
+    from .yolo import yolo_loss
+
+    dev = resolve_device(device)
+    model.to(dev)
+    preds, targets, loss = [], [], 0.0
+    with eval_mode(model):
+        for images, tg in _batches(data, batch_size):
+            x = torch.stack([torch.as_tensor(im).as_subclass(torch.Tensor) for im in images]).to(dev)
+            raw = model.raw(x)
+            preds += [{k: v.cpu() for k, v in d.items()} for d in model.decode(raw, x.shape[-2:])]
+            tg = [{"boxes": torch.as_tensor(t["boxes"]).as_subclass(torch.Tensor).float().reshape(-1, 4),
+                   "labels": torch.as_tensor(t["labels"]).long()} for t in tg]
+            parts = yolo_loss(raw, [{k: v.to(dev) for k, v in t.items()} for t in tg], model.anchors,
+                              model.num_classes, x.shape[-2:], anchor_t=model.anchor_t)
+            loss += float(sum(parts.values())) * len(images)
+            targets += [{k: v.cpu() for k, v in t.items()} for t in tg]
+    return preds, targets, loss
+
+
 def detect(model, data, batch_size: int = 8, device: str = "auto") -> tuple[list[dict], list[dict]]:
     """Run a detector over a labelled data set (or a loader of ``(images, targets)``).
 
     Returns:
         ``(predictions, targets)``: one dict per image each, on the CPU.
     """
-    dev = resolve_device(device)
-    model.to(dev)
-    preds, targets = [], []
-    with eval_mode(model):
-        for images, tg in _batches(data, batch_size):
-            out = model([torch.as_tensor(im).to(dev) for im in images])
-            preds += [{k: v.cpu() for k, v in d.items()} for d in out]
-            targets += [{"boxes": torch.as_tensor(t["boxes"]).float().reshape(-1, 4).cpu(),
-                         "labels": torch.as_tensor(t["labels"]).long().cpu()} for t in tg]
+    preds, targets, _ = _run(model, data, batch_size, device)
     return preds, targets
 
 
-def evaluate(model=None, data=None, *, predictions: tuple[list[dict], list[dict]] | None = None,
-             batch_size: int = 8, device: str = "auto") -> dict[str, Any]:
-    """Mean average precision of a detector on a labelled set (torchmetrics, COCO definition).
+def evaluate(model=None, data=None, *, batch_size: int = 8, device: str = "auto",
+             predictions: tuple[list[dict], list[dict]] | None = None) -> dict[str, Any]:
+    """The YOLO loss and mean average precision of a detector on a labelled set (torchmetrics, COCO definition).
 
     Args:
         model, data: the detector and a data set / loader of ``(image, target)``;
-        predictions: or the ``(predictions, targets)`` of :func:`detect`, to score them without rerunning.
+        batch_size, device: how the detector runs.
+        predictions: or the ``(predictions, targets)`` of :func:`detect`, to score them without rerunning
+            (the loss is then nan).
 
     Returns:
-        ``{"map_50", "map", "map_75", "mar_100", "n_images", "n_boxes", "pr": {"recall", "precision"}}``;
-        ``map`` is mAP@0.5:0.95, ``pr`` the precision-recall curve at IoU 0.5 (101 recall points).
+        ``{"loss", "map_50", "n", ...}``: the loss per image, mAP@0.5 (the primary metric, see
+        :data:`METRIC`) and the number of images, with the extras ``map`` (mAP@0.5:0.95), ``map_75``,
+        ``mar_100``, ``n_boxes`` and ``pr`` (the precision-recall curve at IoU 0.5, 101 recall points).
     """
     from torchmetrics.detection import MeanAveragePrecision
 
     if predictions is None:
         if model is None or data is None:
             raise UsageError("evaluate needs a model and data, or predictions=(predictions, targets) from detect().")
-        predictions = detect(model, data, batch_size=batch_size, device=device)
-    preds, targets = predictions
+        preds, targets, loss = _run(model, data, batch_size, device)
+    else:
+        (preds, targets), loss = predictions, math.nan
     if not preds:
         raise UsageError("evaluate got no images to score.")
     metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", extended_summary=True)
@@ -137,8 +161,8 @@ def evaluate(model=None, data=None, *, predictions: tuple[list[dict], list[dict]
     precision = res["precision"]                       # [iou thresholds, 101 recall points, classes, areas, max dets]
     curve = precision[0, :, :, 0, -1]
     curve = torch.where(curve < 0, torch.nan, curve).nanmean(-1)        # mean over classes, area "all", 100 dets
-    return {"map_50": float(res["map_50"]), "map": float(res["map"]), "map_75": float(res["map_75"]),
-            "mar_100": float(res["mar_100"]), "n_images": len(preds),
+    return {"loss": loss / len(preds), "map_50": float(res["map_50"]), "n": len(preds), "map": float(res["map"]),
+            "map_75": float(res["map_75"]), "mar_100": float(res["mar_100"]),
             "n_boxes": int(sum(len(t["boxes"]) for t in targets)),
             "pr": {"recall": np.linspace(0, 1, 101).tolist(), "precision": torch.nan_to_num(curve, nan=0.0).tolist()}}
 

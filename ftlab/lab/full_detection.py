@@ -83,7 +83,7 @@ def _train(splits, maps, c: dict, seed: int, cfg: dict, weights: str | None = "c
         unfreeze(model)
         if c["cut"] is not None:
             freeze_to(model, c["cut"])
-        fit(model, (make_loaders(splits, batch_size=cfg["batch_size"], augment="boxes", seed=seed).train, None),
+        fit(model, (make_loaders(splits, batch_size=cfg["batch_size"], augment="strong", seed=seed).train, None),
             c["epochs"], **kw)
     else:
         raise UsageError(f"Unknown training mode {c['mode']!r}: 'cached' or 'end-to-end'.")

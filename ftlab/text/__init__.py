@@ -8,14 +8,14 @@ Face's ``BertForSequenceClassification`` in :mod:`ftlab.groups` and lets
 ``transformers`` and ``peft`` are imported only when a model, tokenizer or LoRA is made.
 """
 from .caching import TextAdapter, TokenTop
-from .data import TEXT_DATASETS, TextSet, check_texts, rotten_tomatoes, rotten_tomatoes_file, text_dataset
-from .explain import Attribution, confident_mistakes, predict_texts, similarities, token_attributions
-from .loading import LengthGroupedBatches, TokenizedSet, loaders, texts_to_splits
+from .data import TextSet, check_texts, dataset, rotten_tomatoes, rotten_tomatoes_file
+from .explain import METRIC, Attribution, confident_mistakes, evaluate, predict_texts, similarities, token_attributions
+from .loading import LengthGroupedBatches, TokenizedSet, loaders, texts_to_splits, tokenizer_of
 from .models import MINILM_SHA256, TEXT_MODELS, SentenceClassifier, add_lora, mean_pool, model_dir, pretrained, tokenizer
 
-__all__ = ["Attribution", "confident_mistakes", "predict_texts", "similarities", "token_attributions",
-           "TEXT_DATASETS", "TextSet", "check_texts", "rotten_tomatoes", "rotten_tomatoes_file", "text_dataset",
+__all__ = ["METRIC", "Attribution", "confident_mistakes", "evaluate", "predict_texts", "similarities", "token_attributions",
+           "TextSet", "check_texts", "dataset", "rotten_tomatoes", "rotten_tomatoes_file",
            "TextAdapter", "TokenTop",
-           "TokenizedSet", "LengthGroupedBatches", "loaders", "texts_to_splits",
+           "TokenizedSet", "LengthGroupedBatches", "loaders", "texts_to_splits", "tokenizer_of",
            "MINILM_SHA256", "TEXT_MODELS", "SentenceClassifier", "add_lora", "mean_pool", "model_dir", "pretrained",
            "tokenizer"]

