@@ -29,7 +29,7 @@ from .freezing import eval_mode, train_mode, trainable_count
 from .history import History
 from .optim import Schedule, add_unfrozen, make_optimizer, param_groups
 
-__all__ = ["fit", "evaluate", "predict", "Predictions"]
+__all__ = ["fit", "evaluate", "predict", "Predictions", "named_predictions"]
 
 
 def _split_loaders(loaders) -> tuple[Iterable, Iterable | None]:
@@ -280,3 +280,13 @@ def predict(model: nn.Module, loader, device: str | torch.device = "auto", step:
     lg = torch.cat(logits) if logits else torch.empty(0, 0)
     tg = torch.cat(targets).long() if targets else torch.empty(0, dtype=torch.long)
     return Predictions(lg.softmax(-1), lg.argmax(-1), tg, lg)
+
+
+def named_predictions(probs: torch.Tensor, classes=None) -> dict:
+    """``{"probs", "labels", "names"}`` for class probabilities ``[N, C]`` (names default ``"0"``, ``"1"``, ...):
+    what every modality's raw-input ``predict_*`` returns."""
+    names = list(classes) if classes is not None else [str(c) for c in range(probs.shape[1])]
+    if len(names) != probs.shape[1]:
+        raise UsageError(f"{len(names)} class names for a {probs.shape[1]}-class model: give one name per output.")
+    labels = probs.argmax(1)
+    return {"probs": probs, "labels": labels, "names": [names[i] for i in labels.tolist()]}

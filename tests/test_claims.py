@@ -45,3 +45,14 @@ def test_check_claims_shows_them_and_raises_only_when_strict(monkeypatch):
     assert ft.lab.check_claims(claims[:1]).title == "1 of 1 claims hold in this run"
     with pytest.raises(ft.lab.ClaimNotHeld, match="do not hold at these settings: ✗ DOES NOT HOLD in this run: fails"):
         ft.lab.check_claims(claims)
+
+
+def test_a_choice_is_made_on_validation_and_recorded(tmp_path):
+    c = ft.lab.choose("strategy", {"head": 0.80, "top2": ft.lab.spread([0.82, 0.84]), "full": float("nan")}, on="val")
+    assert (c.best, c.on) == ("top2", "val") and set(c.scores) == {"head", "top2"}
+    assert ft.lab.choose("lr", {1e-3: 0.5, 1e-2: 0.4}, on="train", higher=False).best == 1e-2
+    with pytest.raises(ft.UsageError, match="not on 'test'"):
+        ft.lab.choose("strategy", {"head": 0.8}, on="test")
+    ft.lab.record("00_demo", tmp_path, choices=[c])
+    saved = json.loads((tmp_path / "metrics" / "00_demo.json").read_text())["choices"][0]
+    assert saved["best"] == "top2" and saved["on"] == "val" and saved["scores"]["top2"] == pytest.approx(0.83)

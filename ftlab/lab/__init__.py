@@ -18,7 +18,7 @@ torchvision keeps its training references outside the package:
 Use it as ``ft.lab.<name>`` (``import ftlab as ft``; it loads on first use).
 """
 from ..summary import Spread, spread
-from .claims import STRICT_ENV, Claim, ClaimNotHeld, check_claims, claim, claims_table, read_metrics, record
+from .claims import STRICT_ENV, Choice, Claim, ClaimNotHeld, check_claims, choose, claim, claims_table, read_metrics, record
 from .experiment import run_experiment
 from .full_detection import DETECTION_FULL, detection_full_run, format_detection_full
 from .full_images import FULL, coarsen, format_full, full_run, load_full, save_full, select_full
@@ -26,7 +26,8 @@ from .full_text import TEXT_FULL, format_text_full, text_full_run
 from .strategies import STRATEGIES, run_strategy, strategy_top
 from .sweep import aggregate, collect_results, load_config, read_results, run_sweep, save_sweep_figures
 
-__all__ = ["STRICT_ENV", "Claim", "ClaimNotHeld", "check_claims", "claim", "claims_table", "read_metrics", "record",
+__all__ = ["STRICT_ENV", "Choice", "choose", "Claim", "ClaimNotHeld", "check_claims", "claim", "claims_table",
+           "read_metrics", "record",
            "STRATEGIES", "run_strategy", "strategy_top", "run_experiment", "TrainPanel",
            "Spread", "spread", "aggregate", "collect_results", "load_config", "read_results", "run_sweep", "save_sweep_figures",
            "FULL", "coarsen", "format_full", "full_run", "load_full", "save_full", "select_full",

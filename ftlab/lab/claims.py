@@ -27,7 +27,7 @@ from ..files import atomic_write_text
 from ..tables import Table
 
 __all__ = ["STRICT_ENV", "Claim", "ClaimNotHeld",
-           "claim", "claims_table", "check_claims", "record", "read_metrics"]
+           "Choice", "choose", "claim", "claims_table", "check_claims", "record", "read_metrics"]
 
 STRICT_ENV = "FTLAB_STRICT_CLAIMS"   # "1": a claim that does not hold is an error (the tests' runs at the defaults)
 
@@ -76,6 +76,46 @@ def claim(text: str, holds, **evidence: Any) -> Claim:
     return Claim(text.strip(), bool(holds), {k: _plain(v) for k, v in evidence.items()})
 
 
+SPLITS_TO_CHOOSE_ON = ("train", "val")
+
+
+@dataclass
+class Choice:
+    """A choice among candidates, the split whose scores made it, and those scores (recorded with the lesson)."""
+
+    what: str
+    best: Any
+    on: str
+    scores: dict[str, float]
+
+    def __repr__(self) -> str:
+        return f"{self.what}: {self.best} (chosen on {self.on}, {self.scores[str(self.best)]:.4g})"
+
+
+def choose(what: str, scores: dict, on: str, higher: bool = True) -> Choice:
+    """The candidate with the best score, chosen on a named split that is never the test split.
+
+    Args:
+        what: what is chosen (``"layer group"``, ``"strategy"`` ...), for the record.
+        scores: ``{candidate: score}`` on the split ``on`` (a number, or an object with ``.mean``).
+        on: ``"val"`` (a choice that a test score reports on) or ``"train"`` (e.g. the training
+            loss of a learning-rate range test).
+        higher: True when a higher score is better (accuracy), False for losses.
+
+    Raises:
+        UsageError: ``on`` is the test split (or unknown), or there are no candidates.
+    """
+    if on not in SPLITS_TO_CHOOSE_ON:
+        raise UsageError(f"A choice is made on {' or '.join(SPLITS_TO_CHOOSE_ON)}, not on {on!r}: the test split is "
+                         "read once, for the chosen candidate.")
+    values = {c: float(getattr(v, "mean", v)) for c, v in scores.items()}
+    values = {c: v for c, v in values.items() if math.isfinite(v)}
+    if not values:
+        raise UsageError(f"No candidates with a score to choose the {what} from.")
+    best = (max if higher else min)(values, key=values.get)
+    return Choice(what, best, on, {str(c): v for c, v in values.items()})
+
+
 def claims_table(claims: Sequence[Claim]) -> Table:
     """The claims of a lesson as a table: each claim, whether it holds, its evidence."""
     rows = [["✓" if c.holds else "✗", c.claim, ", ".join(f"{k}={v}" for k, v in c.evidence.items())] for c in claims]
@@ -102,13 +142,15 @@ def check_claims(claims: Sequence[Claim]) -> Table:
     return claims_table(claims)
 
 
-def record(lesson: str, out_dir: str | Path | None = None, claims: Sequence[Claim] = (), **metrics: Any) -> dict[str, Any]:
+def record(lesson: str, out_dir: str | Path | None = None, claims: Sequence[Claim] = (), choices: Sequence[Choice] = (),
+           **metrics: Any) -> dict[str, Any]:
     """Record a lesson's key metrics and claims; with ``out_dir`` also write ``<out_dir>/metrics/<lesson>.json``.
 
     Args:
         lesson: lesson id, e.g. ``"02_head_only"``.
         out_dir: the run's output directory (the lessons' ``OUT_DIR`` parameter); None = only return.
         claims: the lesson's :func:`claim` results, stored under ``"claims"``.
+        choices: the lesson's :func:`choose` results (what, best, split, scores), under ``"choices"``.
         **metrics: numbers (or short strings) to record.
 
     Returns:
@@ -119,6 +161,11 @@ def record(lesson: str, out_dir: str | Path | None = None, claims: Sequence[Clai
         if not all(isinstance(c, Claim) for c in claims):
             raise UsageError("claims= takes the results of ft.lab.claim(...).")
         clean["claims"] = [asdict(c) for c in claims]
+    if choices:
+        if not all(isinstance(c, Choice) for c in choices):
+            raise UsageError("choices= takes the results of ft.lab.choose(...).")
+        clean["choices"] = [{**asdict(c), "best": _plain(c.best), "scores": {k: _plain(v) for k, v in c.scores.items()}}
+                            for c in choices]
     if out_dir:
         atomic_write_text(Path(out_dir) / "metrics" / f"{lesson}.json", json.dumps(clean, indent=2))
     return clean

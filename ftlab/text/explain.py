@@ -20,6 +20,7 @@ from ..batches import prepare
 from ..errors import UsageError
 from ..freezing import eval_mode
 from ..train import evaluate as evaluate_loader
+from ..train import named_predictions
 from .data import TextSet, check_texts
 from .loading import TokenizedSet, check_max_length, tokenizer_of
 
@@ -60,12 +61,7 @@ def predict_texts(model: nn.Module, texts: Sequence[str], classes: Sequence[str]
             enc = tokenizer(texts[i: i + batch_size], padding=True, truncation=True, max_length=max_length,
                             return_tensors="pt").to(dev)
             probs.append(model(**enc).logits.float().softmax(-1).cpu())
-    probs = torch.cat(probs)
-    names = list(classes) if classes is not None else [str(c) for c in range(probs.shape[1])]
-    if len(names) != probs.shape[1]:
-        raise UsageError(f"{len(names)} class names for a {probs.shape[1]}-class model: give one name per output.")
-    labels = probs.argmax(1)
-    return {"probs": probs, "labels": labels, "names": [names[i] for i in labels.tolist()]}
+    return named_predictions(torch.cat(probs), classes)
 
 
 def evaluate(model: nn.Module, data, batch_size: int = 64, device: str | torch.device = "auto") -> dict[str, float]:

@@ -18,6 +18,7 @@ from ..batches import prepare
 from ..errors import UsageError
 from ..freezing import eval_mode
 from ..train import evaluate as evaluate_loader
+from ..train import named_predictions
 from .models import imagenet_classes, preprocessing
 from .transforms import preprocess
 
@@ -101,12 +102,7 @@ def predict_images(model: nn.Module, images: Sequence, classes: Sequence[str] | 
             batch = torch.stack([transform(_to_chw_uint8(im)) for im in images[i:i + batch_size]]).to(dev)
             probs.append(model(batch).float().softmax(-1).cpu())
     probs = torch.cat(probs)
-    if classes is None:
-        classes = imagenet_classes() if probs.shape[1] == 1000 else [str(c) for c in range(probs.shape[1])]
-    if len(classes) != probs.shape[1]:
-        raise UsageError(f"{len(classes)} class names for a {probs.shape[1]}-class model: give one name per output.")
-    labels = probs.argmax(1)
-    return {"probs": probs, "labels": labels, "names": [classes[i] for i in labels.tolist()]}
+    return named_predictions(probs, imagenet_classes() if classes is None and probs.shape[1] == 1000 else classes)
 
 
 def evaluate(model: nn.Module, data, batch_size: int = 64, device: str | torch.device = "auto") -> dict[str, float]:
