@@ -8,8 +8,8 @@ import pytest
 import torch
 
 matplotlib.use("Agg")
-# The lessons run by nbval at their classroom defaults must keep every claim they make: under this
-# switch ft.lab.check_claims raises on one that does not hold. Runs with other (tiny) settings unset it.
+# The lessons run by nbval at their classroom defaults must give every claim the verdict its prose declares: under this
+# switch ft.lab.check_claims raises on any other verdict. Runs with other (tiny) settings unset it.
 os.environ.setdefault("FTLAB_STRICT_CLAIMS", "1")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 

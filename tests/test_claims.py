@@ -7,6 +7,7 @@ import torch
 
 import ftlab as ft
 from ftlab.lab import lessons
+from ftlab.train import Predictions
 
 
 def test_claim_records_the_condition_and_the_evidence():
@@ -14,9 +15,17 @@ def test_claim_records_the_condition_and_the_evidence():
     assert c.holds is True and c.evidence == {"pretrained": 0.83, "random": 0.71}
     assert repr(c).startswith("✓ holds: pretrained beats random") and "pretrained=0.830" in repr(c)
     bad = ft.lab.claim("augmentation narrows the gap", torch.tensor(0.1) < 0.05, gap=torch.tensor(0.1))
-    assert bad.holds is False and "DOES NOT HOLD" in repr(bad) and "#d55e00" in bad._repr_html_()
-    table = ft.lab.claims_table([c, bad])
-    assert table.title == "1 of 2 claims hold in this run" and "augmentation narrows the gap" in table.text()
+    assert bad.holds is False and bad.verdict == "fails" and "the lesson says HOLDS" in repr(bad)
+    assert "#d55e00" in bad._repr_html_()
+    unknown = ft.lab.claim("top 4 beats top 2", None, expect="undecided")
+    assert unknown.verdict == "undecided" and unknown.as_declared and repr(unknown).startswith("? undecided: top 4")
+    table = ft.lab.claims_table([c, bad, unknown])
+    assert table.title == "1 hold, 1 undecided, 1 fail (1 not as the lesson says) in this run"
+    assert "augmentation narrows the gap" in table.text() and "fails (lesson: holds)" in table.text()
+    with pytest.raises(ValueError, match="expect= is the verdict"):
+        ft.lab.claim("x", True, expect="maybe")
+    with pytest.raises(ValueError, match="bound an estimate"):
+        ft.lab.claim("x", 0.3 > 0.2, above=0.0)
     with pytest.raises(ValueError, match="needs its sentence"):
         ft.lab.claim("", True)
 
@@ -26,25 +35,29 @@ def test_claims_are_stored_with_the_metrics_and_summarised(tmp_path):
     ft.lab.record("01_x", tmp_path, claims=claims, acc=0.9)
     ft.lab.record("02_y", tmp_path, acc=0.8)
     saved = json.loads((tmp_path / "metrics" / "01_x.json").read_text())
-    assert saved["claims"] == [{"claim": "a", "holds": True, "evidence": {"x": 1.0}},
-                               {"claim": "b is bigger", "holds": False, "evidence": {"b": 0.5}}]
+    assert saved["claims"] == [{"claim": "a", "verdict": "holds", "expect": "holds", "holds": True, "evidence": {"x": 1.0}},
+                               {"claim": "b is bigger", "verdict": "fails", "expect": "holds", "holds": False,
+                                "evidence": {"b": 0.5}}]
     rows = lessons.summary_rows(tmp_path, {"01_x": 1.0, "02_y": 2.0}, {"01_x": "ok", "02_y": "ok"})
-    assert rows[0]["claims"] == "1/2 hold" and rows[0]["not holding"] == "b is bigger"
+    assert rows[0]["claims"] == "1 hold, 0 undecided, 1 fail (1 not as the lesson says)"
+    assert rows[0]["not as declared"] == "b is bigger (fails, lesson: holds)"
     assert rows[0]["metrics"] == "acc=0.900" and rows[1]["claims"] == "-"
     md, _ = lessons.write_summary(tmp_path, rows)
-    assert "1/2 hold" in md.read_text() and "b is bigger" in md.read_text()
+    assert "1 fail" in md.read_text() and "b is bigger" in md.read_text()
     with pytest.raises(ValueError, match="ft.lab.claim"):
         ft.lab.record("03_z", None, claims=["not a claim"])
 
 
 def test_check_claims_shows_them_and_raises_only_when_strict(monkeypatch):
-    claims = [ft.lab.claim("holds", True), ft.lab.claim("fails", False, x=1)]
+    claims = [ft.lab.claim("holds", True), ft.lab.claim("noise", None, expect="undecided"), ft.lab.claim("fails", False, x=1)]
     monkeypatch.delenv("FTLAB_STRICT_CLAIMS", raising=False)
-    assert ft.lab.check_claims(claims).title == "1 of 2 claims hold in this run"
+    assert ft.lab.check_claims(claims).title == "1 hold, 1 undecided, 1 fail (1 not as the lesson says) in this run"
     monkeypatch.setenv("FTLAB_STRICT_CLAIMS", "1")
-    assert ft.lab.check_claims(claims[:1]).title == "1 of 1 claims hold in this run"
-    with pytest.raises(ft.lab.ClaimNotHeld, match="do not hold at these settings: ✗ DOES NOT HOLD in this run: fails"):
+    assert ft.lab.check_claims(claims[:2]).title == "1 hold, 1 undecided, 0 fail (all as the lesson says) in this run"
+    with pytest.raises(ft.lab.ClaimNotHeld, match="not the one the lesson declares at these settings: ✗ fails"):
         ft.lab.check_claims(claims)
+    with pytest.raises(ft.lab.ClaimNotHeld, match="undecided — the lesson says HOLDS"):
+        ft.lab.check_claims([ft.lab.claim("a difference", None)])
 
 
 def test_a_choice_is_made_on_validation_and_recorded(tmp_path):
@@ -56,3 +69,55 @@ def test_a_choice_is_made_on_validation_and_recorded(tmp_path):
     ft.lab.record("00_demo", tmp_path, choices=[c])
     saved = json.loads((tmp_path / "metrics" / "00_demo.json").read_text())["choices"][0]
     assert saved["best"] == "top2" and saved["on"] == "val" and saved["scores"]["top2"] == pytest.approx(0.83)
+
+
+def _arms(rng, n=400, seeds=1, p_a=0.80, lost=0.08):
+    """Two arms scored on the same examples: b is a, with a fraction ``lost`` of a's right answers wrong (paired)."""
+    a = (rng.random((seeds, n)) < p_a).astype(float)
+    return a, a * (rng.random((seeds, n)) >= lost)
+
+
+def test_paired_bootstrap_with_one_seed_matches_scipy():
+    from scipy.stats import bootstrap
+
+    a, b = _arms(np.random.default_rng(0))
+    d = ft.lab.paired(a[0], b[0], resamples=8000)
+    assert d.seeds == 1 and d.n == 400 and d.value == pytest.approx((a - b).mean())
+    ref = bootstrap(((a - b)[0],), np.mean, confidence_level=0.95, method="percentile", n_resamples=8000,
+                    random_state=1).confidence_interval
+    assert d.low == pytest.approx(ref.low, abs=0.004) and d.high == pytest.approx(ref.high, abs=0.004)
+    assert d.over == "test examples (paired bootstrap)" and str(d).startswith(f"{100 * d.value:+.1f} points [")
+
+
+def test_seed_noise_widens_the_interval_and_the_verdicts_follow_it():
+    rng = np.random.default_rng(1)
+    a, b = _arms(rng, n=600, seeds=3)
+    shifted = a + np.array([[0.0], [0.06], [-0.06]])          # the same examples, a seed that moves every score
+    one = ft.lab.paired(a, b)
+    noisy = ft.lab.paired(shifted, b)
+    assert noisy.seeds == 3 and "two-way" in noisy.over
+    assert (noisy.high - noisy.low) > 1.5 * (one.high - one.low)
+    clear = ft.lab.claim("a beats b", one, above=0.0)
+    assert clear.verdict == "holds" and clear.evidence["low"] > 0 and clear.evidence["above"] == 0.0
+    assert ft.lab.claim("b beats a", one, below=0.0).verdict == "fails"
+    assert ft.lab.claim("a beats b by 20 points", one, above=0.2).verdict == "fails"
+    straddles = ft.lab.paired(a, a[:, ::-1].copy())           # two arms of the same quality, unrelated errors
+    assert ft.lab.claim("a beats its shuffle", straddles, above=0.0).verdict == "undecided"
+    assert ft.lab.claim("a and its shuffle are equivalent within 10 points", straddles, within=0.10).verdict == "holds"
+    assert ft.lab.claim("a and b are equivalent within 1 point", one, within=0.01).verdict == "fails"
+    acc = ft.lab.estimate(a)
+    assert acc.low < a.mean() < acc.high and acc.what == "mean" and " %" in str(acc)
+
+
+def test_paired_takes_predictions_and_refuses_unpaired_arms():
+    targets = torch.tensor([0, 1, 1, 0, 1] * 20)
+    right = Predictions(None, targets.clone(), targets, None)
+    wrong_some = Predictions(None, torch.where(torch.arange(100) % 10 == 0, 1 - targets, targets), targets, None)
+    d = ft.lab.paired([right, right], [wrong_some, wrong_some])
+    assert d.seeds == 2 and d.value == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="same seeds and test examples"):
+        ft.lab.paired(np.ones(100), np.ones(90))
+    with pytest.raises(ValueError, match="exactly one of above="):
+        ft.lab.claim("x", d, above=0.0, below=1.0)
+    with pytest.raises(ValueError, match="NaN"):
+        ft.lab.estimate([1.0, float("nan")])

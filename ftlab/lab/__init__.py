@@ -5,8 +5,10 @@ layer groups, freezing, optimizer groups, ``fit``, caching, checkpoints. The lab
 it and nothing in the library imports the lab (``tests/test_structure.py`` checks it), the way
 torchvision keeps its training references outside the package:
 
-* a lesson's evidence: :func:`claim`, :func:`check_claims`, :func:`record`, :func:`read_metrics`
-  (:mod:`ftlab.lab.claims`), and the spread of a result over seeds (:func:`spread`, :func:`aggregate`);
+* a lesson's evidence: :func:`claim` with three verdicts, :func:`choose` (on a named split, never
+  test), :func:`check_claims`, :func:`record`, :func:`read_metrics` (:mod:`ftlab.lab.claims`);
+  paired differences with bootstrap intervals over test examples and seeds (:func:`paired`,
+  :func:`estimate`, :mod:`ftlab.lab.evidence`); the spread over seeds (:func:`spread`, :func:`aggregate`);
 * strategies of fine-tuning and one run of each: :data:`STRATEGIES`, :func:`run_strategy`, and the
   image experiment :func:`run_experiment` that ``notebooks/experiment.ipynb`` runs
   (:mod:`ftlab.lab.strategies`, :mod:`ftlab.lab.experiment`), and the :class:`TrainPanel` widget;
@@ -18,7 +20,20 @@ torchvision keeps its training references outside the package:
 Use it as ``ft.lab.<name>`` (``import ftlab as ft``; it loads on first use).
 """
 from ..summary import Spread, spread
-from .claims import STRICT_ENV, Choice, Claim, ClaimNotHeld, check_claims, choose, claim, claims_table, read_metrics, record
+from .claims import (
+    STRICT_ENV,
+    VERDICTS,
+    Choice,
+    Claim,
+    ClaimNotHeld,
+    check_claims,
+    choose,
+    claim,
+    claims_table,
+    read_metrics,
+    record,
+)
+from .evidence import Estimate, estimate, paired
 from .experiment import run_experiment
 from .full_detection import DETECTION_FULL, detection_full_run, format_detection_full
 from .full_images import FULL, coarsen, format_full, full_run, load_full, save_full, select_full
@@ -26,8 +41,8 @@ from .full_text import TEXT_FULL, format_text_full, text_full_run
 from .strategies import STRATEGIES, run_strategy, strategy_top
 from .sweep import aggregate, collect_results, load_config, read_results, run_sweep, save_sweep_figures
 
-__all__ = ["STRICT_ENV", "Choice", "choose", "Claim", "ClaimNotHeld", "check_claims", "claim", "claims_table",
-           "read_metrics", "record",
+__all__ = ["STRICT_ENV", "VERDICTS", "Choice", "choose", "Claim", "ClaimNotHeld", "check_claims", "claim", "claims_table",
+           "read_metrics", "record", "Estimate", "estimate", "paired",
            "STRATEGIES", "run_strategy", "strategy_top", "run_experiment", "TrainPanel",
            "Spread", "spread", "aggregate", "collect_results", "load_config", "read_results", "run_sweep", "save_sweep_figures",
            "FULL", "coarsen", "format_full", "full_run", "load_full", "save_full", "select_full",

@@ -8,10 +8,18 @@ a number supports is written down as a :func:`claim` with the condition that mak
                  probe["pretrained"] > probe["random init"] + 0.05,
                  pretrained=probe["pretrained"], random=probe["random init"])
 
-A claim shows in the notebook as holding or not; a claim that does not hold is information (a
-rerun with other parameters may well break one), never an error. :func:`record` stores the
-claims next to the metrics in ``<out_dir>/metrics/<lesson>.json``, and ``ftlab lessons`` lists
-how many hold per lesson and names the ones that do not.
+A claim about a difference that has noise takes an estimate with its interval
+(:func:`ftlab.lab.paired`) and a bound, and gets one of three verdicts: *holds*, *fails* or
+*undecided*::
+
+    c = ft.lab.claim("top 2 beats the head alone", ft.lab.paired(top2, head), above=0.0)
+
+Each claim declares the verdict its prose relies on (``expect="holds"`` by default;
+``expect="undecided"`` where the prose says "within the noise here"). A verdict other than the
+declared one is information (a rerun with other parameters may well change one), never an error —
+except in the test suite's strict runs at the classroom defaults. :func:`record` stores the claims
+next to the metrics in ``<out_dir>/metrics/<lesson>.json``, and ``ftlab lessons`` counts the
+verdicts per lesson and names the claims whose verdict is not the declared one.
 """
 from __future__ import annotations
 
@@ -26,10 +34,10 @@ from ..errors import FtlabError, UsageError
 from ..files import atomic_write_text
 from ..tables import Table
 
-__all__ = ["STRICT_ENV", "Claim", "ClaimNotHeld",
+__all__ = ["STRICT_ENV", "VERDICTS", "Claim", "ClaimNotHeld", "verdict_counts",
            "Choice", "choose", "claim", "claims_table", "check_claims", "record", "read_metrics"]
 
-STRICT_ENV = "FTLAB_STRICT_CLAIMS"   # "1": a claim that does not hold is an error (the tests' runs at the defaults)
+STRICT_ENV = "FTLAB_STRICT_CLAIMS"   # "1": a verdict other than the declared one is an error (the tests' runs at the defaults)
 
 
 def _plain(value: Any) -> Any:
@@ -40,40 +48,84 @@ def _plain(value: Any) -> Any:
     return value if isinstance(value, (int, str, bool, type(None))) else str(value)
 
 
+VERDICTS = ("holds", "fails", "undecided")
+MARK = {"holds": "✓", "fails": "✗", "undecided": "?"}
+COLOUR = {"holds": "#009e73", "fails": "#d55e00", "undecided": "#e69f00"}
+
+
 @dataclass
 class Claim:
-    """A sentence of a lesson, whether it holds in this run, and the numbers it rests on."""
+    """A sentence of a lesson, its verdict in this run, the verdict its prose declares, and the numbers behind it."""
 
     claim: str
-    holds: bool
+    verdict: str
+    expect: str = "holds"
     evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def holds(self) -> bool:
+        return self.verdict == "holds"
+
+    @property
+    def as_declared(self) -> bool:
+        """True when the run's verdict is the one the prose relies on."""
+        return self.verdict == self.expect
 
     def _line(self) -> str:
         numbers = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in self.evidence.items())
-        return f"{'holds' if self.holds else 'DOES NOT HOLD in this run'}: {self.claim}" + (f" ({numbers})" if numbers else "")
+        note = "" if self.as_declared else f" — the lesson says {self.expect.upper()}"
+        return f"{self.verdict}{note}: {self.claim}" + (f" ({numbers})" if numbers else "")
 
     def __repr__(self) -> str:
-        return ("✓ " if self.holds else "✗ ") + self._line()
+        return f"{MARK[self.verdict]} " + self._line()
 
     def _repr_html_(self) -> str:
-        colour = "#009e73" if self.holds else "#d55e00"
-        return f'<span style="color:{colour}">{"✓" if self.holds else "✗"}</span> {self._line()}'
+        return f'<span style="color:{COLOUR[self.verdict]}">{MARK[self.verdict]}</span> {self._line()}'
 
 
-def claim(text: str, holds, **evidence: Any) -> Claim:
-    """A claim a lesson makes, with the condition that makes it true and the numbers behind it.
+def claim(text: str, holds: Any, *, above: float | None = None, below: float | None = None,
+          within: float | None = None, expect: str = "holds", **evidence: Any) -> Claim:
+    """A claim a lesson makes, its verdict on this run's numbers, and the numbers behind it.
+
+    Two kinds of claim:
+
+    * **a fact of this run** (a count, a shape, an exact equality): ``holds`` is the condition, a bool
+      (numpy or torch bool too); ``None`` means the run cannot tell (e.g. an arm is missing), which is
+      *undecided*.
+    * **a difference or a score that has noise**: ``holds`` is an :class:`~ftlab.lab.evidence.Estimate`
+      (:func:`ftlab.lab.paired`, :func:`ftlab.lab.estimate`) with one bound. ``above=m``: holds when the
+      whole interval lies above ``m``, fails when it lies at or below ``m``, undecided when it straddles
+      ``m``; ``below=m`` the mirror image; ``within=m`` an equivalence claim ("no difference larger than
+      ``m``"), by two one-sided tests.
 
     Args:
         text: the claim as the prose says it.
-        holds: the condition, evaluated on this run's numbers (a bool, numpy or torch bool).
-        **evidence: the numbers it rests on (shown with it and stored in the metrics).
+        holds: the condition or the estimate.
+        above, below, within: the bound read against an estimate (one of them, only with an estimate).
+        expect: the verdict the lesson's prose relies on: ``"holds"`` (default), ``"undecided"`` where
+            the prose says "within the noise here", or ``"fails"``. Under ``FTLAB_STRICT_CLAIMS=1`` a
+            run whose verdict differs is an error (:func:`check_claims`).
+        **evidence: more numbers it rests on (shown with it and stored in the metrics).
 
     Returns:
-        A :class:`Claim`; Jupyter shows it as holding (✓) or not (✗).
+        A :class:`Claim`; Jupyter shows it as ✓ holds, ✗ fails or ? undecided.
     """
+    from .evidence import Estimate, describe, verdict
+
     if not isinstance(text, str) or not text.strip():
         raise UsageError("A claim needs its sentence as text, e.g. ft.lab.claim('pretrained beats random', a > b).")
-    return Claim(text.strip(), bool(holds), {k: _plain(v) for k, v in evidence.items()})
+    if expect not in VERDICTS:
+        raise UsageError(f"expect= is the verdict the prose relies on, one of {VERDICTS}; got {expect!r}.")
+    bounds = {"above": above, "below": below, "within": within}
+    if isinstance(holds, Estimate):
+        found = verdict(holds, above, below, within)
+        evidence = {**describe(holds, above, below, within), **evidence}
+    elif any(v is not None for v in bounds.values()):
+        raise UsageError("above=, below= and within= bound an estimate with its interval (ft.lab.paired(...) or "
+                         "ft.lab.estimate(...)); for a plain condition pass a bool and no bound.")
+    else:
+        found = "undecided" if holds is None else "holds" if bool(holds) else "fails"
+    return Claim(text.strip(), found, expect, {k: _plain(v) for k, v in evidence.items()})
 
 
 SPLITS_TO_CHOOSE_ON = ("train", "val")
@@ -118,27 +170,39 @@ def choose(what: str, scores: dict, on: str, higher: bool = True) -> Choice:
 
 def claims_table(claims: Sequence[Claim]) -> Table:
     """The claims of a lesson as a table: each claim, whether it holds, its evidence."""
-    rows = [["✓" if c.holds else "✗", c.claim, ", ".join(f"{k}={v}" for k, v in c.evidence.items())] for c in claims]
-    held = sum(c.holds for c in claims)
-    return Table(["", "claim", "evidence"], rows, title=f"{held} of {len(claims)} claims hold in this run")
+    rows = [[MARK[c.verdict], c.verdict + ("" if c.as_declared else f" (lesson: {c.expect})"), c.claim,
+             ", ".join(f"{k}={v}" for k, v in c.evidence.items())] for c in claims]
+    return Table(["", "verdict", "claim", "evidence"], rows, title=verdict_counts(claims) + " in this run")
+
+
+def verdict_counts(claims: Sequence[Claim | dict]) -> str:
+    """``"9 hold, 1 undecided, 0 fail (all as the lesson says)"`` or ``"... (1 not as the lesson says)"``."""
+    verdicts = [c.verdict if isinstance(c, Claim) else c.get("verdict", "holds" if c.get("holds") else "fails")
+                for c in claims]
+    expects = [c.expect if isinstance(c, Claim) else c.get("expect", "holds") for c in claims]
+    off = sum(v != e for v, e in zip(verdicts, expects))
+    counts = f"{verdicts.count('holds')} hold, {verdicts.count('undecided')} undecided, {verdicts.count('fails')} fail"
+    return counts + (f" ({off} not as the lesson says)" if off else " (all as the lesson says)")
 
 
 class ClaimNotHeld(FtlabError):
-    """A lesson's claim did not hold although the run asked for claims to be checked strictly."""
+    """A lesson's claim got another verdict than its prose declares, in a run that checks claims strictly."""
 
 
 def check_claims(claims: Sequence[Claim]) -> Table:
-    """Show a lesson's claims (:func:`claims_table`); with ``FTLAB_STRICT_CLAIMS=1`` one that fails is an error.
+    """Show a lesson's claims (:func:`claims_table`); under ``FTLAB_STRICT_CLAIMS=1`` an undeclared verdict is an error.
 
     The test suite sets ``FTLAB_STRICT_CLAIMS=1`` when it runs the lessons at their classroom
-    defaults, where every claim must hold; anywhere else a claim that does not hold is shown, not raised.
+    defaults, where every claim must get the verdict its prose relies on (``expect``); anywhere else
+    a different verdict is shown, not raised.
 
     Raises:
-        ClaimNotHeld: under ``FTLAB_STRICT_CLAIMS=1``, naming the claims that do not hold.
+        ClaimNotHeld: under ``FTLAB_STRICT_CLAIMS=1``, naming the claims whose verdict is not the declared one.
     """
-    failing = [c for c in claims if not c.holds]
-    if failing and os.environ.get(STRICT_ENV) == "1":
-        raise ClaimNotHeld("Claims that do not hold at these settings: " + "; ".join(repr(c) for c in failing))
+    off = [c for c in claims if not c.as_declared]
+    if off and os.environ.get(STRICT_ENV) == "1":
+        raise ClaimNotHeld("Claims whose verdict is not the one the lesson declares at these settings: "
+                           + "; ".join(repr(c) for c in off))
     return claims_table(claims)
 
 
@@ -160,7 +224,7 @@ def record(lesson: str, out_dir: str | Path | None = None, claims: Sequence[Clai
     if claims:
         if not all(isinstance(c, Claim) for c in claims):
             raise UsageError("claims= takes the results of ft.lab.claim(...).")
-        clean["claims"] = [asdict(c) for c in claims]
+        clean["claims"] = [{**asdict(c), "holds": c.holds} for c in claims]
     if choices:
         if not all(isinstance(c, Choice) for c in choices):
             raise UsageError("choices= takes the results of ft.lab.choose(...).")

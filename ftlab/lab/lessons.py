@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import UsageError
 from ..files import atomic_write_text, repo_root
 from ..tables import table_from_dicts
-from .claims import read_metrics
+from .claims import read_metrics, verdict_counts
 
 __all__ = ["QUICK", "notebooks_dir", "lesson_paths", "notebook_parameters", "parameter_types", "check_parameters",
            "parse_value", "execute", "run_lessons", "summary_rows", "write_summary"]
@@ -198,17 +198,18 @@ def run_lessons(out: Path, lessons: list[Path], params: dict[str, Any], quick: b
 
 
 def summary_rows(out_dir: str | Path, seconds: dict[str, float], status: dict[str, str]) -> list[dict[str, Any]]:
-    """One row per lesson: lesson, status, seconds, claims held / made, the claims that do not hold, metrics."""
+    """One row per lesson: lesson, status, seconds, the claims' verdicts, the claims not as declared, metrics."""
     metrics = read_metrics(out_dir)
     rows = []
     for lesson in seconds:
         m = dict(metrics.get(lesson, {}))
         claims = m.pop("claims", [])
-        failing = [c["claim"] for c in claims if not c["holds"]]
+        off = [f"{c['claim']} ({c.get('verdict')}, lesson: {c.get('expect', 'holds')})" for c in claims
+               if c.get("verdict", "holds" if c.get("holds") else "fails") != c.get("expect", "holds")]
         text = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items())
         rows.append({"lesson": lesson, "status": status.get(lesson, "?"), "seconds": round(seconds[lesson], 1),
-                     "claims": f"{len(claims) - len(failing)}/{len(claims)} hold" if claims else "-",
-                     "not holding": "; ".join(failing), "metrics": text})
+                     "claims": verdict_counts(claims) if claims else "-",
+                     "not as declared": "; ".join(off), "metrics": text})
     return rows
 
 
