@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.ftlab-installed
+# pytest workers for `make test` (one test module or notebook each, one torch thread each); JOBS=0: one process
+JOBS   ?= 2
 
 .PHONY: install lessons test lab bench full full-text full-detection clean
 
@@ -28,7 +30,7 @@ lessons: $(STAMP)   ## the main job: run the lessons headless and print a summar
 
 test: $(STAMP)      ## lint (ruff), unit tests, notebook tests (nbval + papermill)
 	$(VENV)/bin/ruff check ftlab tests benchmarks notebooks
-	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider -n $(JOBS) --dist loadscope
 
 lab: $(STAMP)       ## JupyterLab on notebooks/ with this project's kernel
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)

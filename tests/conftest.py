@@ -11,7 +11,13 @@ matplotlib.use("Agg")
 # The lessons run by nbval at their classroom defaults must give every claim the verdict its prose declares: under this
 # switch ft.lab.check_claims raises on any other verdict. Runs with other (tiny) settings unset it.
 os.environ.setdefault("FTLAB_STRICT_CLAIMS", "1")
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two workers on two cores: one thread each, and the same for the kernels they start
+    # (nbval, papermill, JupyterLab inherit the environment), so the workers never fight over the cores.
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 import ftlab as ft  # noqa: E402
 
