@@ -143,6 +143,32 @@ def _call(callbacks: list[Callback], hook: str, state: FitState) -> None:
         getattr(cb, hook)(state)
 
 
+def _epochs(state: FitState, bar, keeper: _Keeper, kw: dict, loaders: tuple, step, criterion, dev, callbacks,
+            early_stopping: int | None, progress: bool) -> None:
+    """The epochs of :func:`fit`: train, score on validation, keep the best weights, stop early or when asked."""
+    train_dl, val_dl = loaders
+    model, history, epochs = state.model, state.history, state.epochs
+    for epoch in bar:
+        state.epoch, t0 = epoch, time.perf_counter()
+        _call(callbacks, "on_epoch_start", state)
+        unfrozen = _sync_optimizer(state, kw, (epochs - epoch) * len(train_dl)) and epoch > 0
+        keeper.current = False                                    # the weights are about to change
+        row = {"epoch": epoch, **_train_epoch(state, train_dl, step, criterion, dev, callbacks, progress)}
+        if val_dl is not None:
+            ev = evaluate(model, val_dl, criterion=criterion, device=dev, step=step)
+            row.update(val_loss=ev["loss"], val_acc=ev["acc"])
+        history.rows.append(_epoch_row(row, state, t0, unfrozen))
+        keeper.epoch_end(row, history)
+        bar.set_postfix({k: round(row[k], 4) for k in ("train_loss", "val_loss", "val_acc") if row.get(k) is not None})
+        _call(callbacks, "on_epoch_end", state)
+        if early_stopping is not None and keeper.since >= early_stopping:
+            history.stopped = f"early stopping after epoch {epoch + 1} (best epoch {history.best_epoch + 1})"
+            return
+        if state.stop:
+            history.stopped = history.stopped or f"stopped by a callback after epoch {epoch + 1}"
+            return
+
+
 def fit(model: nn.Module, loaders, epochs: int, lr: float | tuple[float, float] = 1e-3, *,
         lr_mult: float | None = None, optimizer: str = "adamw", weight_decay: float = 0.01,
         scheduler: str | None = "onecycle", early_stopping: int | None = None, monitor: str = "val_loss",
@@ -186,25 +212,7 @@ def fit(model: nn.Module, loaders, epochs: int, lr: float | tuple[float, float] 
     _call(callbacks, "on_fit_start", state)
     bar = tqdm(range(epochs), desc="epochs", disable=not progress)
     try:
-        for epoch in bar:
-            state.epoch, t0 = epoch, time.perf_counter()
-            _call(callbacks, "on_epoch_start", state)
-            unfrozen = _sync_optimizer(state, kw, (epochs - epoch) * len(train_dl)) and epoch > 0
-            keeper.current = False                                    # the weights are about to change
-            row = {"epoch": epoch, **_train_epoch(state, train_dl, step, criterion, dev, callbacks, progress)}
-            if val_dl is not None:
-                ev = evaluate(model, val_dl, criterion=criterion, device=dev, step=step)
-                row.update(val_loss=ev["loss"], val_acc=ev["acc"])
-            history.rows.append(_epoch_row(row, state, t0, unfrozen))
-            keeper.epoch_end(row, history)
-            bar.set_postfix({k: round(row[k], 4) for k in ("train_loss", "val_loss", "val_acc") if row.get(k) is not None})
-            _call(callbacks, "on_epoch_end", state)
-            if early_stopping is not None and keeper.since >= early_stopping:
-                history.stopped = f"early stopping after epoch {epoch + 1} (best epoch {history.best_epoch + 1})"
-                break
-            if state.stop:
-                history.stopped = history.stopped or f"stopped by a callback after epoch {epoch + 1}"
-                break
+        _epochs(state, bar, keeper, kw, (train_dl, val_dl), step, criterion, dev, callbacks, early_stopping, progress)
     except KeyboardInterrupt:
         history.stopped = f"interrupted in epoch {state.epoch + 1}"
         print(f"ftlab: training {history.stopped}; the kept weights are restored.")

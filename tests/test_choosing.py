@@ -44,6 +44,8 @@ def test_linear_probe_scores_one_fit_on_several_sets(small):
     both = ft.linear_probe(tr, {"val": va, "train": tr})
     assert set(both) == {"val", "train"} and both["train"] == 1.0
     assert both["val"] == ft.linear_probe(tr, va)
+    right = ft.linear_probe(tr, va, per_example=True)
+    assert right.shape == (len(va.y),) and set(right.tolist()) <= {0.0, 1.0} and float(right.mean()) == both["val"]
     with pytest.raises(ft.FtlabError, match="pooled"):
         ft.linear_probe(tr, {"maps": ft.extract(model, L.val, cut="blocks.6", cache=False)})
 

@@ -148,6 +148,10 @@ def test_sweep_is_resumable_and_reports_crashes(tmp_path):
     rows = sweep.run_sweep(nb, grid, tmp_path, fixed, log=lines.append)
     by = {r["STRATEGY"]: r for r in rows}
     assert by["linear_probe"]["status"] == "ok" and 0.5 < by["linear_probe"]["test_acc"] <= 1
+    right = ft.lab.correct_from_text(by["linear_probe"]["test_correct"])      # one 0/1 per test cell, for paired claims
+    assert len(right) == 656 and right.mean() == pytest.approx(by["linear_probe"]["test_acc"])
+    (again,) = [r for r in sweep.read_results(tmp_path / "results.csv") if r["STRATEGY"] == "linear_probe"]
+    assert again["test_correct"] == by["linear_probe"]["test_correct"]
     assert by["nonsense"]["status"].startswith("failed: UsageError: Unknown strategy")
     assert (tmp_path / "results.csv").read_text().count("\n") == 3
     from ftlab.lab.sweep import save_sweep_figures

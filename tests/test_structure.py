@@ -152,3 +152,13 @@ def test_import_ftlab_is_light():
 def test_user_mistakes_are_value_errors():
     assert issubclass(ftlab.UsageError, ValueError) and issubclass(ftlab.DataError, ValueError)
     assert issubclass(ftlab.UsageError, ftlab.FtlabError) and issubclass(ftlab.WeightsUnavailable, ftlab.FtlabError)
+
+
+def test_no_function_in_the_package_is_longer_than_60_lines():
+    """Short functions a student can read at once: a longer one is split into named steps."""
+    long = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 60:
+                long.append(f"{name}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
+    assert not long, long

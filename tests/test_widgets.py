@@ -69,6 +69,8 @@ def test_train_panel_stop_ends_training_cleanly():
 
     row = ft.lab.run_strategy(Tiny(), panel.loaders, "full", epochs=5, callbacks=[StopSoon(), panels._StopFlag(panel)])
     assert row["epochs_run"] == 2 and row["stopped"].startswith("stopped by a callback")
+    n_test = len(panel.loaders.test.dataset)
+    assert row["test_correct"].shape == (n_test,) and float(row["test_correct"].mean()) == pytest.approx(row["test_acc"])
 
 
 def test_augmentation_explorer_redraws(elpv2):

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Mapping
 
+import torch
+
 from ..errors import UsageError
 from .engine import Features
 
@@ -10,7 +12,7 @@ __all__ = ["linear_probe"]
 
 
 def linear_probe(train: Features, test: Features | Mapping[str, Features], C: float = 1.0,
-                 seed: int = 0) -> float | dict[str, float]:
+                 seed: int = 0, per_example: bool = False):
     """Accuracy of a logistic-regression classifier trained on frozen features (a linear probe).
 
     Features are standardised first; the classifier is scikit-learn's ``LogisticRegression``. Its
@@ -23,9 +25,11 @@ def linear_probe(train: Features, test: Features | Mapping[str, Features], C: fl
             sets (e.g. validation and test).
         C: inverse regularisation strength.
         seed: random state of the solver.
+        per_example: return each example's score (1.0 right, 0.0 wrong; a float tensor in the
+            features' order) instead of the accuracy, e.g. for a paired comparison (:func:`ftlab.lab.paired`).
 
     Returns:
-        Accuracy in [0, 1], or ``{name: accuracy}`` when ``test`` is a mapping.
+        Accuracy in [0, 1] (or per-example scores), or ``{name: ...}`` when ``test`` is a mapping.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -38,5 +42,6 @@ def linear_probe(train: Features, test: Features | Mapping[str, Features], C: fl
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=3000, random_state=seed))
     with threadpool_limits(1, user_api="blas"):
         clf.fit(train.x.numpy(), train.y.numpy())
-        scores = {name: float(clf.score(f.x.numpy(), f.y.numpy())) for name, f in sets.items()}
+        right = {name: torch.from_numpy(clf.predict(f.x.numpy()) == f.y.numpy()).float() for name, f in sets.items()}
+    scores = right if per_example else {name: float(r.mean()) for name, r in right.items()}
     return scores if isinstance(test, Mapping) else scores["test"]

@@ -34,7 +34,7 @@ from .claims import (
     record,
 )
 from .evidence import Estimate, estimate, paired
-from .experiment import run_experiment
+from .experiment import correct_from_text, run_experiment
 from .full_detection import DETECTION_FULL, detection_full_run, format_detection_full
 from .full_images import FULL, coarsen, format_full, full_run, load_full, save_full, select_full
 from .full_text import TEXT_FULL, format_text_full, text_full_run
@@ -43,7 +43,7 @@ from .sweep import aggregate, collect_results, load_config, read_results, run_sw
 
 __all__ = ["STRICT_ENV", "VERDICTS", "Choice", "choose", "Claim", "ClaimNotHeld", "check_claims", "claim", "claims_table",
            "read_metrics", "record", "Estimate", "estimate", "paired",
-           "STRATEGIES", "run_strategy", "strategy_top", "run_experiment", "TrainPanel",
+           "STRATEGIES", "run_strategy", "strategy_top", "run_experiment", "correct_from_text", "TrainPanel",
            "Spread", "spread", "aggregate", "collect_results", "load_config", "read_results", "run_sweep", "save_sweep_figures",
            "FULL", "coarsen", "format_full", "full_run", "load_full", "save_full", "select_full",
            "TEXT_FULL", "format_text_full", "text_full_run", "DETECTION_FULL", "detection_full_run", "format_detection_full"]

@@ -9,12 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from ..batches import seed_everything
+from ..errors import UsageError
 from ..vision.data import Splits
 from ..vision.loading import loaders as make_loaders
 from ..vision.models import preprocessing, pretrained
 from .strategies import STRATEGIES, run_strategy, strategy_top
 
-__all__ = ["run_experiment"]
+__all__ = ["run_experiment", "correct_from_text"]
 
 
 def run_experiment(splits: Splits, strategy: str = "head", image_size: int = 96, subset: int | float | None = None,
@@ -34,7 +35,10 @@ def run_experiment(splits: Splits, strategy: str = "head", image_size: int = 96,
         seed: seed of subset, shuffling and the new head's initialisation.
 
     Returns:
-        ``{"strategy", "test_acc", "val_acc", "trainable", "seconds", "train_images", ...}`` (no history).
+        ``{"strategy", "test_acc", "test_correct", "val_acc", "trainable", "seconds", "train_images", ...}`` (no
+        history); ``test_correct`` is one character per test example, ``"1"`` right and ``"0"`` wrong (in
+        the test split's order), so that a sweep's runs can be compared pairwise (:func:`ftlab.lab.paired`
+        takes :func:`correct_from_text` of it).
     """
     weights = "imagenet" if STRATEGIES.get(strategy, {"pretrained": True})["pretrained"] else None
     seed_everything(seed)           # the new head's initialisation depends on the seed, not on earlier runs
@@ -45,5 +49,16 @@ def run_experiment(splits: Splits, strategy: str = "head", image_size: int = 96,
     row = run_strategy(model, loaders, strategy, epochs=epochs, lr=lr, lr_mult=lr_mult, weight_decay=weight_decay,
                        seed=seed, device=device)
     row.pop("history", None)
+    row["test_correct"] = "".join("1" if v else "0" for v in row["test_correct"].tolist())
     return {**row, "image_size": image_size, "augment": augment, "seed": seed,
             "train_images": len(loaders.train.dataset), "epochs": epochs}
+
+
+def correct_from_text(text: str):
+    """The per-example scores of a recorded run (``"0110..."``, see :func:`run_experiment`) as a float array."""
+    import numpy as np
+
+    if not isinstance(text, str) or not text or set(text) - {"0", "1"}:
+        raise UsageError("test_correct is a string of 0s and 1s, one per test example (runs made before it was "
+                         "recorded have none: rerun the sweep).")
+    return np.frombuffer(text.encode(), dtype=np.uint8) - ord("0")

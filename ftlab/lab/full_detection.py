@@ -33,8 +33,8 @@ from ..detection.predict import box_precision_recall, detect, evaluate
 from ..errors import UsageError
 from ..freezing import freeze_to, unfreeze
 from ..splits import Splits
-from ..summary import spread
 from ..train import fit
+from .protocol import choose_candidate_epoch, per_seed, say_from, settings, summarise
 
 __all__ = ["DETECTION_FULL", "CANDIDATES", "SELECT_ON", "selection_splits", "detection_full_run", "format_detection_full"]
 
@@ -49,7 +49,6 @@ CANDIDATES: tuple[dict[str, Any], ...] = (
     dict(mode="cached", cut="neck", lr=3e-3, epochs=20, views=8, scale=1.0),
     dict(mode="end-to-end", cut="backbone.late", lr=3e-3, epochs=30, scale=1.0),
     dict(mode="end-to-end", cut=None, lr=3e-3, epochs=30, scale=1.0))
-
 
 
 class _ValMap(Callback):
@@ -115,28 +114,8 @@ def selection_splits(splits: Splits, on: str = "val") -> Splits:
     return Splits(splits.train.subset(keep), splits.train.subset(rows), splits.test, splits.name + "-holdout")
 
 
-def detection_full_run(seeds: Sequence[int] = DETECTION_FULL["seeds"], select: bool = False, select_on: str = "val",
-                       progress: bool | Callable[[str], None] = True, **overrides: Any) -> dict[str, Any]:
-    """Run the full detection configuration (optionally choosing it on validation first).
-
-    Args:
-        seeds: one detector per seed, each scored on the test tiles once.
-        select: first choose among :data:`CANDIDATES` (mode, cut, learning rate, scale, views) and
-            the number of epochs by mAP@0.5 on the selection set (seed 0).
-        select_on: the selection set (see :func:`selection_splits`): ``"val"`` or ``"holdout"``.
-        progress: print progress lines (or a function that takes them).
-        **overrides: keys of :data:`DETECTION_FULL` (``epochs``, ``lr``, ``views``, ``scale``, ``scratch_seeds``, ...).
-
-    Returns:
-        ``{"config", "selection", "runs", "scratch", "summary"}``, JSON-ready.
-    """
-    unknown = set(overrides) - set(DETECTION_FULL)
-    if unknown:
-        raise UsageError(f"Unknown full-run settings {sorted(unknown)}: use {', '.join(DETECTION_FULL)}.")
-    cfg = {**DETECTION_FULL, **overrides, "seeds": list(seeds)}
-    cfg["scratch_seeds"] = list(cfg["scratch_seeds"])
-    say = progress if callable(progress) else (print if progress else (lambda _: None))
-    start = time.perf_counter()
+def _detection_data(say) -> tuple[Callable[[float], Splits], Callable[[dict, Any], Any]]:
+    """The tree-crown splits at a scale (loaded once per scale) and the cached backbone maps of a recipe."""
     data: dict[float, Any] = {}
     cache: dict[tuple, Any] = {}
 
@@ -157,44 +136,66 @@ def detection_full_run(seeds: Sequence[int] = DETECTION_FULL["seeds"], select: b
                 f"{time.perf_counter() - t:.0f} s")
         return cache[key]
 
-    selection = None
+    return splits_at, maps
+
+
+def _select_detection(cfg: dict, splits_at, maps, select_on: str, say) -> dict[str, Any]:
+    """Every candidate trained on seed 0, scored on the selection set after each epoch; the best (candidate, epochs)."""
+    rows = []
+    for c in CANDIDATES:
+        c = {"views": cfg["views"], **c}
+        t = time.perf_counter()
+        sel = selection_splits(splits_at(c["scale"]), select_on)
+        _, scores = _train(sel, maps(c, sel.train), c, 0, cfg, watch=True)
+        rows.append({**c, "val_map_50_per_epoch": scores, "seconds": time.perf_counter() - t})
+        say(f"selection {_describe(c)}: best val mAP@0.5 {max(scores):.3f} "
+            f"(epoch {scores.index(max(scores)) + 1} of {c['epochs']}, {rows[-1]['seconds']:.0f} s)")
+    best, epochs, choice = choose_candidate_epoch(rows, "val_map_50_per_epoch", on=select_on)
+    cfg.update({k: best[k] for k in ("mode", "cut", "lr", "scale", "views")}, epochs=epochs)
+    say(f"chosen on {select_on}: {_describe(cfg)}, {cfg['epochs']} epochs")
+    return {"selected_on": select_on, "seed": 0, "candidates": rows, "choice": choice,
+            "chosen": {k: cfg[k] for k in ("mode", "cut", "lr", "scale", "views", "epochs")}}
+
+
+def detection_full_run(seeds: Sequence[int] = DETECTION_FULL["seeds"], select: bool = False, select_on: str = "val",
+                       progress: bool | Callable[[str], None] = True, **overrides: Any) -> dict[str, Any]:
+    """Run the full detection configuration (optionally choosing it on validation first).
+
+    Args:
+        seeds: one detector per seed, each scored on the test tiles once.
+        select: first choose among :data:`CANDIDATES` (mode, cut, learning rate, scale, views) and
+            the number of epochs by mAP@0.5 on the selection set (seed 0).
+        select_on: the selection set (see :func:`selection_splits`): ``"val"`` or ``"holdout"``.
+        progress: print progress lines (or a function that takes them).
+        **overrides: keys of :data:`DETECTION_FULL` (``epochs``, ``lr``, ``views``, ``scale``, ``scratch_seeds``, ...).
+
+    Returns:
+        ``{"config", "selection", "runs", "scratch", "summary"}``, JSON-ready.
+    """
+    cfg, say = settings(DETECTION_FULL, overrides, seeds), say_from(progress)
+    cfg["scratch_seeds"] = list(cfg["scratch_seeds"])
     if select_on not in SELECT_ON:
         raise UsageError(f"select_on must be one of {SELECT_ON}, not {select_on!r}.")
-    if select:
-        rows = []
-        for c in CANDIDATES:
-            c = {"views": cfg["views"], **c}
-            t = time.perf_counter()
-            sel = selection_splits(splits_at(c["scale"]), select_on)
-            _, scores = _train(sel, maps(c, sel.train), c, 0, cfg, watch=True)
-            rows.append({**c, "val_map_50_per_epoch": scores, "seconds": time.perf_counter() - t})
-            say(f"selection {_describe(c)}: best val mAP@0.5 {max(scores):.3f} "
-                f"(epoch {scores.index(max(scores)) + 1} of {c['epochs']}, {rows[-1]['seconds']:.0f} s)")
-        best = max(((r, e) for r in rows for e in range(len(r["val_map_50_per_epoch"]))),
-                   key=lambda re: re[0]["val_map_50_per_epoch"][re[1]])
-        cfg.update({k: best[0][k] for k in ("mode", "cut", "lr", "scale", "views")}, epochs=best[1] + 1)
-        selection = {"selected_on": select_on, "seed": 0, "candidates": rows,
-                     "chosen": {k: cfg[k] for k in ("mode", "cut", "lr", "scale", "views", "epochs")}}
-        say(f"chosen on {select_on}: {_describe(cfg)}, {cfg['epochs']} epochs")
+    start = time.perf_counter()
+    splits_at, maps = _detection_data(say)
+    selection = _select_detection(cfg, splits_at, maps, select_on, say) if select else None
     splits = splits_at(cfg["scale"])
-    runs = []
-    for seed in cfg["seeds"]:
+
+    def run_one(seed: int, scratch: bool = False) -> dict[str, Any]:
         t = time.perf_counter()
-        model, _ = _train(splits, maps(cfg, splits.train), cfg, seed, cfg)
+        recipe = {**cfg, "mode": "end-to-end", "cut": None} if scratch else cfg
+        model, _ = _train(splits, None if scratch else maps(cfg, splits.train), recipe, seed, cfg,
+                          weights=None if scratch else "coco")
         secs = time.perf_counter() - t
         r = evaluate(model, splits.test)
-        runs.append({"seed": seed, "map_50": r["map_50"], "map": r["map"], "mar_100": r["mar_100"], "train_seconds": secs,
-                     "osbs_029": _osbs(model, splits)})
-        say(f"seed {seed}: test mAP@0.5 {r['map_50']:.3f}, mAP@0.5:0.95 {r['map']:.3f} ({secs:.0f} s)")
-    scratch = []
-    for seed in cfg["scratch_seeds"]:
-        t = time.perf_counter()
-        model, _ = _train(splits, None, {**cfg, "mode": "end-to-end", "cut": None}, seed, cfg, weights=None)
-        r = evaluate(model, splits.test)
-        scratch.append({"seed": seed, "map_50": r["map_50"], "map": r["map"], "train_seconds": time.perf_counter() - t})
-        say(f"from scratch, seed {seed}: test mAP@0.5 {r['map_50']:.3f} ({scratch[-1]['train_seconds']:.0f} s)")
-    summary = {"map_50": spread([r["map_50"] for r in runs]).summary(), "map": spread([r["map"] for r in runs]).summary(),
-               "scratch_map_50": spread([r["map_50"] for r in scratch]).summary() if scratch else None,
+        row = {"map_50": r["map_50"], "map": r["map"], "train_seconds": secs}
+        return row if scratch else {**row, "mar_100": r["mar_100"], "osbs_029": _osbs(model, splits)}
+
+    line = lambda r: f"test mAP@0.5 {r['map_50']:.3f}, mAP@0.5:0.95 {r['map']:.3f} ({r['train_seconds']:.0f} s)"  # noqa: E731
+    runs = per_seed(cfg["seeds"], run_one, say, line)
+    scratch = per_seed(cfg["scratch_seeds"], lambda s: run_one(s, scratch=True), lambda m: say("from scratch, " + m), line)
+    summary = {**summarise(runs, ["map_50", "map"]),
+               "scratch_map_50": summarise(scratch, ["map_50"])["map_50"] if scratch else None,
                "wall_seconds": time.perf_counter() - start, "train_tiles": len(splits.train),
                "test_tiles": len(splits.test), "test_boxes": splits.test.n_boxes}
     config = {**cfg, "model": "yolov3_tiny (COCO, Darknet)", "data": splits.name,

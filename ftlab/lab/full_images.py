@@ -36,11 +36,11 @@ from ..caching import extract, fit_cached
 from ..errors import UsageError
 from ..files import atomic_write_text, repo_root
 from ..freezing import freeze_to
-from ..summary import spread
 from ..train import predict
 from ..vision.data import elpv
 from ..vision.loading import loaders as make_loaders
 from ..vision.models import preprocessing, pretrained
+from .protocol import per_seed, say_from, summarise
 
 __all__ = ["FULL", "CANDIDATES", "LEARNING_RATES", "SELECT", "full_run", "select_full", "coarsen", "format_full",
            "save_full", "load_full"]
@@ -170,69 +170,74 @@ def full_run(seeds: Sequence[int] = FULL["seeds"], image_size: int = FULL["image
         ``{"config", "selection", "runs": [per-seed rows], "summary": {"acc4", "acc2": mean/std/min/max,
         "ensemble_acc4", "ensemble_acc2", "wall_seconds", "extract_seconds", "train_images_per_s"}}``.
     """
+    _check_full(views, two_class, seeds)
+    say, selection = say_from(log), None
+    if select:
+        selection = select_full(subset=subset, device=device, log=log)
+        model_name, image_size, cut, lr = (selection["chosen"][k] for k in ("model", "image_size", "cut", "lr"))
+        say(f"chosen on val: {model_name} at {image_size} px, trained from {cut}, lr {lr:g}")
+    start = time.perf_counter()
+    model = pretrained(model_name, num_classes=4)
+    freeze_to(model, cut)
+    say(f"extracting {views} view(s) of the cells at {image_size} px below {cut} (cached on disk after the first run) ...")
+    t = time.perf_counter()
+    feats = _splits_features(model, elpv(classes=4), image_size, cut, views, batch_size, subset, ("train", "val", "test"),
+                             device)
+    extract_seconds = time.perf_counter() - t
+    recipe = dict(model_name=model_name, cut=cut, epochs=epochs, lr=lr, lr_mult=lr_mult, weight_decay=weight_decay,
+                  batch_size=batch_size, two_class=two_class, device=device, progress=progress)
+    probs: dict[str, list] = {"acc4": [], "acc2": []}
+    line = lambda r: (f"4-class {r['acc4']:.1%}, 2-class {r['acc2']:.1%} ({r['train_seconds']:.0f} s, "  # noqa: E731
+                      f"{r['train_images_per_s']:.0f} images/s)")
+    runs = per_seed(seeds, lambda seed: _one_seed(feats, seed, recipe, probs), say, line)
+    summary = {**summarise(runs, ["acc4", "acc2"] + (["acc2_trained"] if two_class == "trained" else [])),
+               "ensemble_acc4": _acc(torch.stack(probs["acc4"]).mean(0), feats["test"].y),
+               "ensemble_acc2": _acc(torch.stack(probs["acc2"]).mean(0), (feats["test"].y >= 2).long()),
+               "wall_seconds": time.perf_counter() - start, "extract_seconds": extract_seconds,
+               "train_images_per_s": statistics.fmean(r["train_images_per_s"] for r in runs),
+               "test_cells": len(feats["test"].y), "train_cells": len(feats["train"].y)}
+    config = dict(image_size=image_size, cut=cut, views=views, epochs=epochs, lr=lr, lr_mult=lr_mult,
+                  weight_decay=weight_decay, batch_size=batch_size, seeds=list(seeds), two_class=two_class,
+                  subset=subset, model=model_name, torch_threads=torch.get_num_threads(),
+                  selected_on="val", protocol=PROTOCOL)
+    return {"config": config, "selection": selection, "runs": runs, "summary": summary}
+
+
+def _check_full(views: int, two_class: str, seeds: Sequence[int]) -> None:
     if views not in (1, 8):
         raise UsageError(f"views must be 1 or 8 (the flips and quarter turns of a square cell), not {views!r}.")
     if two_class not in ("derived", "trained"):
         raise UsageError(f"two_class must be 'derived' or 'trained', not {two_class!r}.")
     if not seeds:
         raise UsageError("full_run needs at least one seed.")
-    say = log or (lambda _: None)
-    selection = None
-    if select:
-        selection = select_full(subset=subset, device=device, log=log)
-        chosen = selection["chosen"]
-        model_name, image_size, cut, lr = chosen["model"], chosen["image_size"], chosen["cut"], chosen["lr"]
-        say(f"chosen on val: {model_name} at {image_size} px, trained from {cut}, lr {lr:g}")
-    start = time.perf_counter()
-    splits = elpv(classes=4)
-    model = pretrained(model_name, num_classes=4)
-    freeze_to(model, cut)
-    say(f"extracting {views} view(s) of the cells at {image_size} px below {cut} (cached on disk after the first run) ...")
-    t = time.perf_counter()
-    feats = _splits_features(model, splits, image_size, cut, views, batch_size, subset, ("train", "val", "test"), device)
-    extract_seconds = time.perf_counter() - t
-    y2 = {s: (f.y >= 2).long() for s, f in feats.items()}       # == ftlab.elpv(classes=2) labels (tested)
-    runs, probs4, probs2 = [], [], []
-    for seed in seeds:
+
+
+def _one_seed(feats: dict, seed: int, r: dict, probs: dict[str, list]) -> dict[str, Any]:
+    """One seed of the full run: a fresh 4-class model trained on the cached features and read on test once."""
+    def trained(num_classes: int, relabel=lambda f: f):
         seed_everything(seed)               # the new head's initialisation too
-        m = pretrained(model_name, num_classes=4)
-        freeze_to(m, cut)
-        t = time.perf_counter()
-        h = fit_cached(m, (feats["train"], feats["val"]), epochs, lr=lr, lr_mult=lr_mult, weight_decay=weight_decay,
-                     batch_size=batch_size, seed=seed, device=device, progress=progress)
-        train_seconds = time.perf_counter() - t
-        p4 = predict(m, feats["test"], device=device).probs
-        p2 = coarsen(p4)
-        row = {"seed": seed, "acc4": _acc(p4, feats["test"].y), "acc2": _acc(p2, y2["test"]),
-               "val_acc4": h.best["val_acc"], "best_epoch": h.best_epoch, "train_seconds": train_seconds,
-               "train_images_per_s": epochs * len(feats["train"].y) / train_seconds}
-        if two_class == "trained":
-            seed_everything(seed)
-            m2 = pretrained(model_name, num_classes=2)
-            freeze_to(m2, cut)
-            fit_cached(m2, (feats["train"].with_targets(y2["train"]), feats["val"].with_targets(y2["val"])), epochs,
-                     lr=lr, lr_mult=lr_mult, weight_decay=weight_decay, batch_size=batch_size, seed=seed,
-                     device=device, progress=progress)
-            row["acc2_trained"] = _acc(predict(m2, feats["test"], device=device).probs, y2["test"])
-        runs.append(row)
-        probs4.append(p4)
-        probs2.append(p2)
-        say(f"seed {seed}: 4-class {row['acc4']:.1%}, 2-class {row['acc2']:.1%} "
-            f"({train_seconds:.0f} s, {row['train_images_per_s']:.0f} images/s)")
-    wall = time.perf_counter() - start
-    summary = {"acc4": spread([r["acc4"] for r in runs]).summary(), "acc2": spread([r["acc2"] for r in runs]).summary(),
-               "ensemble_acc4": _acc(torch.stack(probs4).mean(0), feats["test"].y),
-               "ensemble_acc2": _acc(torch.stack(probs2).mean(0), y2["test"]),
-               "wall_seconds": wall, "extract_seconds": extract_seconds,
-               "train_images_per_s": statistics.fmean(r["train_images_per_s"] for r in runs),
-               "test_cells": len(feats["test"].y), "train_cells": len(feats["train"].y)}
-    if two_class == "trained":
-        summary["acc2_trained"] = spread([r["acc2_trained"] for r in runs]).summary()
-    config = dict(image_size=image_size, cut=cut, views=views, epochs=epochs, lr=lr, lr_mult=lr_mult,
-                  weight_decay=weight_decay, batch_size=batch_size, seeds=list(seeds), two_class=two_class,
-                  subset=subset, model=model_name, torch_threads=torch.get_num_threads(),
-                  selected_on="val", protocol=PROTOCOL)
-    return {"config": config, "selection": selection, "runs": runs, "summary": summary}
+        m = pretrained(r["model_name"], num_classes=num_classes)
+        freeze_to(m, r["cut"])
+        h = fit_cached(m, (relabel(feats["train"]), relabel(feats["val"])), r["epochs"], lr=r["lr"], lr_mult=r["lr_mult"],
+                       weight_decay=r["weight_decay"], batch_size=r["batch_size"], seed=seed, device=r["device"],
+                       progress=r["progress"])
+        return m, h
+
+    y2 = {s: (f.y >= 2).long() for s, f in feats.items()}       # == ftlab.elpv(classes=2) labels (tested)
+    t = time.perf_counter()
+    m, h = trained(4)
+    train_seconds = time.perf_counter() - t
+    p4 = predict(m, feats["test"], device=r["device"]).probs
+    p2 = coarsen(p4)
+    probs["acc4"].append(p4)
+    probs["acc2"].append(p2)
+    row = {"acc4": _acc(p4, feats["test"].y), "acc2": _acc(p2, y2["test"]), "val_acc4": h.best["val_acc"],
+           "best_epoch": h.best_epoch, "train_seconds": train_seconds,
+           "train_images_per_s": r["epochs"] * len(feats["train"].y) / train_seconds}
+    if r["two_class"] == "trained":
+        m2, _ = trained(2, lambda f: f.with_targets((f.y >= 2).long()))
+        row["acc2_trained"] = _acc(predict(m2, feats["test"], device=r["device"]).probs, y2["test"])
+    return row
 
 
 def save_full(result: dict[str, Any], path: str | Path, overwrite: bool = False) -> Path:

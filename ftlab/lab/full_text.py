@@ -23,13 +23,12 @@ import torch
 
 from ..batches import seed_everything
 from ..caching import extract, fit_cached
-from ..errors import UsageError
 from ..freezing import freeze_to
-from ..summary import spread
 from ..text.data import rotten_tomatoes
 from ..text.loading import loaders as make_loaders
 from ..text.models import pretrained, tokenizer
 from ..train import predict
+from .protocol import choose_candidate_epoch, per_seed, say_from, settings, summarise
 
 __all__ = ["TEXT_FULL", "CANDIDATES", "text_full_run", "format_text_full"]
 
@@ -41,16 +40,51 @@ TEXT_FULL: dict[str, Any] = dict(cut="layer.3", lr=1e-4, lr_mult=1.0, epochs=2, 
 CANDIDATES: tuple[tuple[str, float], ...] = (("layer.4", 1e-4), ("layer.4", 3e-4), ("layer.3", 1e-4), ("layer.3", 3e-4))
 
 
-
-def _train(feats, cut: str, lr: float, epochs: int, seed: int, cfg: dict, with_val: bool):
+def _train(feats: dict, cut: str, lr: float, epochs: int, seed: int, cfg: dict, with_val: bool):
+    """A fresh MiniLM classifier trained from ``cut`` up on that cut's cached states ``feats`` (train, val)."""
     model = pretrained(num_classes=2)
     freeze_to(model, cut)
     seed_everything(seed)
     model.classifier.reset_parameters()
-    history = fit_cached(model, (feats[cut]["train"], feats[cut]["val"] if with_val else None), epochs, lr=lr,
+    history = fit_cached(model, (feats["train"], feats["val"] if with_val else None), epochs, lr=lr,
                          lr_mult=cfg["lr_mult"], weight_decay=cfg["weight_decay"], batch_size=cfg["batch_size"],
                          seed=seed, restore_best=False, device="cpu", progress=False)
     return model, history
+
+
+def _text_features(cfg: dict, subset, say) -> tuple[Any, Callable[[str], dict]]:
+    """The splits, and the hidden states below a cut of every split (extracted once per cut, on first use)."""
+    splits = rotten_tomatoes()
+    L = make_loaders(splits, tokenizer(), max_length=cfg["max_length"], batch_size=cfg["batch_size"], subset=subset)
+    base = pretrained(num_classes=2)
+    feats: dict[str, dict[str, Any]] = {}
+
+    def features(cut: str) -> dict[str, Any]:
+        if cut not in feats:
+            t = time.perf_counter()
+            freeze_to(base, cut)
+            feats[cut] = {s: extract(base, getattr(L, s), cut, device="cpu") for s in ("train", "val", "test")}
+            say(f"hidden states below {cut} of {sum(len(f) for f in feats[cut].values())} snippets: "
+                f"{time.perf_counter() - t:.0f} s")
+        return feats[cut]
+
+    return splits, features
+
+
+def _select_text(cfg: dict, features, say) -> dict[str, Any]:
+    """Every candidate trained on seed 0 with its validation accuracy after each epoch; the best (candidate, epochs)."""
+    rows = []
+    for cut, lr in CANDIDATES:
+        t = time.perf_counter()
+        _, h = _train(features(cut), cut, lr, cfg["epochs"], 0, cfg, with_val=True)
+        accs = [r["val_acc"] for r in h.rows]
+        rows.append({"cut": cut, "lr": lr, "val_acc_per_epoch": accs, "seconds": time.perf_counter() - t})
+        say(f"selection {cut} lr={lr:g}: val accuracy per epoch {', '.join(f'{a:.1%}' for a in accs)}")
+    best, epochs, choice = choose_candidate_epoch(rows, "val_acc_per_epoch", on="val")
+    cfg.update(cut=best["cut"], lr=best["lr"], epochs=epochs)
+    say(f"chosen on validation: cut {cfg['cut']}, lr {cfg['lr']:g}, {cfg['epochs']} epochs")
+    return {"selected_on": "val", "seed": 0, "candidates": rows, "choice": choice,
+            "chosen": {"cut": cfg["cut"], "lr": cfg["lr"], "epochs": cfg["epochs"]}}
 
 
 def text_full_run(seeds: Sequence[int] = TEXT_FULL["seeds"], select: bool = False, subset: int | float | None = None,
@@ -67,56 +101,25 @@ def text_full_run(seeds: Sequence[int] = TEXT_FULL["seeds"], select: bool = Fals
     Returns:
         ``{"config", "selection", "runs", "summary"}``, JSON-ready.
     """
-    unknown = set(overrides) - set(TEXT_FULL)
-    if unknown:
-        raise UsageError(f"Unknown full-run settings {sorted(unknown)}: use {', '.join(TEXT_FULL)}.")
-    cfg = {**TEXT_FULL, **overrides, "seeds": list(seeds)}
-    say = progress if callable(progress) else (print if progress else (lambda _: None))
+    cfg, say = settings(TEXT_FULL, overrides, seeds), say_from(progress)
     start = time.perf_counter()
-    splits = rotten_tomatoes()
-    L = make_loaders(splits, tokenizer(), max_length=cfg["max_length"], batch_size=cfg["batch_size"], subset=subset)
-    base = pretrained(num_classes=2)
-    feats: dict[str, dict[str, Any]] = {}
+    splits, features = _text_features(cfg, subset, say)
+    selection = _select_text(cfg, features, say) if select else None
+    test = features(cfg["cut"])["test"]
+    probs = []
 
-    def features(cut: str) -> None:
-        if cut not in feats:
-            t = time.perf_counter()
-            freeze_to(base, cut)
-            feats[cut] = {s: extract(base, getattr(L, s), cut, device="cpu") for s in ("train", "val", "test")}
-            say(f"hidden states below {cut} of {sum(len(f) for f in feats[cut].values())} snippets: "
-                f"{time.perf_counter() - t:.0f} s")
-
-    selection = None
-    if select:
-        rows = []
-        for cut, lr in CANDIDATES:
-            features(cut)
-            t = time.perf_counter()
-            _, h = _train(feats, cut, lr, cfg["epochs"], 0, cfg, with_val=True)
-            accs = [r["val_acc"] for r in h.rows]
-            rows.append({"cut": cut, "lr": lr, "val_acc_per_epoch": accs, "seconds": time.perf_counter() - t})
-            say(f"selection {cut} lr={lr:g}: val accuracy per epoch {', '.join(f'{a:.1%}' for a in accs)}")
-        best = max(((r, e) for r in rows for e in range(len(r["val_acc_per_epoch"]))),
-                   key=lambda re: re[0]["val_acc_per_epoch"][re[1]])
-        cfg.update(cut=best[0]["cut"], lr=best[0]["lr"], epochs=best[1] + 1)
-        selection = {"selected_on": "val", "seed": 0, "candidates": rows,
-                     "chosen": {"cut": cfg["cut"], "lr": cfg["lr"], "epochs": cfg["epochs"]}}
-        say(f"chosen on validation: cut {cfg['cut']}, lr {cfg['lr']:g}, {cfg['epochs']} epochs")
-    features(cfg["cut"])
-    runs, probs = [], []
-    y = feats[cfg["cut"]]["test"].y
-    for seed in cfg["seeds"]:
+    def run_one(seed: int) -> dict[str, Any]:
         t = time.perf_counter()
-        model, _ = _train(feats, cfg["cut"], cfg["lr"], cfg["epochs"], seed, cfg, with_val=False)
-        p = predict(model, feats[cfg["cut"]]["test"], device="cpu").probs
-        probs.append(p)
-        runs.append({"seed": seed, "acc": float((p.argmax(1) == y).float().mean()),
-                     "train_seconds": time.perf_counter() - t})
-        say(f"seed {seed}: test accuracy {runs[-1]['acc']:.1%} ({runs[-1]['train_seconds']:.0f} s)")
-    ensemble = float((torch.stack(probs).mean(0).argmax(1) == y).float().mean())
-    summary = {"acc": spread([r["acc"] for r in runs]).summary(), "ensemble_acc": ensemble,
+        model, _ = _train(features(cfg["cut"]), cfg["cut"], cfg["lr"], cfg["epochs"], seed, cfg,
+                          with_val=False)
+        probs.append(predict(model, test, device="cpu").probs)
+        return {"acc": float((probs[-1].argmax(1) == test.y).float().mean()), "train_seconds": time.perf_counter() - t}
+
+    runs = per_seed(cfg["seeds"], run_one, say, lambda r: f"test accuracy {r['acc']:.1%} ({r['train_seconds']:.0f} s)")
+    y = test.y
+    summary = {**summarise(runs, ["acc"]), "ensemble_acc": float((torch.stack(probs).mean(0).argmax(1) == y).float().mean()),
                "majority_acc": float((y == y.bincount().argmax()).float().mean()),
-               "wall_seconds": time.perf_counter() - start, "train_snippets": len(feats[cfg["cut"]]["train"]),
+               "wall_seconds": time.perf_counter() - start, "train_snippets": len(features(cfg["cut"])["train"]),
                "test_snippets": len(y)}
     config = {**cfg, "subset": subset, "model": "all-MiniLM-L6-v2", "data": splits.name, "selected_on": "val",
               "torch_threads": torch.get_num_threads()}

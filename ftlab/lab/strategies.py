@@ -26,7 +26,7 @@ from ..caching import extract, fit_cached, linear_probe
 from ..errors import UsageError
 from ..freezing import train_top, trainable_count
 from ..groups import layer_groups
-from ..train import evaluate, fit
+from ..train import fit, predict
 
 __all__ = ["STRATEGIES", "strategy_top", "run_strategy"]
 
@@ -68,7 +68,9 @@ def run_strategy(model: nn.Module, loaders, strategy: str = "head", epochs: int 
         **fit_kwargs: more :func:`ftlab.fit` arguments (``scheduler``, ``restore_best``, ``monitor``, ...).
 
     Returns:
-        ``{"strategy", "test_acc", "val_acc", "trainable", "seconds", "epochs_run", "best_epoch", "cached", "history"}``.
+        ``{"strategy", "test_acc", "test_correct", "val_acc", "trainable", "seconds", "epochs_run", "best_epoch",
+        "cached", "history"}``; ``test_correct`` holds each test example's score (1.0 right, 0.0 wrong, in
+        the loader's order) for paired comparisons between strategies (:func:`ftlab.lab.paired`).
     """
     k = strategy_top(model, strategy)
     start = time.perf_counter()
@@ -76,8 +78,9 @@ def run_strategy(model: nn.Module, loaders, strategy: str = "head", epochs: int 
     if k == 0:
         train_top(model, 0)
         train = extract(model, loaders.train, cut="head", device=device)
-        row.update(test_acc=linear_probe(train, extract(model, loaders.test, cut="head", device=device), seed=seed),
-                   val_acc=linear_probe(train, extract(model, loaders.val, cut="head", device=device), seed=seed),
+        scored = linear_probe(train, {s: extract(model, getattr(loaders, s), cut="head", device=device)
+                                      for s in ("val", "test")}, seed=seed, per_example=True)
+        row.update(test_acc=float(scored["test"].mean()), test_correct=scored["test"], val_acc=float(scored["val"].mean()),
                    trainable=train.x.shape[1] * len(getattr(loaders, "classes", [0, 0])), cached=True, history=None)
     else:
         train_top(model, k)
@@ -86,7 +89,8 @@ def run_strategy(model: nn.Module, loaders, strategy: str = "head", epochs: int 
         kwargs = dict(lr=lr, lr_mult=lr_mult, weight_decay=weight_decay, early_stopping=early_stopping,
                       callbacks=callbacks, seed=seed, device=device, progress=progress, **fit_kwargs)
         history = fit_cached(model, loaders, epochs, **kwargs) if cached else fit(model, loaders, epochs, **kwargs)
-        row.update(test_acc=evaluate(model, loaders.test, device=device)["acc"],
+        p = predict(model, loaders.test, device=device)
+        row.update(test_acc=float((p.preds == p.targets).float().mean()), test_correct=(p.preds == p.targets).float(),
                    val_acc=history.best["val_acc"] if history.best else None, trainable=trainable_count(model),
                    epochs_run=len(history), best_epoch=history.best_epoch, stopped=history.stopped or "",
                    cached=cached, history=history)

@@ -142,7 +142,7 @@ def collect_results(out: str | Path) -> list[dict[str, Any]]:
 
 
 def read_results(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a ``results.csv``, numbers parsed back into numbers."""
+    """Rows of a ``results.csv``, numbers parsed back into numbers (``*_correct`` columns stay strings of 0s and 1s)."""
     def num(v: str):
         for cast in (int, float):
             try:
@@ -151,7 +151,7 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
                 pass
         return v
     with open(path, newline="") as f:
-        return [{k: num(v) for k, v in r.items()} for r in csv.DictReader(f)]
+        return [{k: v if k.endswith("_correct") else num(v) for k, v in r.items()} for r in csv.DictReader(f)]
 
 
 def save_sweep_figures(rows: Sequence[dict[str, Any]], out: str | Path) -> list[Path]:
