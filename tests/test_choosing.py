@@ -21,7 +21,8 @@ def test_features_at_a_later_cut_equal_a_direct_extraction(small, views):
         moved = ft.features_at(model, low, cut)
         direct = ft.extract(model, L.val, cut=cut, cache=False, views=views)
         assert moved.cut == direct.cut and moved.views == direct.views
-        assert torch.allclose(moved.x, direct.x, atol=1e-5), cut
+        # float32: maps of size ~10 summed in another order (batch sizes, one torch thread or two) agree to ~1e-5 relative
+        assert torch.allclose(moved.x, direct.x, rtol=1e-4, atol=1e-4), (cut, (moved.x - direct.x).abs().max())
         assert torch.equal(moved.y, low.y)
     assert ft.features_at(model, low, "blocks.5") is low
     with pytest.raises(ft.FtlabError, match="lies below"):

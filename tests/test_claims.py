@@ -121,3 +121,14 @@ def test_paired_takes_predictions_and_refuses_unpaired_arms():
         ft.lab.claim("x", d, above=0.0, below=1.0)
     with pytest.raises(ValueError, match="NaN"):
         ft.lab.estimate([1.0, float("nan")])
+
+
+def test_unpaired_compares_two_groups_of_examples():
+    rng = np.random.default_rng(3)
+    often, rarely = (rng.random(300) < 0.7).astype(float), (rng.random(200) < 0.4).astype(float)
+    d = ft.lab.unpaired(often, rarely)
+    assert d.value == pytest.approx(often.mean() - rarely.mean()) and d.low < d.value < d.high and d.low > 0.15
+    assert d.n == 500 and "each resampled" in d.over
+    assert ft.lab.claim("the first group scores higher", d, above=0.0).verdict == "holds"
+    with pytest.raises(ValueError, match="1-D per-example"):
+        ft.lab.unpaired(np.ones((2, 5)), np.ones(5))

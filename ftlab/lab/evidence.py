@@ -34,7 +34,7 @@ import numpy as np
 
 from ..errors import UsageError
 
-__all__ = ["Estimate", "paired", "estimate", "per_example", "verdict"]
+__all__ = ["Estimate", "paired", "unpaired", "estimate", "per_example", "verdict"]
 
 LEVEL = 0.95
 RESAMPLES = 4000
@@ -161,6 +161,24 @@ def paired(a: Any, b: Any, level: float = LEVEL, resamples: int = RESAMPLES, see
         raise UsageError(f"A paired comparison needs both arms on the same seeds and test examples; got "
                          f"{xa.shape[0]} x {xa.shape[1]} and {xb.shape[0]} x {xb.shape[1]} (seeds x examples).")
     return _estimate(xa - xb, "difference", level, resamples, seed)
+
+
+def unpaired(a: Any, b: Any, level: float = LEVEL, resamples: int = RESAMPLES, seed: int = 0) -> Estimate:
+    """The difference of the mean scores of two *different* sets of examples, ``mean(a) - mean(b)``, with its interval.
+
+    For two groups of test examples (e.g. the miss rate of unsure against sure defects), each
+    resampled on its own (the bootstrap of a difference of two means, Efron & Tibshirani 1993,
+    ch. 8). One seed each: ``a`` and ``b`` are 1-D per-example scores.
+    """
+    xa, xb = per_example(a), per_example(b)
+    if xa.shape[0] != 1 or xb.shape[0] != 1:
+        raise UsageError("unpaired compares two groups of examples of one run: pass 1-D per-example scores.")
+    ea, eb = (_estimate(x, "mean", level, resamples, seed + i) for i, x in enumerate((xa, xb)))
+    reps = ea.samples - eb.samples
+    tail = (1 - level) / 2
+    low, high = np.quantile(reps, [tail, 1 - tail])
+    return Estimate(ea.value - eb.value, float(low), float(high), level, xa.shape[1] + xb.shape[1], 1,
+                    f"two groups of examples ({xa.shape[1]} and {xb.shape[1]}), each resampled", "difference", reps)
 
 
 def estimate(a: Any, level: float = LEVEL, resamples: int = RESAMPLES, seed: int = 0) -> Estimate:
