@@ -24,6 +24,7 @@ def test_claim_records_the_condition_and_the_evidence():
     assert "augmentation narrows the gap" in table.text() and "fails (lesson: holds)" in table.text()
     with pytest.raises(ValueError, match="expect= is the verdict"):
         ft.lab.claim("x", True, expect="maybe")
+    assert ft.lab.claim("no runs of top 4 to compare", None, above=0.0).verdict == "undecided"
     with pytest.raises(ValueError, match="bound an estimate"):
         ft.lab.claim("x", 0.3 > 0.2, above=0.0)
     with pytest.raises(ValueError, match="needs its sentence"):
@@ -33,7 +34,7 @@ def test_claim_records_the_condition_and_the_evidence():
 def test_claims_are_stored_with_the_metrics_and_summarised(tmp_path):
     claims = [ft.lab.claim("a", True, x=1.0), ft.lab.claim("b is bigger", False, b=0.5)]
     ft.lab.record("01_x", tmp_path, claims=claims, acc=0.9)
-    ft.lab.record("02_y", tmp_path, acc=0.8)
+    ft.lab.record("02_y", tmp_path, acc=0.8, choices=[ft.lab.choose("best of two", {"a": 0.1, "b": 0.2}, on="val")])
     saved = json.loads((tmp_path / "metrics" / "01_x.json").read_text())
     assert saved["claims"] == [{"claim": "a", "verdict": "holds", "expect": "holds", "holds": True, "evidence": {"x": 1.0}},
                                {"claim": "b is bigger", "verdict": "fails", "expect": "holds", "holds": False,
@@ -42,6 +43,7 @@ def test_claims_are_stored_with_the_metrics_and_summarised(tmp_path):
     assert rows[0]["claims"] == "1 hold, 0 undecided, 1 fail (1 not as the lesson says)"
     assert rows[0]["not as declared"] == "b is bigger (fails, lesson: holds)"
     assert rows[0]["metrics"] == "acc=0.900" and rows[1]["claims"] == "-"
+    assert rows[0]["choices"] == "-" and rows[1]["choices"] == "1 on val" and rows[1]["metrics"] == "acc=0.800"
     md, _ = lessons.write_summary(tmp_path, rows)
     assert "1 fail" in md.read_text() and "b is bigger" in md.read_text()
     with pytest.raises(ValueError, match="ft.lab.claim"):

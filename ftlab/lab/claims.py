@@ -93,10 +93,10 @@ def claim(text: str, holds: Any, *, above: float | None = None, below: float | N
       (numpy or torch bool too); ``None`` means the run cannot tell (e.g. an arm is missing), which is
       *undecided*.
     * **a difference or a score that has noise**: ``holds`` is an :class:`~ftlab.lab.evidence.Estimate`
-      (:func:`ftlab.lab.paired`, :func:`ftlab.lab.estimate`) with one bound. ``above=m``: holds when the
-      whole interval lies above ``m``, fails when it lies at or below ``m``, undecided when it straddles
-      ``m``; ``below=m`` the mirror image; ``within=m`` an equivalence claim ("no difference larger than
-      ``m``"), by two one-sided tests.
+      (:func:`ftlab.lab.paired`, :func:`ftlab.lab.estimate`) with one bound (``None`` for the estimate: the
+      run has none, undecided). ``above=m``: holds when the whole interval lies above ``m``, fails when
+      it lies at or below ``m``, undecided when it straddles ``m``; ``below=m`` the mirror image;
+      ``within=m`` an equivalence claim ("no difference larger than ``m``"), by two one-sided tests.
 
     Args:
         text: the claim as the prose says it.
@@ -120,11 +120,13 @@ def claim(text: str, holds: Any, *, above: float | None = None, below: float | N
     if isinstance(holds, Estimate):
         found = verdict(holds, above, below, within)
         evidence = {**describe(holds, above, below, within), **evidence}
+    elif holds is None:                                  # the run cannot tell (an arm is missing): undecided
+        found = "undecided"
     elif any(v is not None for v in bounds.values()):
         raise UsageError("above=, below= and within= bound an estimate with its interval (ft.lab.paired(...) or "
                          "ft.lab.estimate(...)); for a plain condition pass a bool and no bound.")
     else:
-        found = "undecided" if holds is None else "holds" if bool(holds) else "fails"
+        found = "holds" if bool(holds) else "fails"
     return Claim(text.strip(), found, expect, {k: _plain(v) for k, v in evidence.items()})
 
 

@@ -75,8 +75,9 @@ class Estimate:
         sign = "+" if self.what == "difference" else ""
         unit = " points" if points and self.what == "difference" else (" %" if points else "")
         seeds = f" x {self.seeds} seeds" if self.seeds > 1 else ", one seed"
+        level = f"{self.level:.0%}".replace("%", " %")
         return (f"{k * self.value:{sign}.1f}{unit} [{k * self.low:{sign}.1f}, {k * self.high:{sign}.1f}] "
-                f"({self.level:.0%}".replace("%", " %") + f", {self.n:,} examples{seeds})")
+                f"({level}, {self.n:,} examples{seeds})")
 
     def __str__(self) -> str:
         return self.format()

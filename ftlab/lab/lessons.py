@@ -198,18 +198,21 @@ def run_lessons(out: Path, lessons: list[Path], params: dict[str, Any], quick: b
 
 
 def summary_rows(out_dir: str | Path, seconds: dict[str, float], status: dict[str, str]) -> list[dict[str, Any]]:
-    """One row per lesson: lesson, status, seconds, the claims' verdicts, the claims not as declared, metrics."""
+    """One row per lesson: lesson, status, seconds, the claims' verdicts, the claims not as declared, the recorded
+    choices (how many, on which split), metrics."""
     metrics = read_metrics(out_dir)
     rows = []
     for lesson in seconds:
         m = dict(metrics.get(lesson, {}))
-        claims = m.pop("claims", [])
+        claims, choices = m.pop("claims", []), m.pop("choices", None) or []
         off = [f"{c['claim']} ({c.get('verdict')}, lesson: {c.get('expect', 'holds')})" for c in claims
                if c.get("verdict", "holds" if c.get("holds") else "fails") != c.get("expect", "holds")]
         text = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items())
         rows.append({"lesson": lesson, "status": status.get(lesson, "?"), "seconds": round(seconds[lesson], 1),
                      "claims": verdict_counts(claims) if claims else "-",
-                     "not as declared": "; ".join(off), "metrics": text})
+                     "not as declared": "; ".join(off),
+                     "choices": f"{len(choices)} on {'/'.join(sorted({c['on'] for c in choices}))}" if choices else "-",
+                     "metrics": text})
     return rows
 
 

@@ -89,7 +89,8 @@ def run_strategy(model: nn.Module, loaders, strategy: str = "head", epochs: int 
         kwargs = dict(lr=lr, lr_mult=lr_mult, weight_decay=weight_decay, early_stopping=early_stopping,
                       callbacks=callbacks, seed=seed, device=device, progress=progress, **fit_kwargs)
         history = fit_cached(model, loaders, epochs, **kwargs) if cached else fit(model, loaders, epochs, **kwargs)
-        p = predict(model, loaders.test, device=device)
+        test = extract(model, loaders.test, cut="auto", device=device) if cached else loaders.test   # the same weights
+        p = predict(model, test, device=device)
         row.update(test_acc=float((p.preds == p.targets).float().mean()), test_correct=(p.preds == p.targets).float(),
                    val_acc=history.best["val_acc"] if history.best else None, trainable=trainable_count(model),
                    epochs_run=len(history), best_epoch=history.best_epoch, stopped=history.stopped or "",
