@@ -105,7 +105,8 @@ def test_seed_noise_widens_the_interval_and_the_verdicts_follow_it():
     assert ft.lab.claim("a beats b by 20 points", one, above=0.2).verdict == "fails"
     straddles = ft.lab.paired(a, a[:, ::-1].copy())           # two arms of the same quality, unrelated errors
     assert ft.lab.claim("a beats its shuffle", straddles, above=0.0).verdict == "undecided"
-    assert ft.lab.claim("a and its shuffle are equivalent within 10 points", straddles, within=0.10).verdict == "holds"
+    equivalent = ft.lab.claim("a and its shuffle are equivalent within 10 points", straddles, within=0.10)
+    assert equivalent.verdict == "holds" and "(90 % two one-sided tests)" in equivalent.evidence["equivalence_interval"]
     assert ft.lab.claim("a and b are equivalent within 1 point", one, within=0.01).verdict == "fails"
     acc = ft.lab.estimate(a)
     assert acc.low < a.mean() < acc.high and acc.what == "mean" and " %" in str(acc)
@@ -134,3 +135,18 @@ def test_unpaired_compares_two_groups_of_examples():
     assert ft.lab.claim("the first group scores higher", d, above=0.0).verdict == "holds"
     with pytest.raises(ValueError, match="1-D per-example"):
         ft.lab.unpaired(np.ones((2, 5)), np.ones(5))
+
+
+def test_a_share_of_one_run_gets_the_wilson_interval_not_an_empty_bootstrap():
+    from scipy.stats import binomtest
+    all_right = ft.lab.estimate(np.ones(64))
+    assert all_right.value == 1.0 and all_right.high == 1.0 and all_right.low == pytest.approx(64 / (64 + 1.959964 ** 2))
+    assert "Wilson" in all_right.over and "[94.3, 100.0]" in str(all_right)
+    for right, n in ((0, 10), (19, 205), (523, 656)):
+        ci = binomtest(right, n).proportion_ci(confidence_level=0.95, method="wilson")
+        est = ft.lab.estimate(np.r_[np.ones(right), np.zeros(n - right)])
+        assert (est.low, est.high) == pytest.approx((ci.low, ci.high), abs=1e-9)
+        assert est.interval(0.90) == pytest.approx(tuple(binomtest(right, n).proportion_ci(0.90, method="wilson")), abs=1e-9)
+    assert ft.lab.claim("at 300 px most functional cells are called defective", all_right, above=0.5).verdict == "holds"
+    several = ft.lab.estimate(np.ones((3, 64)))                      # several seeds: the two-way bootstrap as before
+    assert several.counts is None and "two-way" in several.over

@@ -333,3 +333,43 @@ def test_box_figures(trees):
     r = ft.detection.evaluate(predictions=(perfect, targets))
     fig = ft.plot.pr_curves({"truth": r})
     assert "AP@0.5 1.00" in fig.axes[0].get_legend().get_texts()[0].get_text()
+
+
+def _synthetic_detections(seed, images=7):
+    """True boxes and predictions near some of them (plus false ones), with random scores."""
+    g = torch.Generator().manual_seed(seed)
+    preds, targets = [], []
+    for _ in range(images):
+        n = int(torch.randint(0, 6, (1,), generator=g))
+        xy = torch.rand(n, 2, generator=g) * 300
+        truth = torch.cat([xy, xy + 20 + torch.rand(n, 2, generator=g) * 60], 1)
+        near = truth[torch.rand(n, generator=g) < 0.7]
+        near = near + torch.randn(near.shape, generator=g) * 6
+        xy = torch.rand(3, 2, generator=g) * 300
+        false = torch.cat([xy, xy + 30], 1)
+        boxes = torch.cat([near, false])
+        preds.append({"boxes": boxes, "scores": torch.rand(len(boxes), generator=g),
+                      "labels": torch.zeros(len(boxes), dtype=torch.long)})
+        targets.append({"boxes": truth, "labels": torch.zeros(n, dtype=torch.long)})
+    return preds, targets
+
+
+def test_average_precision_from_image_matches_is_torchmetrics_map_50_and_can_be_resampled():
+    for seed in range(4):
+        preds, targets = _synthetic_detections(seed)
+        ref = ft.detection.evaluate(predictions=(preds, targets))["map_50"]
+        matches = ft.detection.image_matches(preds, targets)
+        assert ft.detection.average_precision(matches) == pytest.approx(ref, abs=1e-6)
+        twice = ft.detection.average_precision(matches + matches)           # a resample may repeat an image
+        doubled = ft.detection.evaluate(predictions=(preds + preds, targets + targets))["map_50"]
+        assert twice == pytest.approx(doubled, abs=1e-6)
+    assert np.isnan(ft.detection.average_precision([ft.detection.ImageMatches(np.zeros(0), np.zeros(0, bool), 0)]))
+    good, targets = _synthetic_detections(0)
+    perfect = [{"boxes": t["boxes"], "scores": torch.ones(len(t["boxes"])), "labels": t["labels"]} for t in targets]
+    a = ft.detection.image_matches(perfect, targets)
+    b = ft.detection.image_matches(good, targets)
+    d = ft.lab.paired_metric(ft.detection.average_precision, a, b, resamples=300)
+    assert d.value == pytest.approx(1.0 - ft.detection.average_precision(b)) and d.low > 0 and d.n == 7
+    assert ft.lab.paired_metric(ft.detection.average_precision, [a, a], [b, b], resamples=300).seeds == 2
+    with pytest.raises(ValueError, match="same seeds"):
+        ft.lab.paired_metric(ft.detection.average_precision, a, b[:3])

@@ -23,7 +23,7 @@ __all__ = ["QUICK", "notebooks_dir", "lesson_paths", "notebook_parameters", "par
            "parse_value", "execute", "run_lessons", "summary_rows", "write_summary"]
 
 # --quick: tiny settings for a smoke run, applied to the lessons that have these parameters
-QUICK = {"SUBSET": 10, "EVAL_SUBSET": 10, "EPOCHS": 1, "HEAD_EPOCHS": 1, "IMAGE_SIZE": 48}
+QUICK = {"SUBSET": 10, "EVAL_SUBSET": 10, "TEST_SUBSET": 10, "EPOCHS": 1, "HEAD_EPOCHS": 1, "IMAGE_SIZE": 48}
 
 
 def notebooks_dir() -> Path:

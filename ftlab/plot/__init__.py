@@ -8,7 +8,7 @@ when given one, and works headless. :mod:`~ftlab.plot.training` has the figures 
 :mod:`~ftlab.plot.style` the house style.
 ``import ftlab`` does not import matplotlib: this package loads on first use of ``ft.plot``.
 """
-from .detection import boxes, pr_curves
+from .detection import boxes, iou_examples, pr_curves
 from .images import augmentations, gradcam, gradcam_maps, show_batch, top_losses
 from .maps import feature_maps, group_maps, probe_by_depth
 from .results import augmentation_effect, baselines, scaling, spread, tradeoff
@@ -19,4 +19,5 @@ from .training import classification_report, compare, confusion_matrix, embeddin
 __all__ = ["augmentations", "gradcam", "gradcam_maps", "show_batch", "top_losses", "baselines",
            "scaling", "spread", "tradeoff", "augmentation_effect", "PALETTE", "STYLE", "classification_report", "compare",
            "confusion_matrix", "embedding", "history", "lr_find", "trainable",
-           "feature_maps", "group_maps", "probe_by_depth", "similarity", "token_attributions", "boxes", "pr_curves"]
+           "feature_maps", "group_maps", "probe_by_depth", "similarity", "token_attributions", "boxes", "pr_curves",
+           "iou_examples"]

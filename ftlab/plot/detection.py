@@ -1,4 +1,5 @@
-"""Figures of detectors: boxes on images (true and predicted, coloured by score), precision-recall curves.
+"""Figures of detectors: boxes on images (true and predicted, coloured by score), precision-recall curves,
+what an IoU of 0.8, 0.5 or 0.2 looks like.
 
 Introduced in lesson 07.
 """
@@ -14,7 +15,7 @@ from matplotlib import patches
 from ..errors import UsageError
 from .style import PALETTE, axes_row, styled, tiles
 
-__all__ = ["boxes", "pr_curves"]
+__all__ = ["boxes", "pr_curves", "iou_examples"]
 
 
 def _rgb(image) -> np.ndarray:
@@ -97,4 +98,27 @@ def pr_curves(results: Mapping[str, Mapping] | Sequence[Mapping], labels: Sequen
     axis.set(xlabel="recall (share of true boxes found)", ylabel="precision (share of boxes that are right)",
              xlim=(0, 1), ylim=(0, 1.02), title="Precision-recall at IoU 0.5")
     axis.legend(loc="upper right")
+    return fig
+
+
+@styled
+def iou_examples(shifts: Sequence[float] = (0.1, 1 / 3, 2 / 3), ax=None):
+    """A true box (dashed) and a predicted box of the same size shifted sideways by a share of its width,
+    one panel per shift, each titled with its IoU (intersection over union) and whether it counts at 0.5."""
+    from torchvision.ops import box_iou
+
+    fig, axs = axes_row(ax, len(shifts), (3.0 * len(shifts), 2.9))
+    truth = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
+    for a, shift in zip(axs, shifts):
+        pred = truth + torch.tensor([shift, 0.15 * shift, shift, 0.15 * shift])
+        iou = float(box_iou(pred, truth))
+        (x0, y0, x1, y1), (p0, q0, p1, q1) = truth[0].tolist(), pred[0].tolist()
+        a.add_patch(patches.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, lw=1.5, ec="black", ls="--", label="true"))
+        a.add_patch(patches.Rectangle((p0, q0), p1 - p0, q1 - q0, fill=True, alpha=0.25, lw=1.5, ec=PALETTE[0],
+                                      fc=PALETTE[0], label="predicted"))
+        ix0, ix1, iy0, iy1 = max(x0, p0), min(x1, p1), max(y0, q0), min(y1, q1)
+        a.add_patch(patches.Rectangle((ix0, iy0), max(0, ix1 - ix0), max(0, iy1 - iy0), hatch="//", fill=False, lw=0))
+        a.set(xlim=(-0.2, 1.9), ylim=(-0.2, 1.4), aspect="equal", xticks=[], yticks=[],
+              title=f"IoU {iou:.2f}: {'a hit' if iou >= 0.5 else 'a miss'} at 0.5")
+    axs[0].legend(loc="upper right", fontsize=8)
     return fig
