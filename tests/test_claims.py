@@ -150,3 +150,22 @@ def test_a_share_of_one_run_gets_the_wilson_interval_not_an_empty_bootstrap():
     assert ft.lab.claim("at 300 px most functional cells are called defective", all_right, above=0.5).verdict == "holds"
     several = ft.lab.estimate(np.ones((3, 64)))                      # several seeds: the two-way bootstrap as before
     assert several.counts is None and "two-way" in several.over
+
+
+def test_the_majority_baseline_takes_its_class_from_the_training_labels():
+    right = ft.lab.majority_baseline([0, 1, 1, 1], [0, 0, 0, 1])          # class 1 from training, though test is mostly 0
+    assert right.tolist() == [0.0, 0.0, 0.0, 1.0] and right.mean().item() == 0.25
+    with pytest.raises(ValueError, match="neither may be empty"):
+        ft.lab.majority_baseline([], [0, 1])
+
+
+def test_a_borderline_claim_declares_two_verdicts_and_fails_only_on_the_third():
+    from ftlab.lab.claims import verdict_counts
+
+    edge = ft.lab.paired(np.r_[np.ones(60), np.zeros(40)], np.r_[np.ones(52), np.zeros(48)])   # +8 points, wide
+    near = ft.lab.claim("a beats b, barely", edge, above=0.0, expect=ft.lab.BORDERLINE)
+    assert near.expect == "holds|undecided" and near.as_declared
+    assert ft.lab.claim("a beats b by 30 points", edge, above=0.30, expect=ft.lab.BORDERLINE).as_declared is False
+    assert verdict_counts([near]).endswith("(all as the lesson says)")
+    with pytest.raises(ValueError, match="BORDERLINE"):
+        ft.lab.claim("x", True, expect=("holds", "maybe"))

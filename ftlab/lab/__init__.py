@@ -21,6 +21,7 @@ Use it as ``ft.lab.<name>`` (``import ftlab as ft``; it loads on first use).
 """
 from ..summary import Spread, spread
 from .claims import (
+    BORDERLINE,
     STRICT_ENV,
     VERDICTS,
     Choice,
@@ -33,7 +34,7 @@ from .claims import (
     read_metrics,
     record,
 )
-from .evidence import Estimate, estimate, paired, paired_metric, unpaired
+from .evidence import Estimate, estimate, majority_baseline, paired, paired_metric, unpaired
 from .experiment import correct_from_text, run_experiment
 from .full_detection import DETECTION_FULL, detection_full_run, format_detection_full
 from .full_images import FULL, coarsen, format_full, full_run, load_full, save_full, select_full
@@ -41,8 +42,9 @@ from .full_text import TEXT_FULL, format_text_full, text_full_run
 from .strategies import STRATEGIES, run_strategy, strategy_top
 from .sweep import aggregate, collect_results, load_config, read_results, run_sweep, save_sweep_figures
 
-__all__ = ["STRICT_ENV", "VERDICTS", "Choice", "choose", "Claim", "ClaimNotHeld", "check_claims", "claim", "claims_table",
-           "read_metrics", "record", "Estimate", "estimate", "paired", "paired_metric", "unpaired",
+__all__ = ["STRICT_ENV", "VERDICTS", "BORDERLINE", "Choice", "choose", "Claim", "ClaimNotHeld", "check_claims", "claim",
+           "claims_table",
+           "read_metrics", "record", "Estimate", "estimate", "paired", "paired_metric", "unpaired", "majority_baseline",
            "STRATEGIES", "run_strategy", "strategy_top", "run_experiment", "correct_from_text", "TrainPanel",
            "Spread", "spread", "aggregate", "collect_results", "load_config", "read_results", "run_sweep", "save_sweep_figures",
            "FULL", "coarsen", "format_full", "full_run", "load_full", "save_full", "select_full",

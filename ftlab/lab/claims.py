@@ -34,7 +34,7 @@ from ..errors import FtlabError, UsageError
 from ..files import atomic_write_text
 from ..tables import Table
 
-__all__ = ["STRICT_ENV", "VERDICTS", "Claim", "ClaimNotHeld", "verdict_counts",
+__all__ = ["STRICT_ENV", "VERDICTS", "BORDERLINE", "declared", "Claim", "ClaimNotHeld", "verdict_counts",
            "Choice", "choose", "claim", "claims_table", "check_claims", "record", "read_metrics"]
 
 STRICT_ENV = "FTLAB_STRICT_CLAIMS"   # "1": a verdict other than the declared one is an error (the tests' runs at the defaults)
@@ -49,6 +49,8 @@ def _plain(value: Any) -> Any:
 
 
 VERDICTS = ("holds", "fails", "undecided")
+BORDERLINE = ("holds", "undecided")
+"""``expect=`` for a claim at the edge of the noise: holding or undecided are both as the prose says."""
 MARK = {"holds": "✓", "fails": "✗", "undecided": "?"}
 COLOUR = {"holds": "#009e73", "fails": "#d55e00", "undecided": "#e69f00"}
 
@@ -68,8 +70,8 @@ class Claim:
 
     @property
     def as_declared(self) -> bool:
-        """True when the run's verdict is the one the prose relies on."""
-        return self.verdict == self.expect
+        """True when the run's verdict is the one the prose relies on (one of them, for a borderline claim)."""
+        return declared(self.verdict, self.expect)
 
     def _line(self) -> str:
         numbers = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in self.evidence.items())
@@ -103,8 +105,11 @@ def claim(text: str, holds: Any, *, above: float | None = None, below: float | N
         holds: the condition or the estimate.
         above, below, within: the bound read against an estimate (one of them, only with an estimate).
         expect: the verdict the lesson's prose relies on: ``"holds"`` (default), ``"undecided"`` where
-            the prose says "within the noise here", or ``"fails"``. Under ``FTLAB_STRICT_CLAIMS=1`` a
-            run whose verdict differs is an error (:func:`check_claims`).
+            the prose says "within the noise here", or ``"fails"``; or :data:`BORDERLINE`
+            (``("holds", "undecided")``) for a claim at the edge of the noise, where the prose says that
+            the interval barely clears its bound and another draw, or another machine's arithmetic,
+            may not. Under ``FTLAB_STRICT_CLAIMS=1`` a run whose verdict is not declared is an error
+            (:func:`check_claims`).
         **evidence: more numbers it rests on (shown with it and stored in the metrics).
 
     Returns:
@@ -114,8 +119,11 @@ def claim(text: str, holds: Any, *, above: float | None = None, below: float | N
 
     if not isinstance(text, str) or not text.strip():
         raise UsageError("A claim needs its sentence as text, e.g. ft.lab.claim('pretrained beats random', a > b).")
-    if expect not in VERDICTS:
-        raise UsageError(f"expect= is the verdict the prose relies on, one of {VERDICTS}; got {expect!r}.")
+    if not isinstance(expect, str):
+        expect = "|".join(expect) if isinstance(expect, (tuple, list)) else expect
+    if not isinstance(expect, str) or not expect or not all(e in VERDICTS for e in expect.split("|")):
+        raise UsageError(f"expect= is the verdict the prose relies on, one of {VERDICTS} (or several, e.g. "
+                         f"ft.lab.BORDERLINE); got {expect!r}.")
     bounds = {"above": above, "below": below, "within": within}
     if isinstance(holds, Estimate):
         found = verdict(holds, above, below, within)
@@ -177,12 +185,17 @@ def claims_table(claims: Sequence[Claim]) -> Table:
     return Table(["", "verdict", "claim", "evidence"], rows, title=verdict_counts(claims) + " in this run")
 
 
+def declared(verdict: str, expect: str) -> bool:
+    """Whether a verdict is the declared one: ``expect`` is a verdict, or several joined by ``|`` (a borderline claim)."""
+    return verdict in expect.split("|")
+
+
 def verdict_counts(claims: Sequence[Claim | dict]) -> str:
     """``"9 hold, 1 undecided, 0 fail (all as the lesson says)"`` or ``"... (1 not as the lesson says)"``."""
     verdicts = [c.verdict if isinstance(c, Claim) else c.get("verdict", "holds" if c.get("holds") else "fails")
                 for c in claims]
     expects = [c.expect if isinstance(c, Claim) else c.get("expect", "holds") for c in claims]
-    off = sum(v != e for v, e in zip(verdicts, expects))
+    off = sum(not declared(v, e) for v, e in zip(verdicts, expects))
     counts = f"{verdicts.count('holds')} hold, {verdicts.count('undecided')} undecided, {verdicts.count('fails')} fail"
     return counts + (f" ({off} not as the lesson says)" if off else " (all as the lesson says)")
 

@@ -38,7 +38,7 @@ import numpy as np
 
 from ..errors import UsageError
 
-__all__ = ["Estimate", "paired", "paired_metric", "unpaired", "estimate", "per_example", "verdict"]
+__all__ = ["Estimate", "paired", "paired_metric", "unpaired", "estimate", "per_example", "verdict", "majority_baseline"]
 
 LEVEL = 0.95
 RESAMPLES = 4000
@@ -256,6 +256,20 @@ def estimate(a: Any, level: float = LEVEL, resamples: int = RESAMPLES, seed: int
     low, high = wilson(right, n, level)
     return Estimate(right / n, low, high, level, n, 1, "test examples (Wilson score interval of a proportion)", "mean",
                     counts=(right, n))
+
+
+def majority_baseline(train_targets: Any, test_targets: Any):
+    """What "always answer the majority class" gets right on each test example (1.0 / 0.0, a float tensor).
+
+    The class is the most frequent one of the **training** labels: a baseline, like a model, must not
+    be chosen on the test split. ``.mean()`` is its accuracy; pass it to :func:`paired` as an arm.
+    """
+    import torch
+
+    train, test = torch.as_tensor(train_targets).long(), torch.as_tensor(test_targets).long()
+    if train.numel() == 0 or test.numel() == 0:
+        raise UsageError("majority_baseline needs the training labels and the test labels (neither may be empty).")
+    return (test == int(train.bincount().argmax())).float()
 
 
 def verdict(est: Estimate, above: float | None = None, below: float | None = None,

@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import UsageError
 from ..files import atomic_write_text, repo_root
 from ..tables import table_from_dicts
-from .claims import read_metrics, verdict_counts
+from .claims import declared, read_metrics, verdict_counts
 
 __all__ = ["QUICK", "notebooks_dir", "lesson_paths", "notebook_parameters", "parameter_types", "check_parameters",
            "parse_value", "execute", "run_lessons", "summary_rows", "write_summary"]
@@ -206,7 +206,7 @@ def summary_rows(out_dir: str | Path, seconds: dict[str, float], status: dict[st
         m = dict(metrics.get(lesson, {}))
         claims, choices = m.pop("claims", []), m.pop("choices", None) or []
         off = [f"{c['claim']} ({c.get('verdict')}, lesson: {c.get('expect', 'holds')})" for c in claims
-               if c.get("verdict", "holds" if c.get("holds") else "fails") != c.get("expect", "holds")]
+               if not declared(c.get("verdict", "holds" if c.get("holds") else "fails"), c.get("expect", "holds"))]
         text = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items())
         rows.append({"lesson": lesson, "status": status.get(lesson, "?"), "seconds": round(seconds[lesson], 1),
                      "claims": verdict_counts(claims) if claims else "-",
