@@ -70,9 +70,7 @@ class Estimate:
         """The interval at another ``level`` (e.g. 0.90 for two one-sided tests at 5 %)."""
         if self.counts is not None:
             return wilson(*self.counts, level)
-        tail = (1 - level) / 2
-        low, high = np.quantile(self.samples, [tail, 1 - tail])
-        return float(low), float(high)
+        return _percentile(self.samples, level)
 
     def summary(self) -> dict[str, Any]:
         """Plain numbers for a claim's evidence and the metrics JSON."""
@@ -149,14 +147,24 @@ def _two_way(d: np.ndarray, resamples: int, seed: int, what: str = "difference")
     return reps, "test examples and seeds (two-way bootstrap)" if k > 1 else one
 
 
-def _estimate(d: np.ndarray, what: str, level: float, resamples: int, seed: int) -> Estimate:
+def _check(level: float, resamples: int | None = None) -> None:
     if not 0.5 < level < 1:
         raise UsageError(f"level is the interval's coverage, between 0.5 and 1 (e.g. 0.95); got {level!r}.")
-    if resamples < 200:
+    if resamples is not None and resamples < 200:
         raise UsageError(f"resamples={resamples} is too few for a percentile interval: use 1000 or more.")
-    reps, over = _two_way(d, resamples, seed, what)
+
+
+def _percentile(reps: np.ndarray, level: float) -> tuple[float, float]:
+    """The ``level`` percentile interval of bootstrap replicates."""
     tail = (1 - level) / 2
     low, high = np.quantile(reps, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def _estimate(d: np.ndarray, what: str, level: float, resamples: int, seed: int) -> Estimate:
+    _check(level, resamples)
+    reps, over = _two_way(d, resamples, seed, what)
+    low, high = _percentile(reps, level)
     return Estimate(float(d.mean()), float(low), float(high), level, d.shape[1], d.shape[0], over, what, reps)
 
 
@@ -205,8 +213,7 @@ def paired_metric(metric, a: list, b: list, level: float = LEVEL, resamples: int
            ([b] if b and not isinstance(b[0], (list, tuple)) else list(b))
     if len(a) != len(b) or not a or len({len(x) for x in a + b}) != 1:
         raise UsageError("paired_metric needs both arms on the same seeds, each a list of the same examples.")
-    if not 0.5 < level < 1 or resamples < 200:
-        raise UsageError("level is between 0.5 and 1 and resamples at least 200 (e.g. level=0.95, resamples=1000).")
+    _check(level, resamples)
     k, n = len(a), len(a[0])
     rng = np.random.default_rng(seed)
 
@@ -215,8 +222,7 @@ def paired_metric(metric, a: list, b: list, level: float = LEVEL, resamples: int
 
     reps = np.array([diff(rng.integers(0, k, k) if k > 1 else [0], rng.integers(0, n, n)) for _ in range(resamples)])
     reps = reps[np.isfinite(reps)]                     # a draw where the metric is undefined (no true box) is skipped
-    tail = (1 - level) / 2
-    low, high = np.quantile(reps, [tail, 1 - tail])
+    low, high = _percentile(reps, level)
     over = "test examples and seeds (two-way bootstrap, metric recomputed)" if k > 1 else \
         "test examples (paired bootstrap, metric recomputed)"
     return Estimate(diff(range(k), range(n)), float(low), float(high), level, n, k, over, "difference", reps,
@@ -235,8 +241,7 @@ def unpaired(a: Any, b: Any, level: float = LEVEL, resamples: int = RESAMPLES, s
         raise UsageError("unpaired compares two groups of examples of one run: pass 1-D per-example scores.")
     ea, eb = (_estimate(x, "mean", level, resamples, seed + i) for i, x in enumerate((xa, xb)))
     reps = ea.samples - eb.samples
-    tail = (1 - level) / 2
-    low, high = np.quantile(reps, [tail, 1 - tail])
+    low, high = _percentile(reps, level)
     return Estimate(ea.value - eb.value, float(low), float(high), level, xa.shape[1] + xb.shape[1], 1,
                     f"two groups of examples ({xa.shape[1]} and {xb.shape[1]}), each resampled", "difference", reps)
 
@@ -250,8 +255,7 @@ def estimate(a: Any, level: float = LEVEL, resamples: int = RESAMPLES, seed: int
     x = per_example(a)
     if x.shape[0] > 1 or not np.isin(x, (0.0, 1.0)).all():
         return _estimate(x, "mean", level, resamples, seed)
-    if not 0.5 < level < 1:
-        raise UsageError(f"level is the interval's coverage, between 0.5 and 1 (e.g. 0.95); got {level!r}.")
+    _check(level)
     right, n = int(x.sum()), x.shape[1]
     low, high = wilson(right, n, level)
     return Estimate(right / n, low, high, level, n, 1, "test examples (Wilson score interval of a proportion)", "mean",
