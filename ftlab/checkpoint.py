@@ -109,6 +109,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer=None, h
                "num_classes": _out_features(model), "state_dict": model.state_dict(),
                "optimizer": optimizer.state_dict() if optimizer is not None else None,
                "history": None if history is None else {"rows": history.to_list(), "best_epoch": history.best_epoch,
+                                                        "kept_epoch": history.kept_epoch,
                                                         "stopped": history.stopped, "meta": history.meta},
                "classes": list(classes) if classes is not None else None,
                "class_names": list(names) if isinstance(names, (list, tuple)) else None,
@@ -199,6 +200,6 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None, opt
     if optimizer is not None and ckpt.get("optimizer") is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
     h = ckpt.get("history")
-    history = History(h["rows"], h["best_epoch"], h["stopped"], h["meta"]) if h else None
+    history = History(h["rows"], h["best_epoch"], h["stopped"], h["meta"], h.get("kept_epoch")) if h else None
     return {"model": model, "history": history, "classes": ckpt.get("classes"),
             "preprocessing": ckpt.get("preprocessing"), "optimizer_state": ckpt.get("optimizer")}

@@ -223,6 +223,7 @@ def fit(model: nn.Module, loaders, epochs: int, lr: float | tuple[float, float] 
     finally:
         bar.close()
     keeper.restore()
+    history.kept_epoch = history.best_epoch if restore_best or not history.rows else history.rows[-1]["epoch"]
     _call(callbacks, "on_fit_end", state)
     model.eval()
     return history

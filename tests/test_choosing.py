@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import ftlab as ft
-from ftlab.vision.choosing import images_per_second, model_facts, subsample
+from ftlab.vision.choosing import images_per_second, model_facts
 
 
 @pytest.fixture()
@@ -51,19 +51,19 @@ def test_linear_probe_scores_one_fit_on_several_sets(small):
         ft.linear_probe(tr, {"maps": ft.extract(model, L.val, cut="blocks.6", cache=False)})
 
 
-def test_subsample_is_stratified_seeded_and_nested(small):
+def test_features_sample_is_stratified_seeded_and_nested(small):
     model, L = small
     f = ft.extract(model, L.train, cut="head", cache=False)       # 20 per class
     keep = torch.cat([torch.nonzero(f.y == 0).flatten()[:10], torch.nonzero(f.y == 1).flatten()])
     f = f.subset(keep)                                                    # 10 of class 0, 20 of class 1
-    a, b = subsample(f, 9, seed=1), subsample(f, 21, seed=1)
+    a, b = f.sample(9, seed=1), f.sample(21, seed=1)
     assert a.y.bincount().tolist() == [3, 6] and b.y.bincount().tolist() == [7, 14]
     rows = {tuple(r.tolist()) for r in b.x}
     assert all(tuple(r.tolist()) in rows for r in a.x)                    # nested for one seed
-    assert not torch.equal(subsample(f, 9, seed=2).x, a.x)
-    assert subsample(f, 2, seed=0).y.bincount().tolist() == [1, 1]         # every class keeps one
+    assert not torch.equal(f.sample(9, seed=2).x, a.x)
+    assert f.sample(2, seed=0).y.bincount().tolist() == [1, 1]         # every class keeps one
     with pytest.raises(ft.FtlabError, match="Cannot draw 31 of 30"):
-        subsample(f, 31)
+        f.sample(31)
 
 
 def test_model_facts_and_speed():

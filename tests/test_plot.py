@@ -54,10 +54,10 @@ def test_history_single_run_marks_unfreeze_best_epoch_and_gap(run):
         assert list(styles["-"].get_xdata()) == [1, 2]                  # 1-based epochs
         assert vlines(ax) == [1.5]                                      # just before epoch 2 (index 1)
         star = next(ln for ln in ax.lines if ln.get_marker() == "*")
-        assert star.get_xdata()[0] == h.best_epoch + 1 and star.get_ydata()[0] == h.best[f"val_{key}"]
+        assert star.get_xdata()[0] == h.kept_epoch + 1 and star.get_ydata()[0] == h.kept[f"val_{key}"]
     assert len(loss_ax.collections) == 1 and len(acc_ax.collections) == 0   # the train/val gap band
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert legend == ["train", "validation", "gap (train vs val)", "best epoch", "trainable set changed"]
+    assert legend == ["train", "validation", "gap (train vs val)", "weights kept", "trainable set changed"]
 
 
 def test_history_overlays_runs_with_one_colour_each(run):
@@ -296,3 +296,14 @@ def test_text_figures():
     assert len(fig.axes) == 2                                                     # the map and its colour bar
     with pytest.raises(ft.UsageError, match="needs 2 labels"):
         ft.plot.similarity(torch.eye(2), ["a", "b", "c"])
+
+
+def test_history_stars_the_kept_weights_and_circles_a_best_epoch_that_was_not_kept():
+    rows = [{"epoch": e, "train_loss": 1.0 - 0.1 * e, "val_loss": v, "train_acc": 0.5, "val_acc": a, "seconds": 1.0}
+            for e, (v, a) in enumerate([(0.9, 0.6), (0.5, 0.8), (0.7, 0.7)])]
+    fig = plot.history(ft.History(rows, best_epoch=1, kept_epoch=2))
+    loss_ax = fig.axes[0]
+    star = next(ln for ln in loss_ax.lines if ln.get_marker() == "*")
+    ring = next(ln for ln in loss_ax.lines if ln.get_marker() == "o" and len(ln.get_xdata()) == 1)
+    assert (star.get_xdata()[0], star.get_ydata()[0]) == (3, 0.7) and (ring.get_xdata()[0], ring.get_ydata()[0]) == (2, 0.5)
+    assert [t.get_text() for t in fig.legends[0].get_texts()][-2:] == ["weights kept", "best epoch (not kept)"]

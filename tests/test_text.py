@@ -60,6 +60,20 @@ def test_loaders_pad_each_batch_to_its_longest_text(rt, tok):
     assert first == second                                 # seeded: the same batches
 
 
+def test_val_and_test_snippets_come_shortest_first_with_their_labels(rt, tok):
+    plain = ft.text.loaders(rt, tok, subset=10, eval_subset=40, seed=0, group_by_length=False)
+    grouped = ft.text.loaders(rt, tok, subset=10, eval_subset=40, seed=0)
+    for split in ("val", "test"):
+        a, b = getattr(plain, split).dataset, getattr(grouped, split).dataset
+        assert b.lengths == sorted(b.lengths) and a.lengths != sorted(a.lengths)
+        pairs = sorted(zip(a.texts, a.targets.tolist()))
+        assert sorted(zip(b.texts, b.targets.tolist())) == pairs                      # the same snippets, labels kept
+        assert [b[i]["input_ids"] for i in range(len(b))] == [tok(t, truncation=True, max_length=64)["input_ids"]
+                                                              for t in b.texts]       # ids follow their text
+    padded = [sum(bt["input_ids"].numel() for bt in dl.test) for dl in (plain, grouped)]
+    assert padded[1] < 0.8 * padded[0]
+
+
 def test_minilm_groups_cover_every_parameter_and_freeze_to_cuts_the_encoder(minilm):
     model = copy.deepcopy(minilm)
     assert ft.group_names(model) == ["embeddings", *[f"layer.{i}" for i in range(6)], "classifier"]

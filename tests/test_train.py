@@ -102,6 +102,19 @@ def test_early_stopping():
     h = ft.fit(m, tiny_loaders(), epochs=30, lr=0.5, progress=False, seed=0, early_stopping=2, scheduler=None)
     assert len(h) < 30 and h.stopped.startswith("early stopping")
     assert len(h) - 1 - h.best_epoch == 2
+    assert h.kept_epoch == h.best_epoch and h.kept is h.best and "* the weights kept (the best epoch)" in repr(h)
+
+
+def test_without_restore_best_the_last_epoch_is_the_kept_one():
+    """``best_epoch`` is the best by validation loss; ``kept_epoch`` the weights the model ends with."""
+    m = Tiny()
+    h = ft.fit(m, tiny_loaders(), epochs=30, lr=0.5, progress=False, seed=0, early_stopping=2, scheduler=None,
+               restore_best=False)
+    assert h.best_epoch == len(h) - 3 and h.kept_epoch == len(h) - 1 and h.kept is h.rows[-1]
+    assert ft.evaluate(m, tiny_loaders()[1])["loss"] == pytest.approx(h.kept["val_loss"], rel=1e-5)
+    assert "+ the best epoch" in repr(h)
+    both = h + h                                                    # a second stage: its kept epoch counts on
+    assert (both.best_epoch, both.kept_epoch) == (len(h) + h.best_epoch, 2 * len(h) - 1)
 
 
 def test_evaluate_and_predict():
@@ -270,11 +283,13 @@ def test_checkpoint_round_trip_and_no_accidental_overwrite(tmp_path):
     m = ft.vision.pretrained(num_classes=2)
     with torch.no_grad():
         m.classifier.weight.add_(1.0)
-    h = ft.History([{"epoch": 0, "val_acc": 0.8, "seconds": 1.0}], best_epoch=0)
+    h = ft.History([{"epoch": 0, "val_acc": 0.8, "seconds": 1.0}, {"epoch": 1, "val_acc": 0.7, "seconds": 1.0}],
+                   best_epoch=0, kept_epoch=1)
     path = ft.save_checkpoint(tmp_path / "m.pt", m, history=h, classes=["ok", "bad"])
     loaded = ft.load_checkpoint(path)
     assert torch.equal(loaded["model"].classifier.weight, m.classifier.weight)
     assert loaded["classes"] == ["ok", "bad"] and loaded["history"].rows == h.rows
+    assert (loaded["history"].best_epoch, loaded["history"].kept_epoch) == (0, 1)
     assert loaded["preprocessing"]["mean"] == (0.5, 0.5, 0.5)
     with pytest.raises(ft.FtlabError, match="will not overwrite"):
         ft.save_checkpoint(path, m)

@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -110,6 +111,32 @@ class Features:
         off = self._offsets()
         x = torch.cat([self.x[off[i]:off[i + 1]] for i in index.tolist()]) if len(index) else self.x[:0]
         return replace(self, x=x, y=y, lengths=self.lengths[index])
+
+    def sample(self, n: int, seed: int = 0) -> "Features":
+        """``n`` cached examples drawn at random with ``seed``, every class in its share (stratified, nested).
+
+        The class shares stay those of the cached examples (ELPV's test split is 69 % functional
+        cells, so a training set should be too, or accuracy measures the mismatch of priors; a
+        balanced pool gives balanced samples). Nested: for one seed, a smaller sample is the start of
+        a larger one, so a curve over training-set sizes adds examples rather than drawing new ones
+        at every size. Needs one class label per example.
+
+        Raises:
+            UsageError: ``n`` is not between the number of classes and the number of examples, or the
+                targets are not one class label per example.
+        """
+        if not isinstance(self.y, torch.Tensor) or self.y.ndim != 1:
+            raise UsageError("Features.sample draws by class: it needs one class label per example "
+                             "(detection targets are boxes; use .subset with positions instead).")
+        y = self.y.numpy()
+        classes, counts = np.unique(y, return_counts=True)
+        if not len(classes) <= n <= len(y):
+            raise UsageError(f"Cannot draw {n} of {len(y)} cached inputs with every one of the {len(classes)} classes: "
+                             f"ask for {len(classes)} to {len(y)}, or extract from a larger pool.")
+        take = np.maximum(1, np.round(n * counts / len(y)).astype(int))
+        rng = np.random.default_rng(seed)
+        order = {c: rng.permutation(np.flatnonzero(y == c)) for c in classes}
+        return self.subset(np.sort(np.concatenate([order[c][:k] for c, k in zip(classes, take)])))
 
     def ftlab_scoring(self, model: nn.Module):
         """``(module, loader)`` with which ``ft.evaluate`` and ``ft.predict`` score ``model`` on these features."""

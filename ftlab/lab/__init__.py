@@ -10,7 +10,7 @@ torchvision keeps its training references outside the package:
   paired differences with bootstrap intervals over test examples and seeds (:func:`paired`,
   :func:`estimate`, :mod:`ftlab.lab.evidence`); the spread over seeds (:func:`spread`, :func:`aggregate`);
 * strategies of fine-tuning and one run of each: :data:`STRATEGIES`, :func:`run_strategy`, and the
-  image experiment :func:`run_experiment` that ``notebooks/experiment.ipynb`` runs
+  experiment :func:`run_experiment` (images, text or boxes) that ``notebooks/experiment.ipynb`` runs
   (:mod:`ftlab.lab.strategies`, :mod:`ftlab.lab.experiment`), and the :class:`TrainPanel` widget;
 * papermill sweeps (:mod:`ftlab.lab.sweep`), the headless lesson runner (:mod:`ftlab.lab.lessons`);
 * the full runs of the README's results sections (:mod:`ftlab.lab.full_images`,
@@ -35,7 +35,7 @@ from .claims import (
     record,
 )
 from .evidence import Estimate, estimate, majority_baseline, paired, paired_metric, unpaired
-from .experiment import correct_from_text, run_experiment
+from .experiment import TASKS, correct_from_text, experiment_data, run_experiment
 from .full_detection import DETECTION_FULL, detection_full_run, format_detection_full
 from .full_images import FULL, coarsen, format_full, full_run, load_full, save_full, select_full
 from .full_text import TEXT_FULL, format_text_full, text_full_run
@@ -45,7 +45,8 @@ from .sweep import aggregate, collect_results, load_config, read_results, run_sw
 __all__ = ["STRICT_ENV", "VERDICTS", "BORDERLINE", "Choice", "choose", "Claim", "ClaimNotHeld", "check_claims", "claim",
            "claims_table",
            "read_metrics", "record", "Estimate", "estimate", "paired", "paired_metric", "unpaired", "majority_baseline",
-           "STRATEGIES", "run_strategy", "strategy_top", "run_experiment", "correct_from_text", "TrainPanel",
+           "STRATEGIES", "run_strategy", "strategy_top", "run_experiment", "experiment_data", "TASKS", "correct_from_text",
+           "TrainPanel",
            "Spread", "spread", "aggregate", "collect_results", "load_config", "read_results", "run_sweep", "save_sweep_figures",
            "FULL", "coarsen", "format_full", "full_run", "load_full", "save_full", "select_full",
            "TEXT_FULL", "format_text_full", "text_full_run", "DETECTION_FULL", "detection_full_run", "format_detection_full"]

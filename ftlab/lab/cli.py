@@ -42,8 +42,13 @@ def _sweep(args) -> int:
         cfg.setdefault("grid", {})[name] = [parse_value(v) for v in values.split(",")]
     for name, value in args.parameter or []:
         cfg.setdefault("fixed", {})[name] = parse_value(value)
+    run = dict(cfg.get("executor") or {})      # the YAML's executor section; the command line wins
+    for key in ("executor", "workers", "threads", "partition", "timeout_min", "mem_gb"):
+        if getattr(args, key) is not None:
+            run["name" if key == "executor" else key] = getattr(args, key)
     out = args.out or cfg.get("out") or str(Path("runs") / ("sweep-" + datetime.now().strftime("%Y%m%d-%H%M%S")))
-    rows = run_sweep(cfg["notebook"], cfg.get("grid") or {}, out, cfg.get("fixed"))
+    rows = run_sweep(cfg["notebook"], cfg.get("grid") or {}, out, cfg.get("fixed"), executor=run.pop("name", "local"),
+                     workers=run.pop("workers", None), threads=run.pop("threads", None), options=run)
     figures = save_sweep_figures(rows, out)
     if figures:
         print(f"figures: {', '.join(str(f) for f in figures)}")
@@ -133,6 +138,14 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
                    help="a parameter fixed for every run")
     w.add_argument("--out", help="sweep folder (default from the config, else runs/sweep-<timestamp>/)")
+    w.add_argument("--executor", choices=["local", "pool", "slurm"],
+                   help="local: one run after the other (default); pool: a local process pool; slurm: a submitit "
+                        "job array (submitit's local executor where there is no Slurm)")
+    w.add_argument("--workers", type=int, help="runs at the same time (pool, slurm); default one per core")
+    w.add_argument("--threads", type=int, help="torch threads per run (pool default: cores // workers; slurm: 1)")
+    w.add_argument("--partition", help="slurm: the partition")
+    w.add_argument("--timeout-min", type=int, help="slurm: the time limit of each run in minutes (default 60)")
+    w.add_argument("--mem-gb", type=float, help="slurm: memory per run in GB (default 8)")
     w.set_defaults(run=_sweep)
     f = sub.add_parser("full", help="a full-quality run: ELPV images (default; 224 px, all data, 3 seeds, 2 and 4 "
                        "classes), Rotten Tomatoes text (--task text) or NEON tree crowns (--task detection)")

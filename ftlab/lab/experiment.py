@@ -1,57 +1,140 @@
-"""One image fine-tuning experiment as a function: data, strategy, data budget, augmentation, seed → metrics.
+"""One fine-tuning experiment as a function: task, data, strategy, data budget, augmentation, seed → metrics.
 
-What ``notebooks/experiment.ipynb`` (and so ``ftlab sweep``) and lesson 05 run. The strategies
-and their training are the core's (:mod:`ftlab.lab.strategies`); this adds the image parts: the
-model (pretrained, or random weights for ``scratch``), the input size and the loaders.
+What ``notebooks/experiment.ipynb`` (and so ``ftlab sweep``) and lesson 05 run, for every modality:
+
+* ``task="images"``: an EfficientNet-Lite on ELPV (or an image folder), accuracy;
+* ``task="text"``: MiniLM on the Rotten Tomatoes snippets, accuracy;
+* ``task="detection"``: YOLOv3-tiny on the NEON tree crowns, mean average precision.
+
+The strategies and their training are the lab's (:mod:`ftlab.lab.strategies`: ``linear_probe``,
+``head``, ``top<k>``, ``full``, ``scratch``; detection has no linear probe); this adds each task's
+model (pretrained, or random weights for ``scratch``), its loaders and, for boxes, its score.
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ..batches import seed_everything
+from ..caching import fit_cached
 from ..errors import UsageError
-from ..vision.data import Splits
-from ..vision.loading import loaders as make_loaders
-from ..vision.models import preprocessing, pretrained
+from ..freezing import train_top, trainable_count
+from ..groups import layer_groups
+from ..splits import Splits
+from ..train import fit
 from .strategies import STRATEGIES, run_strategy, strategy_top
 
-__all__ = ["run_experiment", "correct_from_text"]
+__all__ = ["TASKS", "experiment_data", "run_experiment", "correct_from_text"]
+
+TASKS = ("images", "text", "detection")
+TASK_DATA = {"images": "elpv", "text": "rotten_tomatoes", "detection": "tree_crowns"}
+
+
+def experiment_data(task: str = "images", name: str | None = None, classes: int = 2) -> Splits:
+    """A task's data set by name (default: ELPV, the Rotten Tomatoes snippets, the NEON tree crowns);
+    ``classes`` is ELPV's 2 or 4 and ignored elsewhere; an image task also takes a folder path."""
+    if task not in TASKS:
+        raise UsageError(f"Unknown task {task!r}: use one of {', '.join(TASKS)}.")
+    name = name or TASK_DATA[task]
+    if task == "images":
+        from ..vision.loading import dataset
+    elif task == "text":
+        from ..text.data import dataset
+    else:
+        from ..detection.data import dataset
+    return dataset(name, **({"classes": classes} if name == "elpv" else {}))
+
+
+def _model_and_loaders(task: str, splits: Splits, weights: bool, strategy: str, image_size: int, subset, augment: str,
+                       batch_size: int | None, seed: int, model_name: str | None):
+    """The task's fresh model (its new head seeded by ``seed``) and its loaders."""
+    seed_everything(seed)           # the new head's initialisation depends on the seed, not on earlier runs
+    if task == "images":
+        from ..vision.loading import loaders
+        from ..vision.models import preprocessing, pretrained
+        model = pretrained(model_name or "efficientnet_lite0", num_classes=len(splits.classes),
+                           weights="imagenet" if weights else None)
+        strategy_top(model, strategy)   # an unknown strategy fails before any data is prepared
+        return model, loaders(splits, preprocessing(model), image_size=image_size, batch_size=batch_size or 32,
+                              subset=subset, augment=augment if strategy != "linear_probe" else "none", seed=seed)
+    if task == "text":
+        from ..text.loading import loaders
+        from ..text.models import pretrained
+        model = pretrained(model_name, num_classes=len(splits.classes), weights="pretrained" if weights else None)
+        strategy_top(model, strategy)
+        return model, loaders(splits, model, batch_size=batch_size or 32, augment=augment, subset=subset, seed=seed)
+    from ..detection.data import loaders
+    from ..detection.models import pretrained
+    if strategy == "linear_probe":
+        raise UsageError("A detector has no linear probe: use head, top<k>, full or scratch for task='detection'.")
+    model = pretrained(model_name, num_classes=len(splits.classes), class_names=list(splits.classes),
+                       weights="pretrained" if weights else None)
+    strategy_top(model, strategy)
+    return model, loaders(splits, model, batch_size=batch_size or 8, augment=augment, subset=subset, seed=seed)
+
+
+def _detection_strategy(model, loaders, strategy: str, epochs: int, lr: float, lr_mult: float, weight_decay: float,
+                        seed: int, device: str) -> dict[str, Any]:
+    """Train a detector's top ``k`` groups (on cached maps when the bottom is frozen and nothing is augmented)
+    and score it by mAP on the validation and test tiles."""
+    from ..detection.predict import evaluate
+
+    start = time.perf_counter()
+    k = strategy_top(model, strategy)
+    train_top(model, k)
+    cached = k < len(layer_groups(model)) and getattr(loaders.train.dataset, "transform", None) is None
+    kw = dict(lr=lr, lr_mult=lr_mult if k > 1 else None, weight_decay=weight_decay, seed=seed, device=device,
+              progress=False, restore_best=False)
+    history = fit_cached(model, (loaders.train, None), epochs, **kw) if cached else fit(model, (loaders.train, None),
+                                                                                         epochs, **kw)
+    val, test = evaluate(model, loaders.val, device=device), evaluate(model, loaders.test, device=device)
+    return {"strategy": strategy, "test_map_50": test["map_50"], "test_map": test["map"], "val_map_50": val["map_50"],
+            "trainable": trainable_count(model), "epochs_run": len(history), "cached": cached,
+            "seconds": time.perf_counter() - start}
 
 
 def run_experiment(splits: Splits, strategy: str = "head", image_size: int = 96, subset: int | float | None = None,
                    augment: str = "none", epochs: int = 5, lr: float = 3e-3, lr_mult: float = 10.0,
-                   weight_decay: float = 0.01, batch_size: int = 32, seed: int = 0,
-                   model_name: str = "efficientnet_lite0", device: str = "auto") -> dict[str, Any]:
-    """Train one strategy on an image data set and score it on the fixed test split.
+                   weight_decay: float = 0.01, batch_size: int | None = None, seed: int = 0,
+                   model_name: str | None = None, device: str = "auto", task: str = "images") -> dict[str, Any]:
+    """Train one strategy on a task's data and score it on the fixed test split.
 
     Args:
-        splits: the data (``ftlab.elpv(classes=...)``).
+        splits: the data (``ft.vision.elpv(classes=...)``, ``ft.text.rotten_tomatoes()``, ``ft.detection.tree_crowns()``).
         strategy: a name of :data:`ftlab.lab.strategies.STRATEGIES` or ``top<k>``.
-        image_size: input side length.
-        subset: training-set size (fraction or images per class); None = all.
-        augment: augmentation preset (the cached strategies then train end to end).
+        image_size: input side length (images only).
+        subset: training-set size (a fraction, or items per class; tiles for detection); None = all.
+        augment: augmentation preset (the cached strategies then train end to end; text has none).
         epochs: training epochs.
         lr: head learning rate; earlier groups get down to ``lr / lr_mult``.
+        batch_size: default 32 (images, text), 8 (detection).
         seed: seed of subset, shuffling and the new head's initialisation.
+        model_name: the task's model (default EfficientNet-Lite0, MiniLM, YOLOv3-tiny).
+        task: ``"images"``, ``"text"`` or ``"detection"``.
 
     Returns:
-        ``{"strategy", "test_acc", "test_correct", "val_acc", "trainable", "seconds", "train_images", ...}`` (no
-        history); ``test_correct`` is one character per test example, ``"1"`` right and ``"0"`` wrong (in
-        the test split's order), so that a sweep's runs can be compared pairwise (:func:`ftlab.lab.paired`
-        takes :func:`correct_from_text` of it).
+        Images and text: ``{"strategy", "test_acc", "test_correct", "val_acc", "trainable", "seconds",
+        "train_images", ...}`` (no history); ``test_correct`` is one character per test example, ``"1"``
+        right and ``"0"`` wrong (in the test loader's order), so that a sweep's runs can be compared
+        pairwise (:func:`ftlab.lab.paired` takes :func:`correct_from_text` of it). Detection:
+        ``test_map_50``, ``test_map`` (mAP@0.5:0.95) and ``val_map_50`` instead of the accuracies.
     """
-    weights = "imagenet" if STRATEGIES.get(strategy, {"pretrained": True})["pretrained"] else None
-    seed_everything(seed)           # the new head's initialisation depends on the seed, not on earlier runs
-    model = pretrained(model_name, num_classes=len(splits.classes), weights=weights)
-    strategy_top(model, strategy)   # an unknown strategy fails before any data is prepared
-    loaders = make_loaders(splits, preprocessing(model), image_size=image_size, batch_size=batch_size,
-                           subset=subset, augment=augment if strategy != "linear_probe" else "none", seed=seed)
-    row = run_strategy(model, loaders, strategy, epochs=epochs, lr=lr, lr_mult=lr_mult, weight_decay=weight_decay,
-                       seed=seed, device=device)
-    row.pop("history", None)
-    row["test_correct"] = "".join("1" if v else "0" for v in row["test_correct"].tolist())
-    return {**row, "image_size": image_size, "augment": augment, "seed": seed,
-            "train_images": len(loaders.train.dataset), "epochs": epochs}
+    if task not in TASKS:
+        raise UsageError(f"Unknown task {task!r}: use one of {', '.join(TASKS)}.")
+    if not isinstance(splits, Splits):
+        raise UsageError(f"run_experiment needs the Splits of a data set, not {type(splits).__name__}.")
+    weights = STRATEGIES.get(strategy, {"pretrained": True})["pretrained"]
+    model, loaders = _model_and_loaders(task, splits, weights, strategy, image_size, subset, augment, batch_size, seed,
+                                        model_name)
+    if task == "detection":
+        row = _detection_strategy(model, loaders, strategy, epochs, lr, lr_mult, weight_decay, seed, device)
+    else:
+        row = run_strategy(model, loaders, strategy, epochs=epochs, lr=lr, lr_mult=lr_mult, weight_decay=weight_decay,
+                           seed=seed, device=device)
+        row.pop("history", None)
+        row["test_correct"] = "".join("1" if v else "0" for v in row["test_correct"].tolist())
+    return {**row, "task": task, "image_size": image_size if task == "images" else None, "augment": augment,
+            "seed": seed, "train_images": len(loaders.train.dataset), "epochs": epochs}
 
 
 def correct_from_text(text: str):

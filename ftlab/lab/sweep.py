@@ -3,7 +3,7 @@
 The figures of a sweep are written by :func:`save_sweep_figures` (``ftlab sweep`` does both).
 
 ``ftlab sweep CONFIG.yaml`` (or ``ftlab sweep NOTEBOOK -g NAME V1,V2 ...``). Every run executes in
-a fresh kernel process into ``<out>/runs/<run id>/``; a run whose metrics exist is skipped on a
+a fresh kernel process into ``<out>/runs/<run id>/``; a run whose metrics and ``ok`` status exist is skipped on a
 re-run; a crashed run is reported and the others go on. The recorded metrics of all runs are
 gathered into ``<out>/results.csv``.
 
@@ -17,6 +17,16 @@ Config file::
       SEED: [0, 1, 2]
     fixed:                     # the same for every run
       IMAGE_SIZE: 96
+    executor:                  # optional; the command line's --executor, --workers ... win
+      name: pool               # local (default), pool, slurm
+      workers: 2
+
+Executors (the results do not depend on which): ``local`` runs one grid point after the other in
+this process; ``pool`` runs ``workers`` points at a time, each in its own process (papermill is
+safe with one run per process), with ``workers x threads <= cores``; ``slurm`` submits one
+submitit job array (``slurm_array_parallelism = workers``) where ``srun`` exists, and on a machine
+without Slurm submitit runs the same jobs as local subprocesses. On a cluster the sweep folder,
+the data cache (``FTLAB_CACHE``) and the Python environment must be on a shared file system.
 """
 from __future__ import annotations
 
@@ -24,6 +34,7 @@ import csv
 import io
 import itertools
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -34,7 +45,8 @@ from ..summary import aggregate
 from .claims import read_metrics
 from .lessons import check_parameters, execute, parameter_types
 
-__all__ = ["load_config", "grid_points", "run_id", "run_sweep", "collect_results", "aggregate", "read_results",
+__all__ = ["EXECUTORS", "load_config", "grid_points", "run_id", "run_point", "run_sweep", "collect_results", "aggregate",
+           "read_results",
            "save_sweep_figures"]
 
 
@@ -49,10 +61,16 @@ def load_config(path: str | Path) -> dict[str, Any]:
         cfg = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise UsageError(f"{path} is not valid YAML: {err}") from err
-    unknown = set(cfg) - {"notebook", "out", "grid", "fixed"}
+    unknown = set(cfg) - {"notebook", "out", "grid", "fixed", "executor"}
     if unknown or "notebook" not in cfg or not isinstance(cfg.get("grid", {}), dict):
-        raise UsageError(f"{path}: a sweep config has 'notebook', 'grid' (NAME: [values]), optional 'fixed' and "
-                         f"'out'{'; unknown keys: ' + ', '.join(sorted(unknown)) if unknown else ''}.")
+        raise UsageError(f"{path}: a sweep config has 'notebook', 'grid' (NAME: [values]), optional 'fixed', 'out' and "
+                         f"'executor'{'; unknown keys: ' + ', '.join(sorted(unknown)) if unknown else ''}.")
+    run = cfg.get("executor") or {}
+    bad = set(run) - {"name", "workers", "threads", "partition", "timeout_min", "mem_gb", "folder"} \
+        if isinstance(run, dict) else {"(not a mapping)"}
+    if bad:
+        raise UsageError(f"{path}: 'executor' takes name (local, pool, slurm), workers, threads, and for slurm "
+                         f"partition, timeout_min, mem_gb, folder; not {', '.join(sorted(bad))}.")
     base = path.parent
     for key in ("notebook", "out"):         # relative paths are relative to the config file
         if key in cfg and not Path(cfg[key]).is_absolute():
@@ -74,16 +92,146 @@ def run_id(params: dict[str, Any]) -> str:
     return f"{slug}-{stable_hash(params, length=8)}"
 
 
-def run_sweep(notebook: str | Path, grid: dict[str, list], out: str | Path, fixed: dict[str, Any] | None = None,
-              log=print) -> list[dict[str, Any]]:
-    """Execute ``notebook`` for every grid point; skip finished runs; keep going after a crash.
+EXECUTORS = ("local", "pool", "slurm")
 
-    Returns:
-        The rows of ``results.csv`` (parameters, status, seconds and each run's metrics).
+
+def run_point(notebook: str | Path, params: dict[str, Any], folder: str | Path, threads: int | None = None) -> dict:
+    """Run one grid point in this process: the notebook in a fresh kernel into ``folder``, with its status.
+
+    The unit of work of every executor (a pool worker and a Slurm job call this same function).
+    ``threads`` sets ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` for the kernel (torch reads them
+    when it is imported). A notebook that fails is recorded as ``failed: <error>``; nothing is raised.
     """
-    import papermill as pm
+    notebook, folder = Path(notebook), Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / "params.json", json.dumps(params))
+    saved = {k: os.environ.get(k) for k in THREAD_VARIABLES}
+    if threads:
+        os.environ.update({k: str(threads) for k in THREAD_VARIABLES})
+    t0 = time.perf_counter()
+    try:
+        execute(notebook, folder / notebook.name, {**params, "OUT_DIR": str(folder)}, folder)
+        status = "ok"
+    except Exception as err:                   # PapermillExecutionError: the notebook's error; else the kernel's
+        status = f"failed: {getattr(err, 'ename', type(err).__name__)}: {getattr(err, 'evalue', err)}"[:300]
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    result = {"status": status, "seconds": time.perf_counter() - t0}
+    atomic_write_text(folder / "status.json", json.dumps(result))
+    return result
 
-    notebook, out = Path(notebook), Path(out)
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def finished(folder: Path) -> bool:
+    """A grid point is done when its metrics and an ``ok`` status are both written (a run killed
+    between the two, or one that failed, runs again)."""
+    status = folder / "status.json"
+    return bool(read_metrics(folder)) and status.is_file() and json.loads(status.read_text()).get("status") == "ok"
+
+
+def cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:                      # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def plan_workers(executor: str, workers: int | None, threads: int | None, tasks: int) -> tuple[int, int | None]:
+    """``(workers, threads per worker)``: a pool defaults to one worker per core (at most one per task),
+    with ``workers x threads <= cores``; ``local`` runs one kernel with the threads it would have anyway;
+    a Slurm job gets one CPU and thread unless ``threads`` says more."""
+    if executor not in EXECUTORS:
+        raise UsageError(f"Unknown executor {executor!r}: use one of {', '.join(EXECUTORS)}.")
+    for name, value in (("workers", workers), ("threads", threads)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise UsageError(f"--{name} must be a whole number of at least 1, not {value!r}.")
+    if executor == "local":
+        return 1, threads
+    n = workers or max(1, min(cores(), tasks))
+    if executor == "pool" and threads is not None and n * threads > cores():
+        raise UsageError(f"{n} workers x {threads} threads is more than the {cores()} cores here: lower --workers or "
+                         f"--threads (workers x threads <= cores), or leave --threads out.")
+    if executor == "pool":
+        return n, threads or max(1, cores() // n)
+    return n, threads or 1                      # slurm: one CPU per job unless asked (cpus_per_task = threads)
+
+
+class Progress:
+    """Counts of a sweep's tasks (done, running, failed), printed as each one ends."""
+
+    def __init__(self, total: int, skipped: int, workers: int, log=print):
+        self.total, self.done, self.failed, self.workers, self.log = total, skipped, 0, workers, log
+
+    @property
+    def running(self) -> int:
+        return min(self.workers, self.total - self.done)
+
+    def ended(self, params: dict[str, Any], result: dict[str, Any]) -> None:
+        self.done += 1
+        self.failed += result["status"] != "ok"
+        shown = " ".join(f"{k}={v}" for k, v in params.items())
+        self.log(f"[{self.done}/{self.total} done, {self.running} running, {self.failed} failed] {shown}: "
+                 f"{result['status']} in {result['seconds']:.0f} s")
+
+
+def _run_local(notebook: Path, tasks: list, workers: int, threads: int | None, options: dict, progress: Progress) -> None:
+    for params, folder in tasks:
+        progress.ended(params, run_point(notebook, params, folder, threads))
+
+
+def _run_pool(notebook: Path, tasks: list, workers: int, threads: int | None, options: dict, progress: Progress) -> None:
+    """One papermill run per worker process at a time (many kernels from one process race on ports:
+    nteract/papermill #239, #511; one run per process is safe, #578)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(run_point, str(notebook), params, str(folder), threads): (params, folder)
+                   for params, folder in tasks}
+        for future in as_completed(futures):
+            params, folder = futures[future]
+            progress.ended(params, _result(future.result, folder))
+
+
+def _result(get, folder: Path) -> dict[str, Any]:
+    """A task's result, or its crash (a worker or a job that died) recorded as a failure."""
+    try:
+        return get()
+    except Exception as err:                    # the process died: out of memory, killed, a timeout
+        result = {"status": f"failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300],
+                  "seconds": float("nan")}
+        atomic_write_text(Path(folder) / "status.json", json.dumps(result))
+        return result
+
+
+def _run_slurm(notebook: Path, tasks: list, workers: int, threads: int | None, options: dict, progress: Progress) -> None:
+    """A job array through submitit: Slurm where ``srun`` exists, local subprocesses otherwise."""
+    import submitit
+
+    folder = Path(options.get("folder") or Path(tasks[0][1]).parents[1] / "submitit")
+    ex = submitit.AutoExecutor(folder=folder / "%j", cluster=options.get("cluster"))
+    ex.update_parameters(name="ftlab-sweep", timeout_min=int(options.get("timeout_min") or 60),
+                         mem_gb=float(options.get("mem_gb") or 8), cpus_per_task=threads or 1,
+                         slurm_array_parallelism=workers,
+                         **({"slurm_partition": options["partition"]} if options.get("partition") else {}))
+    progress.log(f"submitit: {ex.cluster} executor" + ("" if ex.cluster == "slurm" else
+                                                       " (no Slurm here: the jobs run as local subprocesses)"))
+    jobs = ex.map_array(run_point, [str(notebook)] * len(tasks), [p for p, _ in tasks], [str(f) for _, f in tasks],
+                        [threads] * len(tasks))
+    by_job = {job.job_id: task for job, task in zip(jobs, tasks)}
+    for job in submitit.helpers.as_completed(jobs):
+        params, task_folder = by_job[job.job_id]
+        progress.ended(params, _result(job.result, task_folder))
+
+
+RUNNERS = {"local": _run_local, "pool": _run_pool, "slurm": _run_slurm}
+
+
+def _checked_points(notebook: Path, grid: dict[str, list], fixed: dict[str, Any] | None) -> list[dict[str, Any]]:
     if not notebook.is_file():
         raise UsageError(f"No notebook at {notebook}.")
     accepted = parameter_types(notebook)
@@ -95,24 +243,37 @@ def run_sweep(notebook: str | Path, grid: dict[str, list], out: str | Path, fixe
         raise UsageError(f"{notebook.name} has no OUT_DIR parameter, so its metrics cannot be collected.")
     for params in points:                       # every grid point checked before the first kernel starts
         check_parameters(notebook, params, accepted)
-    for i, params in enumerate(points, 1):
-        rid = run_id(params)
-        folder = out / "runs" / rid
-        shown = " ".join(f"{k}={v}" for k, v in params.items())
-        if read_metrics(folder):
-            log(f"[{i}/{len(points)}] {shown}: done before, skipped")
-            continue
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(folder / "params.json", json.dumps(params))
-        t0 = time.perf_counter()
-        try:
-            execute(notebook, folder / notebook.name, {**params, "OUT_DIR": str(folder)}, folder)
-            status = "ok"
-        except pm.PapermillExecutionError as err:
-            status = f"failed: {err.ename}: {err.evalue}"[:300]
-        seconds = time.perf_counter() - t0
-        atomic_write_text(folder / "status.json", json.dumps({"status": status, "seconds": seconds}))
-        log(f"[{i}/{len(points)}] {shown}: {status} in {seconds:.0f} s")
+    return points
+
+
+def run_sweep(notebook: str | Path, grid: dict[str, list], out: str | Path, fixed: dict[str, Any] | None = None,
+              log=print, executor: str = "local", workers: int | None = None, threads: int | None = None,
+              options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Execute ``notebook`` for every grid point, one run per process; skip finished runs; keep going after a crash.
+
+    Args:
+        executor: ``"local"`` (one run after the other, here), ``"pool"`` (a local process pool of
+            ``workers``) or ``"slurm"`` (a submitit job array; submitit's local executor where there is
+            no Slurm). The results do not depend on it.
+        workers: runs at the same time (pool, slurm: the array's parallelism cap); default one per core.
+        threads: torch threads of each run (default: cores // workers in a pool; all cores locally).
+        options: for ``slurm``: ``partition``, ``timeout_min``, ``mem_gb``, ``folder`` (logs; on a shared
+            file system), ``cluster`` (submitit's name, e.g. ``"local"``).
+
+    Returns:
+        The rows of ``results.csv`` (parameters, status, seconds and each run's metrics).
+    """
+    notebook, out = Path(notebook), Path(out)
+    points = _checked_points(notebook, grid, fixed)
+    tasks = [(p, out / "runs" / run_id(p)) for p in points if not finished(out / "runs" / run_id(p))]
+    if len(tasks) < len(points):
+        log(f"{len(points) - len(tasks)} of {len(points)} runs done before: skipped")
+    n, per_run = plan_workers(executor, workers, threads, len(tasks))
+    if tasks:
+        log(f"{len(tasks)} runs, executor {executor}" + (f", {n} at a time" if executor != "local" else "")
+            + (f", {per_run} thread(s) each" if per_run else ""))
+        progress = Progress(len(points), len(points) - len(tasks), n, log)
+        RUNNERS[executor](notebook, tasks, n, per_run, dict(options or {}), progress)
     rows = collect_results(out)
     failed = [r for r in rows if r["status"] != "ok"]
     log(f"{len(rows) - len(failed)} runs ok, {len(failed)} failed; results in {out / 'results.csv'}")

@@ -25,7 +25,8 @@ def history(h: History | Sequence[History], labels: Sequence[str] | None = None,
     """Loss and accuracy per epoch: train solid, validation dashed, one colour per run.
 
     Dotted vertical lines sit just before each epoch whose trainable set changed (at
-    ``epoch + 0.5`` on the 1-based axis), a star marks the best epoch, and for a single run
+    ``epoch + 0.5`` on the 1-based axis), a star marks the epoch whose weights the model kept
+    (a hollow circle the best epoch by validation loss when that is another one), and for a single run
     the shaded band between train and validation loss shows the generalisation gap.
 
     Args:
@@ -48,9 +49,13 @@ def history(h: History | Sequence[History], labels: Sequence[str] | None = None,
                 a.plot(x, va, "--o", color=c, ms=3, label=pre + "validation")
                 if len(runs) == 1 and key == "loss":
                     a.fill_between(x, tr, va, color=c, alpha=0.12, label="gap (train vs val)")
-                if run.best is not None:
-                    a.plot(run.best["epoch"] + 1, run.best[f"val_{key}"], "*", ms=13, color=c,
-                           mec="black", mew=0.6, label="best epoch" if i == 0 else "_best")
+                kept, best = run.kept, run.best
+                if kept is not None:
+                    a.plot(kept["epoch"] + 1, kept[f"val_{key}"], "*", ms=13, color=c,
+                           mec="black", mew=0.6, label="weights kept" if i == 0 else "_kept")
+                if best is not None and best is not kept:
+                    a.plot(best["epoch"] + 1, best[f"val_{key}"], "o", ms=10, mfc="none", color=c,
+                           mew=1.2, label="best epoch (not kept)" if i == 0 else "_best")
             for e in run.unfreeze_epochs():
                 a.axvline(e + 0.5, color=c, ls=":", lw=1.5, label="trainable set changed" if i == 0 else "_unfrozen")
     for a, what in ((al, "Loss"), (aa, "Accuracy")):

@@ -8,6 +8,7 @@ are dicts in the Hugging Face convention (``input_ids``, ``attention_mask``, ``t
 """
 from __future__ import annotations
 
+import copy
 from typing import Sequence
 
 import numpy as np
@@ -46,6 +47,15 @@ class TokenizedSet(torch.utils.data.Dataset):
     def lengths(self) -> list[int]:
         """Tokens per text (``[CLS]`` and ``[SEP]`` included, after truncation)."""
         return [len(ids) for ids in self.encodings["input_ids"]]
+
+    def by_length(self) -> "TokenizedSet":
+        """The same texts, shortest first (ties in their order): sequential batches of it pad little."""
+        order = np.argsort(np.asarray(self.lengths), kind="stable")
+        out = copy.copy(self)
+        out.data = self.data.subset(order)
+        out.targets = out.data.labels
+        out.encodings = {k: [v[i] for i in order] for k, v in self.encodings.items()}
+        return out
 
     def cache_key(self) -> str:
         """A hash of the token ids (what a model sees), not of the labels."""
@@ -120,8 +130,10 @@ def loaders(splits: Splits, model=None, max_length: int = 64, batch_size: int = 
         num_workers: DataLoader worker processes (0 = in the main process).
         eval_batch_size: batch size of val/test (default: 2 x batch_size).
         group_by_length: training batches of snippets of similar length (:class:`LengthGroupedBatches`,
-            Hugging Face's ``group_by_length``): less padding, about 1.5x faster epochs on a CPU.
-            False: plain shuffling.
+            Hugging Face's ``group_by_length``): less padding, about 1.5x faster epochs on a CPU; and
+            the validation and test snippets stored shortest first (``L.test.dataset`` is in that
+            order, its ``texts`` and ``targets`` too), which halves the time to score them.
+            False: plain shuffling, and val / test in the order of the split.
 
     Returns:
         :class:`~ftlab.splits.Loaders` (``train``, ``val``, ``test``, ``classes``, ``config``).
@@ -143,6 +155,7 @@ def loaders(splits: Splits, model=None, max_length: int = 64, batch_size: int = 
     for split, part in parts.items():
         ds = TokenizedSet(part, tokenizer, max_length)
         if split != "train":
+            ds = ds.by_length() if group_by_length else ds
             made[split] = DataLoader(ds, collate_fn=collate, batch_size=eval_batch_size or 2 * batch_size,
                                      num_workers=num_workers)
             continue

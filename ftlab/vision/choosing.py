@@ -12,18 +12,16 @@ import statistics
 import time
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
 from ..batches import prepare
-from ..caching import Features
 from ..errors import UsageError
 from ..freezing import eval_mode
 from .models import OFFLINE_MODELS, preprocessing, pretrained
 from .weights import lite_source_file
 
-__all__ = ["PUBLISHED_IMAGENET_TOP1", "gflops", "images_per_second", "model_facts", "subsample"]
+__all__ = ["PUBLISHED_IMAGENET_TOP1", "gflops", "images_per_second", "model_facts"]
 
 # ImageNet-1k top-1 accuracy as published with the TensorFlow EfficientNet-Lite release
 # (tensorflow/tpu, models/official/efficientnet/lite/README.md): quoted, not measured here.
@@ -98,26 +96,3 @@ def model_facts(names: Sequence[str], image_size: int | None = None, repeats: in
             row["images_per_s"] = images_per_second(model, image_size, repeats=repeats, device=device)
         rows.append(row)
     return rows
-
-
-def subsample(feats: Features, n: int, seed: int = 0) -> Features:
-    """``n`` cached inputs drawn at random with ``seed``, every class in its share of ``feats`` (stratified).
-
-    The class shares stay those of the data (ELPV's test split is 69 % functional cells, so a
-    training set should be too, or accuracy measures the mismatch of priors). Nested: for one seed,
-    a smaller subset is the start of a larger one, so a curve over training-set sizes adds cells
-    rather than drawing new ones at every size.
-
-    Raises:
-        UsageError: ``n`` is not between the number of classes and the number of inputs.
-    """
-    y = feats.y.numpy()
-    classes, counts = np.unique(y, return_counts=True)
-    if not len(classes) <= n <= len(y):
-        raise UsageError(f"Cannot draw {n} of {len(y)} cached inputs with every one of the {len(classes)} classes: "
-                         f"ask for {len(classes)} to {len(y)}, or extract from a larger pool.")
-    take = np.maximum(1, np.round(n * counts / len(y)).astype(int))
-    rng = np.random.default_rng(seed)
-    order = {c: rng.permutation(np.flatnonzero(y == c)) for c in classes}
-    index = torch.as_tensor(np.sort(np.concatenate([order[c][:k] for c, k in zip(classes, take)])))
-    return feats.subset(index)
