@@ -44,7 +44,7 @@ def run(args) -> dict:
         for r in range(repeats):
             for name, kw in (("local", {}), ("pool", {"executor": "pool", "workers": 2, "threads": 1})):
                 folder = tmp / f"{name}-{r}"
-                sec, _ = timed(lambda: sweep.run_sweep(NB, grid, folder, fixed, log=quiet, **kw))
+                sec, _ = timed(lambda folder=folder, kw=kw: sweep.run_sweep(NB, grid, folder, fixed, log=quiet, **kw))
                 seconds[name].append(sec)
                 tables[name] = table(folder)
                 log(f"round {r + 1}: {name} {sec:.1f} s")
