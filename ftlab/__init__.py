@@ -9,7 +9,8 @@ modality is a package with the same verbs (``pretrained``, ``loaders``, ``evalua
 ``predict_*`` from raw inputs, data sets by name) and a caching adapter:
 :mod:`ftlab.vision` (``ft.vision``: images, EfficientNet-Lite0), :mod:`ftlab.text` (``ft.text``:
 snippets, MiniLM, LoRA) and :mod:`ftlab.detection` (``ft.detection``: COCO YOLOv3-tiny, NEON tree
-crowns, mAP). ``ft.plot`` and ``ft.widgets`` load on first use (matplotlib and ipywidgets are not
+crowns, mAP); :mod:`ftlab.llm` (``ft.llm``: a GPT-style decoder, SmolLM2-135M-Instruct, for
+instruction tuning) loads on first use. ``ft.plot`` and ``ft.widgets`` load on first use (matplotlib and ipywidgets are not
 imported before).
 
 The **lab** (``ft.lab``: a lesson's claims and records, spreads over seeds, strategies and
@@ -38,7 +39,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     # the modality packages, figures, widgets and the lab (plot, widgets and lab load lazily)
-    "vision", "text", "detection", "plot", "widgets", "lab",
+    "vision", "text", "detection", "llm", "plot", "widgets", "lab",
     # errors
     "FtlabError", "UsageError", "DataError", "WeightsUnavailable",
     # layer groups and freezing
@@ -53,7 +54,7 @@ __all__ = [
     "save_checkpoint", "load_checkpoint", "Splits", "stratified_subset", "Table", "cache_dir",
 ]
 
-_LAZY = ("plot", "widgets", "lab")   # matplotlib / ipywidgets load on first use; the lab is built on the rest
+_LAZY = ("plot", "widgets", "lab", "llm")   # matplotlib / ipywidgets load on first use; the lab is built on the rest
 
 
 def __getattr__(name: str):

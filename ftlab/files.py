@@ -14,6 +14,7 @@ Every file is written atomically (temporary file in the same folder, then
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -23,7 +24,8 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["package_path", "repo_root", "cache_dir", "atomic_write", "atomic_save", "atomic_write_text", "stable_hash"]
+__all__ = ["package_path", "repo_root", "cache_dir", "atomic_write", "atomic_save", "atomic_write_text", "stable_hash",
+           "file_sha256", "known_sha256"]
 
 
 def package_path(package: str, *parts: str) -> Path | None:
@@ -110,6 +112,17 @@ def file_sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def known_sha256(path: str | os.PathLike) -> str:
+    """:func:`file_sha256`, read once per file version (size and modification time) in a process."""
+    st = Path(path).stat()
+    return _sha256_of(Path(path), st.st_size, st.st_mtime)
+
+
+@functools.lru_cache(maxsize=None)
+def _sha256_of(path: Path, size: int, mtime: float) -> str:
+    return file_sha256(path)
 
 
 def stable_hash(*items: Any, length: int = 16) -> str:

@@ -22,6 +22,8 @@ def test_claim_records_the_condition_and_the_evidence():
     table = ft.lab.claims_table([c, bad, unknown])
     assert table.title == "1 hold, 1 undecided, 1 fail (1 not as the lesson says) in this run"
     assert "augmentation narrows the gap" in table.text() and "fails (lesson: holds)" in table.text()
+    edge = ft.lab.claim("partial beats the probe", True, expect=ft.lab.BORDERLINE)
+    assert "holds (borderline: the lesson declares holds or undecided)" in ft.lab.claims_table([edge]).text()
     with pytest.raises(ValueError, match="expect= is the verdict"):
         ft.lab.claim("x", True, expect="maybe")
     assert ft.lab.claim("no runs of top 4 to compare", None, above=0.0).verdict == "undecided"

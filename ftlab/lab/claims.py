@@ -179,9 +179,14 @@ def choose(what: str, scores: dict, on: str, higher: bool = True) -> Choice:
 
 
 def claims_table(claims: Sequence[Claim]) -> Table:
-    """The claims of a lesson as a table: each claim, whether it holds, its evidence."""
-    rows = [[MARK[c.verdict], c.verdict + ("" if c.as_declared else f" (lesson: {c.expect})"), c.claim,
-             ", ".join(f"{k}={v}" for k, v in c.evidence.items())] for c in claims]
+    """The claims of a lesson as a table: each claim, its verdict (a borderline claim marked so), its evidence."""
+    def shown(c: Claim) -> str:
+        if not c.as_declared:
+            return f"{c.verdict} (lesson: {c.expect})"
+        return c.verdict + (" (borderline: the lesson declares " + " or ".join(c.expect.split("|")) + ")"
+                            if "|" in c.expect else "")
+
+    rows = [[MARK[c.verdict], shown(c), c.claim, ", ".join(f"{k}={v}" for k, v in c.evidence.items())] for c in claims]
     return Table(["", "verdict", "claim", "evidence"], rows, title=verdict_counts(claims) + " in this run")
 
 

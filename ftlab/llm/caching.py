@@ -1,0 +1,126 @@
+"""The decoder in the caching engine: token states at a frozen layer, stored once, the layers above trained on them.
+
+A decoder layer takes the token states, the causal attention mask and the rotary position
+embeddings. With the padding on the right (``ft.llm.instruction_loader``), a real token attends
+only to the real tokens before it and sits at the same position with or without padding, so its
+state at any layer does not depend on the padding: the states of the real tokens are stored, one
+ragged row per example (with its labels), and a cached batch is re-padded on the right, its mask
+rebuilt and its positions counted again. ``ft.fit_cached(model, (train, val), ..., step=ft.llm.lm_step)``
+then trains the layers from the cut up with the same losses as end-to-end training of those
+layers (``tests/test_llm.py`` checks it), while the 30 - k layers below run once.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pad_sequence
+from torch.utils.data import DataLoader
+
+from ..caching.adapter import CacheAdapter, register_cache_adapter
+from ..errors import UsageError
+from ..groups import layer_groups
+from .data import IGNORE, InstructionSet
+
+__all__ = ["DecoderAdapter", "DecoderTop", "run_layers"]
+
+
+def run_layers(model: nn.Module, h: torch.Tensor, attention_mask: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """Token states ``h`` through decoder layers ``start`` to ``stop - 1`` (causal mask, rotary positions 0..L-1)."""
+    from transformers.masking_utils import create_causal_mask
+
+    if start >= stop:
+        return h
+    pos = torch.arange(h.shape[1], device=h.device)[None]
+    mask = create_causal_mask(model.config, h, attention_mask, None, pos)
+    emb = model.model.rotary_emb(h, position_ids=pos)
+    for layer in model.model.layers[start:stop]:
+        h = layer(h, attention_mask=mask, position_embeddings=emb, position_ids=pos)
+    return h
+
+
+class DecoderTop(nn.Module):
+    """The decoder from layer group ``cut`` up (layers, final norm, the tied output layer), on stored token states.
+
+    ``top(hidden_states=..., attention_mask=...)`` returns what the model returns (``.logits`` for
+    every position); the parameters are the model's own.
+    """
+
+    def __init__(self, model: nn.Module, cut: int):
+        super().__init__()
+        self.model, self.cut = model, cut
+        self._groups = layer_groups(model)
+
+    def ftlab_layer_groups(self):
+        return self._groups
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor, labels=None):
+        from transformers.modeling_outputs import CausalLMOutput
+
+        h = run_layers(self.model, hidden_states, attention_mask, self.cut - 1, len(self.model.model.layers))
+        return CausalLMOutput(logits=self.model.lm_head(self.model.model.norm(h)))
+
+
+def _decoder(model: nn.Module) -> bool:
+    return type(model).__name__.endswith("ForCausalLM") and hasattr(getattr(model, "model", None), "layers")
+
+
+class DecoderAdapter(CacheAdapter):
+    """A Llama-style causal LM on the batches of ``ft.llm.instruction_loader``."""
+
+    kind = "decoder"
+    extract_batch_size = 16
+
+    def accepts(self, model: nn.Module) -> bool:
+        return _decoder(model)
+
+    def _dataset(self, data) -> InstructionSet:
+        ds = data.dataset if isinstance(data, DataLoader) else data
+        if not isinstance(ds, InstructionSet) or not isinstance(data, DataLoader):
+            raise UsageError("A decoder's token states are extracted from ft.llm.instruction_loader(...) (its collate "
+                             f"pads and masks each batch), not from a {type(data).__name__}.")
+        return ds
+
+    def batches(self, model, data):
+        ds = self._dataset(data)
+        by_length = sorted(range(len(ds)), key=lambda i: len(ds[i]["input_ids"]))       # little padding
+        for start in range(0, len(ds), self.extract_batch_size):
+            ids = by_length[start:start + self.extract_batch_size]
+            batch = data.collate_fn([ds[i] for i in ids])
+            yield ids, batch, [torch.tensor(ds[i]["labels"]) for i in ids]
+
+    def content(self, data) -> list:
+        return [self._dataset(data).cache_key()]
+
+    def targets(self, data):
+        return [torch.tensor(it["labels"]) for it in self._dataset(data).items]
+
+    def below(self, model, batch, cut):
+        if cut < 1:
+            raise UsageError("The embeddings are the decoder's first group: cut at layers.0 or above.")
+        h = model.model.embed_tokens(batch["input_ids"])
+        return run_layers(model, h, batch["attention_mask"], 0, cut - 1)
+
+    def unbatch(self, state, batch):
+        return [h[m.bool()] for h, m in zip(state, batch["attention_mask"])]
+
+    def ragged(self, cut, groups) -> bool:
+        return True
+
+    def above(self, model, cut):
+        return DecoderTop(model, cut)
+
+    def collate(self, items, cut):
+        states, labels = zip(*items)
+        lengths = torch.tensor([len(s) for s in states])
+        mask = (torch.arange(int(lengths.max()))[None] < lengths[:, None]).long()
+        return {"hidden_states": pad_sequence(list(states), batch_first=True), "attention_mask": mask,
+                "labels": pad_sequence([torch.as_tensor(t) for t in labels], batch_first=True, padding_value=IGNORE)}
+
+    def check(self, model, cut, batch, state) -> bool:
+        keep = batch["attention_mask"].bool()
+        full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[keep]
+        top = self.above(model, cut)(state, batch["attention_mask"]).logits[keep]
+        return torch.allclose(top, full, atol=1e-3, rtol=1e-3)
+
+
+register_cache_adapter(DecoderAdapter())

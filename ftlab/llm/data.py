@@ -1,0 +1,127 @@
+"""Instruction data for a decoder: chat turns, the loss on the answer tokens only, and its training step.
+
+For lesson 09. A supervised fine-tuning example is an (instruction, answer) pair written as a chat
+turn with the model's own template (SmolLM2's ``<|im_start|>user ... <|im_end|>``), so the model
+sees at training time exactly what it sees when it is asked. The labels are the input ids with
+every **prompt** token replaced by ``-100``: the loss counts the answer tokens only (what
+TRL's ``DataCollatorForCompletionOnlyLM`` and Raschka's chapter 7 do), so the model learns to
+answer, not to predict the question. :func:`lm_step` is the training and scoring step for
+:func:`ftlab.fit` / :func:`ftlab.evaluate` (``step=ft.llm.lm_step``): the next-token loss on
+the answer tokens, and their next-token accuracy.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..batches import StepOutput, to_device
+from ..errors import DataError, UsageError
+from ..files import stable_hash
+
+__all__ = ["IGNORE", "chat_prompt", "InstructionSet", "collate_for", "instruction_loader", "lm_step"]
+
+IGNORE = -100          # the label of a token the loss does not count (PyTorch's cross-entropy ignore_index)
+
+
+def chat_prompt(tok, instruction: str, system: str | None = None) -> str:
+    """An instruction as the model sees it when asked: the chat template up to the assistant's turn."""
+    if not isinstance(instruction, str) or not instruction.strip():
+        raise DataError(f"An instruction must be non-empty text, not {instruction!r}.")
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": instruction}]
+    return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+class InstructionSet(Dataset):
+    """(instruction, answer) pairs tokenized as chat turns; ``ds[i]`` has ``input_ids`` and ``labels``
+    (``-100`` on the prompt and wherever the loss must not look).
+
+    Args:
+        pairs: ``[(instruction, answer), ...]``.
+        tok: the decoder's tokenizer (``ft.llm.tokenizer()``).
+        max_length: tokens per example; a longer answer is cut, a longer prompt is an error.
+        system: a system message (default: the template's own).
+
+    Raises:
+        DataError: an empty instruction or answer, or a prompt that leaves no room for the answer.
+    """
+
+    def __init__(self, pairs: Sequence[tuple[str, str]], tok, max_length: int = 128, system: str | None = None):
+        context = getattr(tok, "model_max_length", None) or max_length
+        if max_length > context:
+            raise UsageError(f"max_length={max_length} is longer than the model's context ({context} tokens).")
+        self.pairs, self.max_length, self.items = list(pairs), max_length, []
+        for i, (instruction, answer) in enumerate(self.pairs):
+            if not isinstance(answer, str) or not answer.strip():
+                raise DataError(f"Example {i}: the answer must be non-empty text, not {answer!r}.")
+            prompt = tok(chat_prompt(tok, instruction, system), add_special_tokens=False)["input_ids"]
+            reply = tok(answer + tok.eos_token, add_special_tokens=False)["input_ids"]   # the answer ends the turn
+            if len(prompt) >= max_length:
+                raise DataError(f"Example {i}: its prompt is {len(prompt)} tokens, with max_length={max_length} no "
+                                "answer token is left: shorten the instruction or raise max_length.")
+            ids = (prompt + reply)[:max_length]
+            labels = ([IGNORE] * len(prompt) + reply)[:max_length]
+            self.items.append({"input_ids": ids, "labels": labels, "prompt_tokens": len(prompt)})
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.items[i]
+
+    @property
+    def answers(self) -> list[str]:
+        return [a for _, a in self.pairs]
+
+    def cache_key(self) -> str:
+        """A hash of the token ids and of where each answer starts (what the cached states depend on)."""
+        return stable_hash("instructions", self.max_length, [it["prompt_tokens"] for it in self.items],
+                           [np.asarray(it["input_ids"], dtype=np.int32) for it in self.items])
+
+
+def collate_for(tok) -> Callable[[list[dict]], dict[str, torch.Tensor]]:
+    """A collate function that pads a batch on the right to its longest example (labels with ``-100``)."""
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+
+    def collate(items: list[dict]) -> dict[str, torch.Tensor]:
+        width = max(len(it["input_ids"]) for it in items)
+        ids = torch.full((len(items), width), pad, dtype=torch.long)
+        labels = torch.full((len(items), width), IGNORE, dtype=torch.long)
+        mask = torch.zeros((len(items), width), dtype=torch.long)
+        for row, it in enumerate(items):
+            n = len(it["input_ids"])
+            ids[row, :n], labels[row, :n], mask[row, :n] = torch.tensor(it["input_ids"]), torch.tensor(it["labels"]), 1
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+    return collate
+
+
+def instruction_loader(pairs: Sequence[tuple[str, str]], tok, batch_size: int = 8, shuffle: bool = False,
+                       seed: int = 0, max_length: int = 128, system: str | None = None) -> DataLoader:
+    """A DataLoader of :class:`InstructionSet` batches (shuffled with a seeded generator when ``shuffle``)."""
+    ds = InstructionSet(pairs, tok, max_length=max_length, system=system)
+    g = torch.Generator().manual_seed(seed)
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=g, collate_fn=collate_for(tok))
+
+
+def lm_step(model: nn.Module, batch, criterion: Callable | None, device: torch.device) -> StepOutput:
+    """Next-token cross-entropy on the answer tokens only (the step for ``ft.fit`` / ``ft.evaluate``).
+
+    Position ``t`` predicts token ``t + 1``; only targets whose label is not ``-100`` count; the
+    batch is token ids, or stored token states (``ft.fit_cached``, :mod:`ftlab.llm.caching`). The
+    returned ``n`` is the number of answer tokens, ``logits`` / ``targets`` are theirs, so
+    ``ft.evaluate`` reports the mean loss per answer token and the next-token accuracy on them.
+    """
+    batch = to_device(batch, device)
+    if not isinstance(batch, dict) or "labels" not in batch:
+        raise UsageError("lm_step needs batches of ft.llm.instruction_loader (input_ids, attention_mask, labels).")
+    out = model(**{k: v for k, v in batch.items() if k != "labels"})      # token ids, or cached token states
+    targets = batch["labels"][:, 1:]
+    keep = targets != IGNORE
+    logits, targets = out.logits[:, :-1][keep], targets[keep]
+    loss = (criterion or F.cross_entropy)(logits, targets)
+    return StepOutput(loss, int(keep.sum()), logits, targets)

