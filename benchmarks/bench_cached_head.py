@@ -1,7 +1,7 @@
 """Head-only training for 5 epochs: cached features against a full forward pass every epoch.
 
 Cached: ``ft.extract(..., cut="head", cache=False)`` on train and val (so the
-extraction is really computed and timed) then ``ft.fit_head`` for 5 epochs. Full:
+extraction is really computed and timed) then ``ft.fit_cached`` for 5 epochs. Full:
 ``ft.freeze_to(model, -1)`` then ``ft.fit`` for 5 epochs, which runs the frozen backbone
 on every image every epoch. Both on the whole ELPV train (1,771) and val (197) splits, no
 augmentation (cached features cannot see it), batch 32, seed 0. Target: cached at least 20x
@@ -47,9 +47,9 @@ def warm_run(base, L) -> dict:
     model = head_only(base)
     for split in (L.train, L.val):          # make sure the on-disk cache holds them (not timed)
         ft.extract(model, split, cut="head", device="cpu")
-    sec, h = timed(lambda: ft.fit_head(model, ft.extract(model, L.train, cut="head", device="cpu"),
-                                       ft.extract(model, L.val, cut="head", device="cpu"), EPOCHS, lr=LR,
-                                       batch_size=BATCH, seed=SEED, device="cpu", progress=False))
+    sec, h = timed(lambda: ft.fit_cached(model, (ft.extract(model, L.train, cut="head", device="cpu"),
+                                                 ft.extract(model, L.val, cut="head", device="cpu")), EPOCHS, lr=LR,
+                                         batch_size=BATCH, seed=SEED, device="cpu", progress=False))
     return {"seconds": sec, "history": h}
 
 

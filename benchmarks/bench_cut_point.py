@@ -4,13 +4,13 @@ Both ways train the same thing: ``ft.freeze_to(model, "blocks.5")`` (blocks.5, b
 final_conv and the head trainable; the groups below frozen) at 224 px, same seed, same batches,
 no augmentation. **Plain:** ``ft.fit`` on the image loaders, which runs the frozen groups on every
 batch of every epoch. **Cut-point cached:** ``ft.extract(cut="blocks.5", cache=False)``
-once (timed), then ``ft.fit_head`` on the stored activations. With views=1 and no augmentation
+once (timed), then ``ft.fit_cached`` on the stored activations. With views=1 and no augmentation
 the two compute the same updates, so they reach the same accuracy: the JSON shows both runs'
 training losses and validation accuracies side by side as the check.
 
 Runs alternate plain / cached (``--repeats``, default 3) on ``--cells`` training cells per class
 (default 60, i.e. 240 cells over the 4 classes; 30 % of val, 59 cells) for ``--epochs`` (default 3) epochs. The full run's own
-speed is measured too: ``fit_head`` on 8 cached views per cell, exactly the full configuration
+speed is measured too: ``fit_cached`` on 8 cached views per cell, exactly the full configuration
 (``ftlab.lab.full_images.FULL``), for one epoch: ``full_run_train_images_per_s``.
 
 Target: cached at least 1.5x faster than plain over the measured epochs, extraction included,

@@ -4,8 +4,8 @@ Both ways train the same thing: ``ft.freeze_to(model, CUT)`` (default ``layer.4`
 and the head trainable; embeddings and layers 0-3 frozen), same seed, same batches (plain shuffling
 in both: ``group_by_length`` is off, so the batches are identical), same learning rate.
 **Plain:** ``ft.fit`` on the tokenized loaders, which runs the whole encoder on every batch of every
-epoch. **Cut-point cached:** ``ft.text.extract_hidden`` once for train and val (timed, included),
-then ``ft.text.fit_hidden`` on the stored token states. A frozen part runs without dropout, so
+epoch. **Cut-point cached:** ``ft.extract(model, loader, cut=...)`` once for train and val (timed, included),
+then ``ft.fit_cached`` on the stored token states. A frozen part runs without dropout, so
 the two compute the same updates: the JSON shows both runs' per-epoch training and validation
 losses as the check (they must agree to 1e-4).
 

@@ -162,3 +162,21 @@ def test_no_function_in_the_package_is_longer_than_60_lines():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 60:
                 long.append(f"{name}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
     assert not long, long
+
+
+def test_the_benchmarks_use_only_names_the_package_has():
+    """`make bench` is not run by the tests (it measures speed); this at least catches a renamed function."""
+    import functools
+    import re
+
+    import ftlab as ft
+
+    bench = Path(__file__).resolve().parent.parent / "benchmarks"
+    used = {m for path in bench.glob("*.py") for m in re.findall(r"\bft\.([A-Za-z_][\w.]*[A-Za-z_0-9])", path.read_text())}
+    missing = []
+    for chain in sorted(used):
+        try:
+            functools.reduce(getattr, chain.split("."), ft)
+        except AttributeError:
+            missing.append(f"ft.{chain}")
+    assert not missing, f"benchmarks use names ftlab does not have: {missing}"
