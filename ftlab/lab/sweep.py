@@ -93,6 +93,7 @@ def run_id(params: dict[str, Any]) -> str:
 
 
 EXECUTORS = ("local", "pool", "slurm")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def run_point(notebook: str | Path, params: dict[str, Any], folder: str | Path, threads: int | None = None) -> dict:
@@ -115,14 +116,14 @@ def run_point(notebook: str | Path, params: dict[str, Any], folder: str | Path, 
     except Exception as err:                   # PapermillExecutionError: the notebook's error; else the kernel's
         status = f"failed: {getattr(err, 'ename', type(err).__name__)}: {getattr(err, 'evalue', err)}"[:300]
     finally:
-        for k, v in saved.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+        for k, v in saved.items():                 # the process's own settings back
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     result = {"status": status, "seconds": time.perf_counter() - t0}
     atomic_write_text(folder / "status.json", json.dumps(result))
     return result
-
-
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def finished(folder: Path) -> bool:
