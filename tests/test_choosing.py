@@ -84,5 +84,8 @@ def test_tradeoff_figure():
     fig = ft.plot.tradeoff({"a": (100.0, [0.8, 0.82]), "b": (30.0, [0.85])})
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and len(ax.get_legend().get_texts()) == 2
+    many = ft.plot.tradeoff({f"setting {i}": (10.0 + i, [0.7 + i / 100]) for i in range(12)})   # lesson 08 draws 12
+    styles = {(c.lines[0].get_color(), c.lines[0].get_marker()) for c in many.axes[0].containers}
+    assert len(styles) == 12                                   # no two settings look alike once the palette repeats
     with pytest.raises(ft.FtlabError, match="at least one value"):
         ft.plot.tradeoff({"a": (1.0, [])})

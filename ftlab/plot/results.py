@@ -12,7 +12,7 @@ from matplotlib.ticker import NullFormatter, PercentFormatter
 from ..errors import UsageError
 from ..summary import aggregate
 from ..summary import spread as mean_std
-from .style import axes_row, styled
+from .style import MARKERS, PALETTE, axes_row, styled
 
 __all__ = ["spread", "scaling", "tradeoff", "baselines", "augmentation_effect"]
 
@@ -110,17 +110,17 @@ def tradeoff(points: Mapping[str, tuple[float, Sequence[float]]], xlabel: str = 
     """
     if not points or any(len(v) == 0 for _, v in points.values()):
         raise UsageError("tradeoff() needs {label: (x, [one value per seed, ...])} with at least one value each.")
-    fig, (a,) = axes_row(ax, 1, (6.5, 4.2))
+    fig, (a,) = axes_row(ax, 1, (8.5, 4.2))
     for i, (label, (x, values)) in enumerate(points.items()):
         s = mean_std(values)
-        colour = f"C{i % 10}"
-        a.scatter([x] * len(values), values, s=14, alpha=0.5, color=colour, zorder=2)
-        a.errorbar(x, s.mean, yerr=s.std or 0.0, fmt="o", capsize=4, color=colour, zorder=3, label=label)
+        colour, marker = PALETTE[i % len(PALETTE)], MARKERS[i // len(PALETTE) % len(MARKERS)]   # every label its own
+        a.scatter([x] * len(values), values, s=14, alpha=0.5, color=colour, marker=marker, zorder=2)
+        a.errorbar(x, s.mean, yerr=s.std or 0.0, fmt=marker, capsize=4, color=colour, zorder=3, label=label)
     if logx:
         a.set_xscale("log")
     a.yaxis.set_major_formatter(PercentFormatter(1.0))
     a.set(xlabel=xlabel, ylabel=ylabel, title=title or f"{ylabel.capitalize()} against {xlabel}")
-    a.legend(fontsize=8, loc="best")
+    a.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))       # beside the points, not on them
     return fig
 
 

@@ -14,11 +14,13 @@ import numpy as np
 
 from ..errors import UsageError
 
-__all__ = ["PALETTE", "STYLE", "WRONG", "FROZEN", "styled", "axes_row", "tiles"]
+__all__ = ["PALETTE", "MARKERS", "STYLE", "WRONG", "FROZEN", "styled", "axes_row", "tiles"]
 
 PALETTE = ("#0072b2", "#e69f00", "#009e73", "#d55e00", "#cc79a7", "#56b4e9", "#f0e442", "#000000")
 """Okabe-Ito colours (blue, orange, green, vermillion, purple, sky, yellow, black): colour-blind safe."""
 WRONG, FROZEN = "#d55e00", "#bbbbbb"
+MARKERS = ("o", "s", "^", "D")
+"""Markers that tell apart series once the palette repeats (tradeoff: a colour and a marker per label)."""
 STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9,
          "xtick.labelsize": 9, "ytick.labelsize": 9, "axes.spines.top": False, "axes.spines.right": False,
          "axes.grid": True, "grid.alpha": 0.3, "axes.prop_cycle": plt.cycler(color=PALETTE),
