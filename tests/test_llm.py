@@ -132,3 +132,43 @@ def test_cached_token_states_train_the_top_layers_as_end_to_end_training_does(sm
     assert scored["n"] == direct["n"] == sum(len(tok(a + tok.eos_token, add_special_tokens=False)["input_ids"])
                                              for _, a in pairs)
     assert scored["loss"] == pytest.approx(direct["loss"], rel=1e-4)
+
+
+def test_choices_scored_with_a_shared_prefix_equal_whole_prompts_and_cached_states(smol, tok, monkeypatch):
+    from ftlab.llm import generation
+
+    pairs = [(f"Is this review fresh or rotten? {text}", answer) for text, answer in REVIEWS[:6]]
+    loader = ft.llm.instruction_loader(pairs, tok, batch_size=4, max_length=160, shots=REVIEWS_SHOTS)
+    assert len(loader.dataset.shared_prefix()) > 40                          # system turn + two worked examples
+    fast = ft.llm.predict_choices(smol, loader, tok, ["rotten", "fresh"])
+    monkeypatch.setattr(generation, "PREFIX_MIN", 10 ** 9)                    # every prompt run whole
+    whole = ft.llm.predict_choices(smol, loader, tok, ["rotten", "fresh"])
+    assert torch.allclose(fast.logits, whole.logits, atol=1e-3) and fast.targets.tolist() == [1, 0, 1, 0, 1, 0]
+    plain = ft.llm.instruction_loader(pairs, tok, batch_size=4, max_length=96)
+    states = ft.extract(smol, plain, cut="layers.29", cache=False)
+    assert torch.allclose(ft.llm.predict_choices(smol, states, tok, ["rotten", "fresh"]).logits,
+                          ft.llm.predict_choices(smol, plain, tok, ["rotten", "fresh"]).logits, atol=1e-3)
+    t = ft.llm.margin_threshold(fast)
+    assert (ft.llm.decide(fast, t) == fast.targets).float().mean() >= (fast.preds == fast.targets).float().mean()
+    with pytest.raises(ft.UsageError, match="start with the same token"):
+        ft.llm.choice_tokens(tok, ["fresh", "freshly"])
+
+
+REVIEWS_SHOTS = [("Is this review fresh or rotten? Too simple for its own good.", "rotten"),
+                 ("Is this review fresh or rotten? A tasty masala.", "fresh")]
+
+
+def test_lora_in_the_top_layers_and_decoder_checkpoints(smol, tmp_path):
+    model = ft.llm.add_lora(copy.deepcopy(smol), r=8, layers=range(28, 30))
+    assert ft.trainable_count(model) == 2 * 30_720 + 576
+    assert all(".28." in n or ".29." in n for n, p in model.named_parameters() if "lora_" in n)
+    with torch.no_grad():
+        model.model.layers[29].self_attn.q_proj.lora_B["default"].weight.fill_(0.01)
+    path = ft.save_checkpoint(tmp_path / "decoder.pt", model)
+    back = ft.load_checkpoint(path)["model"]                                   # rebuilt: architecture + adapters
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        assert torch.allclose(back(input_ids=ids).logits, model(input_ids=ids).logits, atol=1e-5)
+    text_ckpt = ft.save_checkpoint(tmp_path / "text.pt", ft.text.pretrained(num_classes=2))
+    with pytest.raises(ft.UsageError, match="not a LlamaForCausalLM"):
+        ft.load_checkpoint(text_ckpt, model=copy.deepcopy(smol))

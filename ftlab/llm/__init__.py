@@ -17,25 +17,39 @@ from typing import Sequence
 from torch import nn
 
 from .caching import DecoderAdapter, DecoderTop  # registers the decoder's caching adapter
-from .data import IGNORE, InstructionSet, chat_prompt, collate_for, instruction_loader, lm_step
-from .generation import choice_scores, generate, perplexity
+from .data import (
+    IGNORE,
+    REVIEW_QUESTION,
+    InstructionSet,
+    answer_states,
+    chat_prompt,
+    collate_for,
+    headlines,
+    instruction_loader,
+    lm_step,
+    task_pairs,
+)
+from .generation import Prefixed, choice_scores, choice_tokens, decide, generate, margin_threshold, perplexity, predict_choices
 from .models import LLM_MODELS, SMOLLM_SHA256, check_decoder, model_dir, model_file, pretrained, tokenizer
 
 __all__ = ["LLM_MODELS", "SMOLLM_SHA256", "model_file", "model_dir", "pretrained", "tokenizer", "chat_prompt",
            "IGNORE", "InstructionSet", "collate_for", "instruction_loader", "lm_step", "add_lora", "generate",
-           "choice_scores", "perplexity", "LORA_TARGETS", "DecoderAdapter", "DecoderTop"]
+           "choice_scores", "perplexity", "LORA_TARGETS", "DecoderAdapter", "DecoderTop", "REVIEW_QUESTION", "task_pairs",
+           "headlines", "answer_states", "Prefixed", "choice_tokens", "predict_choices",
+           "margin_threshold", "decide"]
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
 def add_lora(model: nn.Module, r: int = 8, alpha: int = 16, dropout: float = 0.0,
-             targets: Sequence[str] = LORA_TARGETS) -> nn.Module:
+             targets: Sequence[str] = LORA_TARGETS, layers: Sequence[int] | None = None) -> nn.Module:
     """LoRA adapters on the decoder's attention projections (``peft``), everything else frozen but the final norm.
 
     The same :func:`ftlab.text.add_lora` as lesson 06 with the decoder's layer names: r = 8 on the
     four projections of the 30 layers is 921,600 trainable numbers (0.68 % of 134.5M), plus the
-    final norm's 576.
+    final norm's 576. ``layers`` puts them in those layers only (``range(26, 30)``: the top four,
+    30,720 numbers), which the layers' cached token states can train (``ft.fit_cached``).
     """
     from ..text.models import add_lora as _add_lora
 
-    return _add_lora(check_decoder(model), r=r, alpha=alpha, dropout=dropout, targets=targets)
+    return _add_lora(check_decoder(model), r=r, alpha=alpha, dropout=dropout, targets=targets, layers=layers)

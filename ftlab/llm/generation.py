@@ -15,13 +15,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..batches import prepare
+from ..batches import StepOutput, prepare, to_device
 from ..errors import DataError, UsageError
 from ..freezing import eval_mode
-from .data import chat_prompt
+from .data import IGNORE, InstructionSet, answer_states, chat_prompt
 from .models import check_decoder
 
-__all__ = ["generate", "choice_scores", "perplexity"]
+PREFIX_MIN = 8          # a shared prompt prefix at least this long is run once per batch, not once per example
+
+__all__ = ["generate", "choice_scores", "perplexity", "Prefixed", "predict_choices", "choice_tokens", "margin_threshold",
+           "decide"]
 
 
 def _texts(prompts: str | Sequence[str], what: str) -> list[str]:
@@ -94,23 +97,150 @@ def choice_scores(model: nn.Module, tok, prompts: Sequence[str], choices: Sequen
 
 
 @torch.no_grad()
-def perplexity(model: nn.Module, tok, texts: Sequence[str], max_length: int = 256,
-               device: str | torch.device = "auto") -> float:
-    """``exp`` of the mean next-token loss over every token of ``texts`` (each cut at ``max_length``)."""
+def perplexity(model: nn.Module, tok, texts: Sequence[str], max_length: int = 256, per_text: bool = False,
+               batch_size: int = 16, device: str | torch.device = "auto") -> float | torch.Tensor:
+    """``exp`` of the mean next-token loss over every token of ``texts`` (each cut at ``max_length``).
+
+    With ``per_text`` the ``[N]`` mean token losses of each text (log-perplexities), for a paired
+    comparison of two models over the same texts (``ft.lab.paired``).
+    """
     check_decoder(model)
     if max_length < 2:
         raise UsageError("perplexity needs max_length of at least 2 tokens.")
+    texts = _texts(texts, "a text")
     dev = prepare(model, device)
-    total, count = 0.0, 0
+    rows = [tok(t, add_special_tokens=False, truncation=True, max_length=max_length)["input_ids"] for t in texts]
+    short = [i for i, r in enumerate(rows) if len(r) < 2]
+    if short:
+        raise DataError(f"perplexity needs texts of at least two tokens; text {short[0]} ({texts[short[0]]!r}) has "
+                        f"{len(rows[short[0]])}.")
+    sums, counts = torch.zeros(len(rows)), torch.zeros(len(rows))
     with eval_mode(model):
-        for text in _texts(texts, "a text"):
-            ids = tok(text, return_tensors="pt", add_special_tokens=False, truncation=True,
-                      max_length=max_length)["input_ids"].to(dev)
-            if ids.shape[1] < 2:
-                continue
-            logits = model(input_ids=ids).logits[0, :-1].float()
-            total += F.cross_entropy(logits, ids[0, 1:], reduction="sum").item()
-            count += ids.shape[1] - 1
-    if not count:
-        raise DataError("perplexity needs texts of at least two tokens.")
-    return math.exp(total / count)
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start:start + batch_size]
+            ids, mask = _padded(chunk, tok)
+            logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits[:, :-1].float().cpu()
+            target, keep = ids[:, 1:], mask[:, 1:].bool()
+            loss = F.cross_entropy(logits.transpose(1, 2), target, reduction="none") * keep
+            sums[start:start + len(chunk)], counts[start:start + len(chunk)] = loss.sum(1), keep.sum(1)
+    if per_text:
+        return sums / counts
+    return math.exp(sums.sum().item() / counts.sum().item())
+
+
+def _padded(rows: list[list[int]], tok) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(map(len, rows))
+    ids = torch.full((len(rows), width), tok.pad_token_id or 0, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for r, s in enumerate(rows):
+        ids[r, :len(s)], mask[r, :len(s)] = torch.tensor(s), 1
+    return ids, mask
+
+
+class Prefixed(nn.Module):
+    """A frozen decoder that runs the prompt prefix every example shares (``prefix`` token ids) once per batch.
+
+    Few-shot prompts repeat the same system turn and worked examples before every question; the
+    prefix's keys and values are computed for one row and shared by the batch (``past_key_values``),
+    so an example costs its own tokens only. The states are the same as running each whole prompt
+    (causal attention: a token never sees what comes after it). For scoring, not training.
+    """
+
+    def __init__(self, model: nn.Module, prefix: Sequence[int]):
+        super().__init__()
+        self.model, self.prefix = check_decoder(model), torch.as_tensor(list(prefix), dtype=torch.long)
+        if len(self.prefix) < 1:
+            raise UsageError("Prefixed needs a prefix of at least one token.")
+
+    def token_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        n, prefix = len(self.prefix), self.prefix.to(input_ids.device)
+        if input_ids.shape[1] <= n or not (input_ids[:, :n] == prefix).all() or not attention_mask[:, :n].all():
+            raise UsageError("Every example of the batch must start with the shared prefix (the same system turn and "
+                             "worked examples): build them with one ft.llm.instruction_loader(..., shots=...).")
+        first = self.model.model(input_ids=prefix[None], use_cache=True)
+        cache = getattr(first, "cache", None) or first.past_key_values
+        cache.batch_repeat_interleave(input_ids.shape[0])
+        out = self.model.model(input_ids=input_ids[:, n:], attention_mask=attention_mask, cache=cache, use_cache=True)
+        return out.last_hidden_state, n, self.model.lm_head
+
+
+def choice_tokens(tok, choices: Sequence[str]) -> list[int]:
+    """The first token of each answer (as the assistant's turn starts with it); they must differ."""
+    firsts = [tok(c, add_special_tokens=False)["input_ids"][0] for c in _texts(choices, "an answer")]
+    if len(set(firsts)) < len(firsts):
+        raise UsageError(f"The answers {list(choices)} start with the same token, so their first tokens cannot tell "
+                         "them apart: choose answers whose first words differ.")
+    return firsts
+
+
+def _choice_step(firsts: list[int]):
+    ids = torch.tensor(firsts)
+
+    def step(model, batch, criterion, device) -> StepOutput:
+        batch = to_device(batch, device)
+        states, offset, head = answer_states(model, batch)
+        labels = batch["labels"][:, offset:]
+        counted = labels != IGNORE
+        if not counted.any(1).all():
+            raise UsageError("Every example needs an answer to score (labels that are not -100).")
+        start = counted.float().argmax(1)                        # each row's first answer token
+        rows = torch.arange(len(start), device=start.device)
+        logits = head(states[rows, start - 1])[:, ids.to(states.device)]
+        first = labels[rows, start]
+        targets = (first[:, None] == ids.to(first.device)[None]).float().argmax(1)
+        if not (first[:, None] == ids.to(first.device)[None]).any(1).all():
+            raise UsageError("An example's answer is none of the choices: score a set whose answers are the choices.")
+        return StepOutput(F.cross_entropy(logits.float(), targets), len(start), logits, targets)
+
+    return step
+
+
+def predict_choices(model: nn.Module, data, tok, choices: Sequence[str], device: str | torch.device = "auto"):
+    """Which of a few fixed answers the decoder finds likeliest, for every example: ``ft.Predictions``.
+
+    The model's choice is the answer whose **first token** is the likeliest next token where the
+    assistant's turn begins (teacher forcing: nothing is generated or parsed); ``probs`` are those
+    tokens' probabilities renormalised over the choices, ``targets`` the index of each example's
+    own answer. ``data`` is an ``ft.llm.instruction_loader`` (the prompt prefix every example shares,
+    system turn and worked examples, runs once per batch: :class:`Prefixed`) or the decoder's cached
+    token states (``ft.extract``: the layers above the cut run).
+    """
+    from ..train import predict
+
+    step = _choice_step(choice_tokens(tok, choices))
+    ds = getattr(data, "dataset", None)
+    if isinstance(ds, InstructionSet):
+        check_decoder(model)
+        prefix = ds.shared_prefix()
+        if len(prefix) >= PREFIX_MIN:
+            model = Prefixed(model, prefix)
+    return predict(model, data, device=device, step=step)
+
+
+def _margins(preds) -> torch.Tensor:
+    if preds.logits.ndim != 2 or preds.logits.shape[1] != 2:
+        raise UsageError("A margin threshold is for two answers: predictions of predict_choices with two choices.")
+    return preds.logits[:, 1] - preds.logits[:, 0]
+
+
+def margin_threshold(val_preds) -> float:
+    """The threshold on ``logit(choice 1) - logit(choice 0)`` that is right most often on the **validation** predictions.
+
+    A model that prefers one answer whatever it reads (a prompted decoder often does) may still
+    rank the examples well; moving the boundary between the two answers, chosen on validation and
+    then applied once to the test predictions (:func:`decide`), reads that ranking (*calibration*).
+    The validation accuracy at the chosen threshold is optimistic: it was chosen there.
+    """
+    m = _margins(val_preds).double()
+    y = val_preds.targets.long()
+    if len(m) < 2 or len(set(y.tolist())) < 2:
+        raise UsageError("Choosing a threshold needs validation predictions of both answers.")
+    cuts = torch.cat([m.min()[None] - 1, (m.sort().values[1:] + m.sort().values[:-1]) / 2, m.max()[None] + 1])
+    right = torch.stack([((m > c).long() == y).double().mean() for c in cuts])
+    best = torch.nonzero(right == right.max()).flatten()
+    return float(cuts[best[len(best) // 2]])          # the middle of the best (a plateau has many)
+
+
+def decide(preds, threshold: float) -> torch.Tensor:
+    """``[N]`` answers (0 or 1) with the boundary moved to ``threshold`` (:func:`margin_threshold`)."""
+    return (_margins(preds) > threshold).long()

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..checkpoint import register_builder
 from ..errors import UsageError, WeightsUnavailable
 from ..files import cache_dir, known_sha256, package_path
 from ..groups import register_architecture
@@ -139,11 +140,17 @@ def pretrained(name: str | None = None, weights: str | None = "pretrained") -> n
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     if model.lm_head.weight is not model.model.embed_tokens.weight:
         raise UsageError("ftlab's layer groups assume SmolLM2's tied embeddings (lm_head is embed_tokens).")
-    model.ftlab_name = _check_name(name)
+    model.ftlab_name, model.ftlab_builder = _check_name(name), "llm"
     return model.eval()
+
+
+def _build(name: str, num_classes: int | None = None, weights=None) -> nn.Module:
+    """What ``ft.load_checkpoint(path)`` builds for a saved decoder: the architecture (its weights come from the file)."""
+    return pretrained(name, weights=None)
 
 
 register_architecture(
     "transformers.LlamaForCausalLM",
     [("embeddings", ["model.embed_tokens"]), ("layers.*", ["model.layers"]), ("head", ["model.norm"])],
     head="model.norm", tied={"lm_head": "embeddings"})
+register_builder("llm", _build)

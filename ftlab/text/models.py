@@ -171,7 +171,7 @@ def tokenizer(name: str = "minilm"):
 
 
 def add_lora(model: nn.Module, r: int = 8, alpha: int = 16, dropout: float = 0.1,
-             targets: Sequence[str] = ("query", "value")) -> nn.Module:
+             targets: Sequence[str] = ("query", "value"), layers: Sequence[int] | None = None) -> nn.Module:
     """LoRA (Hu et al. 2021) with ``peft``: low-rank updates next to the frozen attention weights, plus the head.
 
     The adapters are put into ``model`` in place (``peft.inject_adapter_in_model``), so it stays
@@ -184,6 +184,7 @@ def add_lora(model: nn.Module, r: int = 8, alpha: int = 16, dropout: float = 0.1
         alpha: scaling (the update is ``alpha / r * B @ A``).
         dropout: dropout on the LoRA input.
         targets: names of the Linear layers to adapt.
+        layers: the numbers of the layers to adapt (peft's ``layers_to_transform``); None: every layer.
 
     Returns:
         ``model`` (changed in place).
@@ -199,6 +200,10 @@ def add_lora(model: nn.Module, r: int = 8, alpha: int = 16, dropout: float = 0.1
         raise UsageError(f"LoRA dropout must be in [0, 1), got {dropout!r}.")
     if isinstance(targets, str):
         targets = (targets,)
+    if layers is not None:
+        layers = sorted({int(i) for i in layers})
+        if not layers:
+            raise UsageError("layers=[] puts LoRA nowhere: give the layer numbers to adapt, or None for every layer.")
     present = [n for n, _ in model.named_parameters() if "lora_" in n]
     if present:
         made = getattr(model, "ftlab_adapters", {}).get("lora")
@@ -206,7 +211,8 @@ def add_lora(model: nn.Module, r: int = 8, alpha: int = 16, dropout: float = 0.1
         raise UsageError(f"This {type(model).__name__} has LoRA adapters already ({len(present)} tensors{how}): adding "
                          "them again would re-initialise them and lose their training, so they were kept as they "
                          "are. To start over, add LoRA to a fresh model: ft.text.add_lora(ft.text.pretrained(num_classes=2)).")
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets), bias="none")
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets), bias="none",
+                        layers_to_transform=layers)
     try:
         inject_adapter_in_model(config, model)
     except ValueError as err:
@@ -217,13 +223,14 @@ def add_lora(model: nn.Module, r: int = 8, alpha: int = 16, dropout: float = 0.1
             p.requires_grad_(True)
     unfreeze(head_module(model))
     model.ftlab_adapters = {**getattr(model, "ftlab_adapters", {}),
-                            "lora": {"r": r, "alpha": alpha, "dropout": dropout, "targets": list(targets)}}
+                            "lora": {"r": r, "alpha": alpha, "dropout": dropout, "targets": list(targets),
+                                     **({} if layers is None else {"layers": layers})}}
     return model
 
 
 def _lora_call(options: dict) -> str:
     return (f"ft.text.add_lora(model, r={options['r']}, alpha={options['alpha']}, dropout={options['dropout']}, "
-            f"targets={options['targets']})")
+            f"targets={options['targets']}" + (f", layers={options['layers']}" if options.get("layers") else "") + ")")
 
 
 def _build(name: str, num_classes: int | None = None, weights: Any = None) -> SentenceClassifier:
