@@ -28,6 +28,9 @@ TINY = {
                              "TRAIN_SIZES": [20, 60], "SEEDS": [0, 1], "FT_STEPS": 4, "SPEED_REPEATS": 1,
                              "OWN_SIZES": {"efficientnet_lite0": 40, "efficientnet_lite1": 56}},
                             {"CLASSES": 4}),
+    "09_instruction_tuning": ({"SUBSET": 8, "EVAL_SUBSET": 6, "TEST_SUBSET": 6, "SEEDS": 1, "EPOCHS": 1, "CUT": "layers.29",
+                               "HEADLINES": 8, "SHOTS": 2},
+                              {"SEEDS": 2, "LORA_RANK": 2}),
 }
 ALL_NOTEBOOKS = sorted(NOTEBOOKS[0].parent.glob("*.ipynb"))
 
@@ -95,6 +98,9 @@ def _sane(lesson, m):
         probes = [k for k in m if k.startswith("probe_")]
         assert len(probes) == 2 * 3 * 2 and {"partial_lite0_60", "probe_lite1_48_imagenet_20"} <= set(m)
         assert all(v > 0 for k, v in m.items() if k.startswith("images_per_s_")) and m["classes"] in (2, 4)
+    elif lesson == "09_instruction_tuning":
+        assert {"zero_shot_test_acc", "few_shot_calibrated_test_acc", "top_layers_test_acc", "lora_test_acc"} <= set(m)
+        assert m["lora_trainable"] < m["top_layers_trainable"] and m["train_snippets"] == 16 and m["test_snippets"] == 12
 
 
 @pytest.mark.slow
