@@ -148,6 +148,11 @@ def test_choices_scored_with_a_shared_prefix_equal_whole_prompts_and_cached_stat
     states = ft.extract(smol, plain, cut="layers.29", cache=False)
     assert torch.allclose(ft.llm.predict_choices(smol, states, tok, ["rotten", "fresh"]).logits,
                           ft.llm.predict_choices(smol, plain, tok, ["rotten", "fresh"]).logits, atol=1e-3)
+    twice = ft.llm.instruction_loader([pairs[0], pairs[0]], tok, batch_size=2, max_length=96)   # one prompt, twice
+    assert len(twice.dataset.shared_prefix()) == twice.dataset[0]["prompt_tokens"] - 1
+    monkeypatch.setattr(generation, "PREFIX_MIN", 8)
+    assert torch.allclose(ft.llm.predict_choices(smol, twice, tok, ["rotten", "fresh"]).logits,
+                          ft.llm.predict_choices(smol, plain, tok, ["rotten", "fresh"]).logits[:1].expand(2, -1), atol=1e-3)
     t = ft.llm.margin_threshold(fast)
     assert (ft.llm.decide(fast, t) == fast.targets).float().mean() >= (fast.preds == fast.targets).float().mean()
     with pytest.raises(ft.UsageError, match="start with the same token"):

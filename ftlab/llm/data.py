@@ -91,10 +91,14 @@ class InstructionSet(Dataset):
         return [a for _, a in self.pairs]
 
     def shared_prefix(self) -> list[int]:
-        """The prompt tokens every example starts with (system turn, worked examples, the common question)."""
+        """The prompt tokens every example starts with (system turn, worked examples, the common question).
+
+        It stops before each prompt's last token at the latest: that token's state predicts the answer,
+        so it is never part of what is run once and shared (two examples may have the same prompt).
+        """
         if not self.items:
             return []
-        first, n = self.items[0]["input_ids"], min(it["prompt_tokens"] for it in self.items)
+        first, n = self.items[0]["input_ids"], min(it["prompt_tokens"] for it in self.items) - 1
         for it in self.items[1:]:
             ids = it["input_ids"]
             n = next((i for i in range(n) if ids[i] != first[i]), n)
@@ -198,7 +202,7 @@ def answer_states(model: nn.Module, batch: dict) -> tuple[torch.Tensor, int, nn.
     if hasattr(model, "token_states"):
         return model.token_states(**inputs)
     if not hasattr(getattr(model, "model", None), "layers") or not hasattr(model, "lm_head"):
-        raise UsageError(f"lm_step needs a causal language model (ft.llm.pretrained()), not a {type(model).__name__}.")
+        raise UsageError(f"This needs a causal language model (ft.llm.pretrained()), not a {type(model).__name__}.")
     return model.model(**inputs).last_hidden_state, 0, model.lm_head
 
 

@@ -83,12 +83,7 @@ def choice_scores(model: nn.Module, tok, prompts: Sequence[str], choices: Sequen
         for start in range(0, len(prompts), batch_size):
             chunk = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts[start:start + batch_size]]
             for c, ans in enumerate(answer_ids):
-                seqs = [p + ans for p in chunk]
-                width = max(map(len, seqs))
-                ids = torch.full((len(seqs), width), tok.pad_token_id or 0, dtype=torch.long)
-                mask = torch.zeros_like(ids)
-                for r, s in enumerate(seqs):
-                    ids[r, :len(s)], mask[r, :len(s)] = torch.tensor(s), 1
+                ids, mask = _padded([p + ans for p in chunk], tok)
                 logp = F.log_softmax(model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits.float(), -1)
                 for r, p in enumerate(chunk):
                     pos = torch.arange(len(p) - 1, len(p) - 1 + len(ans))
@@ -141,8 +136,9 @@ class Prefixed(nn.Module):
     """A frozen decoder that runs the prompt prefix every example shares (``prefix`` token ids) once per batch.
 
     Few-shot prompts repeat the same system turn and worked examples before every question; the
-    prefix's keys and values are computed for one row and shared by the batch (``past_key_values``),
-    so an example costs its own tokens only. The states are the same as running each whole prompt
+    prefix's keys and values are computed for one row and shared by the batch (the model's ``cache``),
+    so an example costs its own tokens only (the prefix stops before the
+    last prompt token, whose state predicts the answer). The states are the same as running each whole prompt
     (causal attention: a token never sees what comes after it). For scoring, not training.
     """
 
@@ -157,8 +153,7 @@ class Prefixed(nn.Module):
         if input_ids.shape[1] <= n or not (input_ids[:, :n] == prefix).all() or not attention_mask[:, :n].all():
             raise UsageError("Every example of the batch must start with the shared prefix (the same system turn and "
                              "worked examples): build them with one ft.llm.instruction_loader(..., shots=...).")
-        first = self.model.model(input_ids=prefix[None], use_cache=True)
-        cache = getattr(first, "cache", None) or first.past_key_values
+        cache = self.model.model(input_ids=prefix[None], use_cache=True).cache
         cache.batch_repeat_interleave(input_ids.shape[0])
         out = self.model.model(input_ids=input_ids[:, n:], attention_mask=attention_mask, cache=cache, use_cache=True)
         return out.last_hidden_state, n, self.model.lm_head
@@ -186,10 +181,10 @@ def _choice_step(firsts: list[int]):
         start = counted.float().argmax(1)                        # each row's first answer token
         rows = torch.arange(len(start), device=start.device)
         logits = head(states[rows, start - 1])[:, ids.to(states.device)]
-        first = labels[rows, start]
-        targets = (first[:, None] == ids.to(first.device)[None]).float().argmax(1)
-        if not (first[:, None] == ids.to(first.device)[None]).any(1).all():
+        match = labels[rows, start][:, None] == ids.to(labels.device)[None]
+        if not match.any(1).all():
             raise UsageError("An example's answer is none of the choices: score a set whose answers are the choices.")
+        targets = match.float().argmax(1)
         return StepOutput(F.cross_entropy(logits.float(), targets), len(start), logits, targets)
 
     return step
