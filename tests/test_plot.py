@@ -307,3 +307,19 @@ def test_history_stars_the_kept_weights_and_circles_a_best_epoch_that_was_not_ke
     ring = next(ln for ln in loss_ax.lines if ln.get_marker() == "o" and len(ln.get_xdata()) == 1)
     assert (star.get_xdata()[0], star.get_ydata()[0]) == (3, 0.7) and (ring.get_xdata()[0], ring.get_ydata()[0]) == (2, 0.5)
     assert [t.get_text() for t in fig.legends[0].get_texts()][-2:] == ["weights kept", "best epoch (not kept)"]
+
+
+def test_intervals_draw_each_estimate_with_its_interval_and_colour_only_the_clear_ones():
+    a = torch.tensor([1.0] * 90 + [0.0] * 10)
+    b = torch.tensor([1.0] * 60 + [0.0] * 40)
+    clear, tie = ft.lab.paired(a, b), ft.lab.paired(b, b.flip(0))
+    fig = plot.intervals({"a - b": clear, "b - b flipped": tie})
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a - b", "b - b flipped"]
+    assert vlines(ax) == [0.0]
+    spans = [ln for ln in ax.lines if len(ln.get_xdata()) == 2 and ln.get_xdata()[0] != ln.get_xdata()[1]]
+    assert [tuple(ln.get_xdata()) for ln in spans] == [(100 * clear.low, 100 * clear.high), (100 * tie.low, 100 * tie.high)]
+    assert [to_hex(ln.get_color()) for ln in spans] == [style.PALETTE[0], "#777777"]   # only the first clears 0
+    assert "points" in ax.get_xlabel()
+    with pytest.raises(ft.UsageError, match="value, low and high"):
+        plot.intervals({"x": 0.5})

@@ -11,12 +11,12 @@ when given one, and works headless. :mod:`~ftlab.plot.training` has the figures 
 from .detection import boxes, iou_examples, pr_curves
 from .images import augmentations, gradcam, gradcam_maps, show_batch, top_losses
 from .maps import feature_maps, group_maps, probe_by_depth
-from .results import augmentation_effect, baselines, scaling, spread, tradeoff
+from .results import augmentation_effect, baselines, intervals, scaling, spread, tradeoff
 from .style import PALETTE, STYLE
 from .text import similarity, token_attributions
 from .training import classification_report, compare, confusion_matrix, embedding, history, lr_find, trainable
 
-__all__ = ["augmentations", "gradcam", "gradcam_maps", "show_batch", "top_losses", "baselines",
+__all__ = ["augmentations", "gradcam", "gradcam_maps", "show_batch", "top_losses", "baselines", "intervals",
            "scaling", "spread", "tradeoff", "augmentation_effect", "PALETTE", "STYLE", "classification_report", "compare",
            "confusion_matrix", "embedding", "history", "lr_find", "trainable",
            "feature_maps", "group_maps", "probe_by_depth", "similarity", "token_attributions", "boxes", "pr_curves",

@@ -14,7 +14,7 @@ from ..summary import aggregate
 from ..summary import spread as mean_std
 from .style import MARKERS, PALETTE, axes_row, styled
 
-__all__ = ["spread", "scaling", "tradeoff", "baselines", "augmentation_effect"]
+__all__ = ["spread", "intervals", "scaling", "tradeoff", "baselines", "augmentation_effect"]
 
 
 @styled
@@ -60,6 +60,49 @@ def spread(results: Mapping[str, Sequence[float]], baseline: float | None = None
     if percent:
         a.xaxis.set_major_formatter(PercentFormatter(1.0))
     a.set(xlabel=xlabel, title=title or f"{xlabel.capitalize()} per seed (dots), mean ± std (bars)")
+    return fig
+
+
+@styled
+def intervals(estimates: Mapping[str, Any], reference: float | None = 0.0, xlabel: str | None = None,
+              title: str | None = None, ax=None):
+    """One row per estimate: its value as a dot and its 95 % interval as a line, against a reference line.
+
+    Read a paired difference against 0: an interval that crosses the line does not rank the two arms
+    (*undecided*); one that stays on one side does. The figure of ``ft.lab.paired`` / ``ft.lab.estimate``.
+
+    Args:
+        estimates: ``{label: estimate}``; an estimate has ``value``, ``low`` and ``high`` (an
+            :class:`ftlab.lab.Estimate`, or any object with those), ``percent`` (True: shown in % or points).
+        reference: a vertical line (0 for differences, a baseline for accuracies; None: none).
+        xlabel, title: texts (defaults: points of difference, or the estimates' own scale).
+        ax: draw into this axes.
+
+    Returns:
+        The Figure.
+    """
+    if not estimates:
+        raise UsageError("intervals() needs {label: estimate} with at least one estimate.")
+    bad = [k for k, e in estimates.items() if not all(hasattr(e, f) for f in ("value", "low", "high"))]
+    if bad:
+        raise UsageError(f"intervals() takes estimates with value, low and high (ft.lab.paired / ft.lab.estimate); "
+                         f"{bad[0]!r} is a {type(estimates[bad[0]]).__name__}.")
+    es = list(estimates.values())
+    k = 100.0 if all(getattr(e, "percent", False) for e in es) else 1.0
+    differences = all(getattr(e, "what", "") == "difference" for e in es)
+    fig, (a,) = axes_row(ax, 1, (7.5, 0.42 * len(es) + 1.4))
+    for i, e in enumerate(es):
+        clear = reference is not None and (e.low > reference or e.high < reference)
+        colour = PALETTE[0] if clear else "#777777"
+        a.plot([k * e.low, k * e.high], [i, i], color=colour, lw=2.2, solid_capstyle="butt")
+        a.plot([k * e.value], [i], "o", color=colour, markersize=6)
+    if reference is not None:
+        a.axvline(k * reference, color="#444444", ls="--", lw=1)
+    a.set_yticks(range(len(es)), list(estimates))
+    a.set_ylim(len(es) - 0.4, -0.6)
+    unit = ("points" if differences else "%") if k == 100.0 else ""
+    a.set(xlabel=xlabel or (f"difference ({unit})" if differences else f"estimate ({unit})" if unit else "estimate"),
+          title=title or "Estimates with their 95 % intervals (blue: the interval clears the dashed line)")
     return fig
 
 
