@@ -8,6 +8,7 @@ parameter count. Screenshots go to ``runs/browser-test/`` (gitignored).
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -21,7 +22,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_notebooks import NOTEBOOKS, TINY
+from test_notebooks import NOTEBOOKS, TINY, _sane
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -45,8 +46,8 @@ def lab(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("lab")
     for path in NOTEBOOKS:
-        pm.execute_notebook(str(path), str(root / path.name), parameters=TINY[path.stem][0], prepare_only=True,
-                            progress_bar=False)
+        pm.execute_notebook(str(path), str(root / path.name), parameters={**TINY[path.stem][0], "OUT_DIR": str(root / "out")},
+                            prepare_only=True, progress_bar=False)
     settings = root / ".settings"      # render every cell (no windowing) and do not ask about news
     (settings / "@jupyterlab" / "notebook-extension").mkdir(parents=True)
     (settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings").write_text(
@@ -73,7 +74,7 @@ def lab(tmp_path_factory):
                 if proc.poll() is not None or time.time() > deadline:
                     raise RuntimeError("JupyterLab did not start:\n" + (root / "lab.log").read_text()[-3000:]) from None
                 time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}", token
+        yield f"http://127.0.0.1:{port}", token, root
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -132,7 +133,7 @@ def _run_all(page, timeout_s: float) -> dict:
 
 @pytest.mark.parametrize("lesson", [p.stem for p in NOTEBOOKS])
 def test_lesson_in_jupyterlab(lab, browser, lesson):
-    url, token = lab
+    url, token, root = lab
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
@@ -152,6 +153,8 @@ def test_lesson_in_jupyterlab(lab, browser, lesson):
                             ":text('Traceback')").count() == 0
         images = page.locator(".jp-RenderedImage img")
         assert images.count() >= 2
+        metrics = json.loads((root / "out" / "metrics" / f"{lesson}.json").read_text())    # what the lesson recorded
+        _sane(lesson, metrics)
         assert page.get_by_text("Error displaying widget").count() == 0
         page.wait_for_function("() => !document.body.innerText.includes('Loading widget...')", timeout=30_000)
         if lesson.startswith("03"):

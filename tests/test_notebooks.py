@@ -11,7 +11,7 @@ from ftlab.lab import cli, lessons
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
-# tiny settings per lesson, and one changed parameter for a second run
+# tiny settings per lesson (JupyterLab runs them in the browser test), and one changed parameter for the papermill run
 TINY = {
     "01_pretrained_features": ({"IMAGE_SIZE": 64}, {"CLASSES": 4}),
     "02_head_only": ({"IMAGE_SIZE": 48, "SUBSET": 60, "EPOCHS": 1}, {"LR": 1e-2}),
@@ -105,11 +105,15 @@ def _sane(lesson, m):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("lesson", list(TINY))
-@pytest.mark.parametrize("changed", [False, True], ids=["tiny", "changed"])
-def test_lesson_runs_with_papermill(lesson, changed, tmp_path, capfd, monkeypatch):
+def test_lesson_runs_with_papermill_with_a_changed_parameter(lesson, tmp_path, capfd, monkeypatch):
+    """Each lesson through ``ftlab lessons``' runner (papermill) at its tiny settings with one parameter changed.
+
+    nbval runs the lessons at their defaults and tests/test_browser.py at the tiny settings alone (checking
+    the same metrics with :func:`_sane`), so each lesson runs three times, each time differently.
+    """
     monkeypatch.delenv("FTLAB_STRICT_CLAIMS", raising=False)     # tiny settings: claims are recorded, may not hold
     tiny, change = TINY[lesson]
-    params = {**tiny, **(change if changed else {})}
+    params = {**tiny, **change}
     code = lessons.run_lessons(tmp_path, lessons.lesson_paths([lesson]), params)
     out, err = capfd.readouterr()                  # the kernel's own output too (file descriptors)
     assert code == 0, err
@@ -117,7 +121,7 @@ def test_lesson_runs_with_papermill(lesson, changed, tmp_path, capfd, monkeypatc
     m = _metrics(tmp_path, lesson)
     _sane(lesson, m)
     if lesson == "01_pretrained_features":
-        assert m["classes"] == (4 if changed else 2)
+        assert m["classes"] == 4
     executed = nbformat.read(tmp_path / f"{lesson}.ipynb", as_version=4)
     errors = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
