@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.ftlab-installed
 # pytest workers for `make test` (one test module or notebook each, one torch thread each); JOBS=0: one process
 JOBS   ?= 2
 
-.PHONY: install lessons test lab bench full full-text full-detection clean
+.PHONY: install lessons test lab bench full full-text full-detection full-llm clean
 
 install: $(STAMP)
 
@@ -45,6 +45,9 @@ full-text: $(STAMP) ## the full text run (MiniLM, all Rotten Tomatoes snippets, 
 
 full-detection: $(STAMP) ## the full detection run (YOLOv3-tiny on the NEON tree crowns, 3 seeds + a from-scratch baseline)
 	$(VENV)/bin/ftlab full --task detection $(ARGS)
+
+full-llm: $(STAMP)  ## the full decoder run (SmolLM2's top layers on cached token states, 800 snippets, 3 seeds, whole test split)
+	$(VENV)/bin/ftlab full --task llm $(ARGS)
 
 bench: $(STAMP)     ## benchmarks, one JSON object each
 	@for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done

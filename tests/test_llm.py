@@ -1,6 +1,7 @@
 """The decoder (ft.llm): offline SmolLM2, its layer groups with tied embeddings, freezing, LoRA,
 the chat template, the answer-only loss, generation, choice scores, perplexity and bad inputs."""
 import copy
+import json
 
 import pytest
 import torch
@@ -177,3 +178,35 @@ def test_lora_in_the_top_layers_and_decoder_checkpoints(smol, tmp_path):
     text_ckpt = ft.save_checkpoint(tmp_path / "text.pt", ft.text.pretrained(num_classes=2))
     with pytest.raises(ft.UsageError, match="not a LlamaForCausalLM"):
         ft.load_checkpoint(text_ckpt, model=copy.deepcopy(smol))
+
+
+@pytest.mark.slow
+def test_the_full_decoder_run_chooses_on_validation_and_reads_the_test_split_once_per_model(tmp_path, monkeypatch, capsys):
+    from ftlab.lab import cli, full_llm
+
+    monkeypatch.setattr(full_llm, "CANDIDATES", (("top", 1e-3), ("lora", 3e-3)))
+    scored, real = [], full_llm.predict_choices
+
+    def spy(model, data, *args, **kwargs):
+        scored.append(len(data))
+        return real(model, data, *args, **kwargs)
+
+    monkeypatch.setattr(full_llm, "predict_choices", spy)
+    r = full_llm.llm_full_run(seeds=(0, 1), select=True, cut="layers.29", epochs=2, pool_per_class=6, train_per_class=4,
+                              val_per_class=4, test_per_class=3, progress=False)
+    # validation 8 snippets, test 6: the prompt on both, then validation only while choosing, then test once a seed
+    assert scored == [8, 6, 8, 8, 8, 8, 6, 6]
+    sel = r["selection"]
+    assert sel["choice"]["on"] == "val" and [len(c["val_acc_per_epoch"]) for c in sel["candidates"]] == [2, 2]
+    assert {k: r["config"][k] for k in ("strategy", "lr", "epochs")} == sel["chosen"]
+    assert [x["seed"] for x in r["runs"]] == [0, 1] and r["summary"]["test_snippets"] == 6
+    assert full_llm._draw(full_llm.task_pairs(ft.text.rotten_tomatoes().train, per_class=6), 4, 0) != \
+        full_llm._draw(full_llm.task_pairs(ft.text.rotten_tomatoes().train, per_class=6), 4, 1)   # seeds draw their own
+    assert r["summary"]["gain_over_zero_shot"]["seeds"] == 2 and "chosen on val" in full_llm.format_llm_full(r)
+    json.dumps(r)
+    assert cli.main(["full", "--task", "llm", "--image-size", "64", "--out", str(tmp_path)]) == 2
+    assert "--image-size belong to the image" in capsys.readouterr().err
+    assert cli.main(["full", "--task", "llm", "--subset", "0.5", "--out", str(tmp_path)]) == 2
+    assert "training snippets per class" in capsys.readouterr().err
+    with pytest.raises(ft.UsageError, match="more than the pool"):
+        full_llm.llm_full_run(train_per_class=600, progress=False)

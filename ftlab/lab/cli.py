@@ -90,7 +90,28 @@ def _full_detection(args, target: Path) -> int:
     return 0
 
 
-FULL_RESULTS = {"images": "full.json", "text": "text_full.json", "detection": "detection_full.json"}
+def _full_llm(args, target: Path) -> int:
+    from .full_images import save_full
+    from .full_llm import format_llm_full, llm_full_run
+
+    wrong = [f"--{k.replace('_', '-')}" for k in ("image_size", "two_class", "select_on") if getattr(args, k) is not None]
+    if wrong:
+        raise UsageError(f"{', '.join(wrong)} belong to the image or detection run; the decoder run takes --seeds, "
+                         "--epochs, --cut, --subset (training snippets per class) and --select.")
+    kwargs = {k: getattr(args, k) for k in ("seeds", "epochs", "cut") if getattr(args, k) is not None}
+    if args.subset is not None:
+        if not isinstance(args.subset, int) or args.subset < 1:
+            raise UsageError(f"--subset for the decoder run is a number of training snippets per class, not {args.subset!r}.")
+        kwargs.update(train_per_class=args.subset, pool_per_class=max(args.subset, 500))
+    result = llm_full_run(**kwargs, select=args.select, progress=True)
+    save_full(result, target, overwrite=args.overwrite)
+    print("\n" + format_llm_full(result))
+    print(f"\nresults: {target}")
+    return 0
+
+
+FULL_RESULTS = {"images": "full.json", "text": "text_full.json", "detection": "detection_full.json",
+                "llm": "llm_full.json"}
 
 
 def _full(args) -> int:
@@ -105,6 +126,8 @@ def _full(args) -> int:
         return _full_text(args, target)
     if args.task == "detection":
         return _full_detection(args, target)
+    if args.task == "llm":
+        return _full_llm(args, target)
     if args.select_on:
         raise UsageError("--select-on is for the detection run (--task detection); the image run selects on val.")
     kwargs = {k: getattr(args, k) for k in ("seeds", "image_size", "cut", "epochs", "two_class", "subset")
@@ -148,17 +171,18 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--mem-gb", type=float, help="slurm: memory per run in GB (default 8)")
     w.set_defaults(run=_sweep)
     f = sub.add_parser("full", help="a full-quality run: ELPV images (default; 224 px, all data, 3 seeds, 2 and 4 "
-                       "classes), Rotten Tomatoes text (--task text) or NEON tree crowns (--task detection)")
-    f.add_argument("--task", choices=["images", "text", "detection"], default="images",
-                   help="ELPV images (default), text, or detection")
+                       "classes), Rotten Tomatoes text (--task text), NEON tree crowns (--task detection) or the "
+                       "decoder asked fresh or rotten (--task llm)")
+    f.add_argument("--task", choices=["images", "text", "detection", "llm"], default="images",
+                   help="ELPV images (default), text, detection, or llm (SmolLM2, lesson 09 at full size)")
     f.add_argument("--select", action="store_true", help="first choose the configuration "
                    "(backbone, input size, cut, learning rate, ...) on the validation split")
     f.add_argument("--select-on", choices=["val", "holdout"], help="detection: choose on the validation plots "
                    "(default) or on a held-out row of the training photo's tiles")
     f.add_argument("--seeds", type=int, nargs="+", help="default 0 1 2")
     f.add_argument("--image-size", type=int, help="default 224")
-    f.add_argument("--cut", help="first trained layer group, default blocks.5")
-    f.add_argument("--epochs", type=int, help="default 12 (images), 2 (text), 20 (detection)")
+    f.add_argument("--cut", help="first trained layer group, default blocks.5 (images), layers.26 (llm)")
+    f.add_argument("--epochs", type=int, help="default 12 (images), 2 (text), 20 (detection), 3 (llm)")
     f.add_argument("--subset", type=parse_value, help="training cells (fraction or per class) for a quick check")
     f.add_argument("--two-class", choices=["derived", "trained"], help="2-class answer from the 4-class model "
                    "(derived, default) or also train 2-class models (trained)")
