@@ -32,7 +32,7 @@ lessons: $(STAMP)   ## the main job: run the lessons headless and print a summar
 
 test: $(STAMP)      ## lint (ruff), unit tests, notebook tests (nbval + papermill)
 	$(VENV)/bin/ruff check ftlab tests benchmarks notebooks
-	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider -n $(JOBS) --dist loadscope
+	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider -n $(JOBS) --dist loadscope --no-loadscope-reorder
 
 lab: $(STAMP)       ## JupyterLab on notebooks/ with this project's kernel
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)

@@ -49,3 +49,18 @@ def tmp_cache(tmp_path, monkeypatch):
     """An empty ftlab cache for tests that must not touch the real one."""
     monkeypatch.setenv("FTLAB_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+# The scopes that take longest (seconds of work at one torch thread, from `--durations`, 2026-12-06: 09 about 430,
+# 06 330, the browser test 300, 08 285, the papermill runs 265, 07 170, the sweeps 155, 03 125). `make test` passes
+# --no-loadscope-reorder, so xdist hands the scopes out in this order: the longest first, the many short ones fill
+# the gaps at the end, and no long scope starts last while the other worker has nothing left to do.
+LONGEST_FIRST = ("notebooks/09_", "notebooks/06_", "tests/test_browser.py", "notebooks/08_", "tests/test_notebooks.py",
+                 "notebooks/07_", "tests/test_sweep_executors.py", "notebooks/03_", "tests/test_llm.py", "notebooks/04_")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        return next((i for i, prefix in enumerate(LONGEST_FIRST) if item.nodeid.startswith(prefix)), len(LONGEST_FIRST))
+
+    items.sort(key=rank)          # stable: a notebook's cells (one kernel, in order) and a module's tests keep their order

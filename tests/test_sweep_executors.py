@@ -113,3 +113,22 @@ def test_the_experiment_notebook_runs_every_task(tmp_path):
         ft.lab.run_experiment(ft.lab.experiment_data("detection"), "linear_probe", task="detection")
     with pytest.raises(ft.FtlabError, match="Unknown task 'audio'"):
         ft.lab.experiment_data("audio")
+
+
+@pytest.mark.slow
+def test_the_decoder_is_a_task_of_the_experiment_too():
+    """task='llm': the prompt (threshold on validation), its top layers or LoRA on cached token states, recorded alike."""
+    rt = ft.lab.experiment_data("llm")
+    kw = dict(task="llm", subset=4, eval_subset=3, epochs=1, lr=1e-3)
+    prompt = ft.lab.run_experiment(rt, "zero_shot", seed=0, **kw)
+    assert prompt["trainable"] == 0 and prompt["train_images"] == 0 and len(prompt["test_correct"]) == 6
+    top = ft.lab.run_experiment(rt, "top2", seed=0, **kw)                    # layers.29 and the final norm
+    assert top["trainable"] == 3_540_096 + 576
+    lora = ft.lab.run_experiment(rt, "lora", seed=1, **kw)
+    assert lora["trainable"] == 4 * 30_720 + 576 and lora["train_images"] == 8 and lora["seed"] == 1
+    for row in (prompt, top, lora):
+        right = ft.lab.correct_from_text(row["test_correct"])
+        assert 0 <= row["test_acc"] <= 1 and row["test_acc"] == pytest.approx(right.mean())
+    for bad in ("full", "linear_probe", "top0"):
+        with pytest.raises(ft.FtlabError, match="Unknown decoder strategy"):
+            ft.lab.run_experiment(rt, bad, **kw)

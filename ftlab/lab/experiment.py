@@ -4,7 +4,11 @@ What ``notebooks/experiment.ipynb`` (and so ``ftlab sweep``) and lesson 05 run, 
 
 * ``task="images"``: an EfficientNet-Lite on ELPV (or an image folder), accuracy;
 * ``task="text"``: MiniLM on the Rotten Tomatoes snippets, accuracy;
-* ``task="detection"``: YOLOv3-tiny on the NEON tree crowns, mean average precision.
+* ``task="detection"``: YOLOv3-tiny on the NEON tree crowns, mean average precision;
+* ``task="llm"``: SmolLM2-135M-Instruct asked "fresh or rotten?" about the Rotten Tomatoes snippets,
+  scored by its likelier answer token (lesson 09): ``zero_shot`` (the prompt, its decision threshold
+  chosen on validation), ``top<k>`` (the top k layer groups on cached token states: ``top5`` is
+  layers 26-29 and the final norm) or ``lora`` (LoRA r=8 in the top four layers), accuracy.
 
 The strategies and their training are the lab's (:mod:`ftlab.lab.strategies`: ``linear_probe``,
 ``head``, ``top<k>``, ``full``, ``scratch``; detection has no linear probe); this adds each task's
@@ -12,6 +16,7 @@ model (pretrained, or random weights for ``scratch``), its loaders and, for boxe
 """
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -26,8 +31,10 @@ from .strategies import STRATEGIES, run_strategy, strategy_top
 
 __all__ = ["TASKS", "experiment_data", "run_experiment", "correct_from_text"]
 
-TASKS = ("images", "text", "detection")
-TASK_DATA = {"images": "elpv", "text": "rotten_tomatoes", "detection": "tree_crowns"}
+TASKS = ("images", "text", "detection", "llm")
+TASK_DATA = {"images": "elpv", "text": "rotten_tomatoes", "detection": "tree_crowns", "llm": "rotten_tomatoes"}
+LLM_STRATEGIES = ("zero_shot", "top<k>", "lora")
+LLM_LORA_LAYERS = 4          # ``lora``: LoRA r=8 in the decoder's top four layers (lesson 09)
 
 
 def experiment_data(task: str = "images", name: str | None = None, classes: int = 2) -> Splits:
@@ -38,7 +45,7 @@ def experiment_data(task: str = "images", name: str | None = None, classes: int 
     name = name or TASK_DATA[task]
     if task == "images":
         from ..vision.loading import dataset
-    elif task == "text":
+    elif task in ("text", "llm"):
         from ..text.data import dataset
     else:
         from ..detection.data import dataset
@@ -46,7 +53,7 @@ def experiment_data(task: str = "images", name: str | None = None, classes: int 
 
 
 def _model_and_loaders(task: str, splits: Splits, weights: bool, strategy: str, image_size: int, subset, augment: str,
-                       batch_size: int | None, seed: int, model_name: str | None):
+                       batch_size: int | None, seed: int, model_name: str | None, eval_subset=None):
     """The task's fresh model (its new head seeded by ``seed``) and its loaders."""
     seed_everything(seed)           # the new head's initialisation depends on the seed, not on earlier runs
     if task == "images":
@@ -56,13 +63,15 @@ def _model_and_loaders(task: str, splits: Splits, weights: bool, strategy: str, 
                            weights="imagenet" if weights else None)
         strategy_top(model, strategy)   # an unknown strategy fails before any data is prepared
         return model, loaders(splits, preprocessing(model), image_size=image_size, batch_size=batch_size or 32,
-                              subset=subset, augment=augment if strategy != "linear_probe" else "none", seed=seed)
+                              subset=subset, eval_subset=eval_subset, augment=augment if strategy != "linear_probe" else "none",
+                              seed=seed)
     if task == "text":
         from ..text.loading import loaders
         from ..text.models import pretrained
         model = pretrained(model_name, num_classes=len(splits.classes), weights="pretrained" if weights else None)
         strategy_top(model, strategy)
-        return model, loaders(splits, model, batch_size=batch_size or 32, augment=augment, subset=subset, seed=seed)
+        return model, loaders(splits, model, batch_size=batch_size or 32, augment=augment, subset=subset,
+                              eval_subset=eval_subset, seed=seed)
     from ..detection.data import loaders
     from ..detection.models import pretrained
     if strategy == "linear_probe":
@@ -70,7 +79,8 @@ def _model_and_loaders(task: str, splits: Splits, weights: bool, strategy: str, 
     model = pretrained(model_name, num_classes=len(splits.classes), class_names=list(splits.classes),
                        weights="pretrained" if weights else None)
     strategy_top(model, strategy)
-    return model, loaders(splits, model, batch_size=batch_size or 8, augment=augment, subset=subset, seed=seed)
+    return model, loaders(splits, model, batch_size=batch_size or 8, augment=augment, subset=subset,
+                          eval_subset=eval_subset, seed=seed)
 
 
 def _detection_strategy(model, loaders, strategy: str, epochs: int, lr: float, lr_mult: float, weight_decay: float,
@@ -93,10 +103,62 @@ def _detection_strategy(model, loaders, strategy: str, epochs: int, lr: float, l
             "seconds": time.perf_counter() - start}
 
 
+def _llm_cut(model, strategy: str) -> tuple[str, int]:
+    """The first trained group of a decoder strategy, and how many groups from the top train."""
+    from ..groups import group_names
+
+    names = group_names(model) if model is not None else []
+    if strategy == "lora":
+        return names[-1 - LLM_LORA_LAYERS], LLM_LORA_LAYERS + 1
+    if strategy == "zero_shot":
+        return names[-1], 0
+    if not re.fullmatch(r"top\d+", strategy) or not 1 <= int(strategy[3:]) < len(names):
+        raise UsageError(f"Unknown decoder strategy {strategy!r}: use zero_shot, lora or top<k> with k from 1 to "
+                         f"{len(names) - 1 if names else 'the layer groups below the embeddings'} (the top k layer "
+                         "groups, trained on cached token states).")
+    return names[-int(strategy[3:])], int(strategy[3:])
+
+
+def _llm_experiment(splits: Splits, strategy: str, subset, eval_subset, epochs: int, lr: float, seed: int,
+                    device: str) -> dict[str, Any]:
+    """The decoder asked fresh or rotten (lesson 09): the prompt as it is, or its top layers / LoRA trained on token states."""
+    import copy
+
+    from ..caching import extract
+    from ..freezing import freeze_to
+    from ..llm import add_lora, decide, instruction_loader, lm_step, margin_threshold, predict_choices, task_pairs
+    from ..llm.models import pretrained, tokenizer
+
+    if strategy not in ("zero_shot", "lora") and not re.fullmatch(r"top\d+", strategy):
+        _llm_cut(None, strategy)                     # the error, before the model is loaded
+    start, model, tok = time.perf_counter(), pretrained(), tokenizer()
+    cut, k = _llm_cut(model, strategy)
+    freeze_to(model, cut)
+    pairs = {"train": task_pairs(splits.train, per_class=subset, seed=seed),        # the seed draws the training snippets
+             "val": task_pairs(splits.val, per_class=eval_subset), "test": task_pairs(splits.test, per_class=eval_subset)}
+    states = {s: extract(model, instruction_loader(p, tok, batch_size=8), cut=cut, device=device)
+              for s, p in pairs.items() if s != "train" or k}
+    choices, m = list(splits.classes), model
+    if k:
+        m = add_lora(copy.deepcopy(model), r=8, layers=range(30 - LLM_LORA_LAYERS, 30)) if strategy == "lora" else model
+        fit_cached(m, (states["train"], None), epochs, lr=lr, seed=seed, batch_size=8, step=lm_step, restore_best=False,
+                   device=device, progress=False)
+    val, test = (predict_choices(m, states[s], tok, choices, device=device) for s in ("val", "test"))
+    if k:
+        val_right, test_right = (p.preds == p.targets for p in (val, test))
+    else:                                            # the prompt: its threshold chosen on validation, applied to test
+        threshold = margin_threshold(val)
+        val_right, test_right = (decide(p, threshold) == p.targets for p in (val, test))
+    return {"strategy": strategy, "test_acc": test_right.float().mean().item(), "test_correct": test_right,
+            "val_acc": val_right.float().mean().item(), "trainable": trainable_count(m) if k else 0,
+            "seconds": time.perf_counter() - start, "train_images": len(pairs["train"]) if k else 0}
+
+
 def run_experiment(splits: Splits, strategy: str = "head", image_size: int = 96, subset: int | float | None = None,
                    augment: str = "none", epochs: int = 5, lr: float = 3e-3, lr_mult: float = 10.0,
                    weight_decay: float = 0.01, batch_size: int | None = None, seed: int = 0,
-                   model_name: str | None = None, device: str = "auto", task: str = "images") -> dict[str, Any]:
+                   model_name: str | None = None, device: str = "auto", task: str = "images",
+                   eval_subset: int | float | None = None) -> dict[str, Any]:
     """Train one strategy on a task's data and score it on the fixed test split.
 
     Args:
@@ -110,7 +172,9 @@ def run_experiment(splits: Splits, strategy: str = "head", image_size: int = 96,
         batch_size: default 32 (images, text), 8 (detection).
         seed: seed of subset, shuffling and the new head's initialisation.
         model_name: the task's model (default EfficientNet-Lite0, MiniLM, YOLOv3-tiny).
-        task: ``"images"``, ``"text"`` or ``"detection"``.
+        task: ``"images"``, ``"text"``, ``"detection"`` or ``"llm"`` (strategies ``zero_shot``, ``top<k>``, ``lora``).
+        eval_subset: validation and test items per class (a quick run; None: the whole splits, as a sweep
+            that is compared should use).
 
     Returns:
         Images and text: ``{"strategy", "test_acc", "test_correct", "val_acc", "trainable", "seconds",
@@ -123,9 +187,13 @@ def run_experiment(splits: Splits, strategy: str = "head", image_size: int = 96,
         raise UsageError(f"Unknown task {task!r}: use one of {', '.join(TASKS)}.")
     if not isinstance(splits, Splits):
         raise UsageError(f"run_experiment needs the Splits of a data set, not {type(splits).__name__}.")
+    if task == "llm":
+        row = _llm_experiment(splits, strategy, subset, eval_subset, epochs, lr, seed, device)
+        row["test_correct"] = "".join("1" if v else "0" for v in row["test_correct"].tolist())
+        return {**row, "task": task, "image_size": None, "augment": "none", "seed": seed, "epochs": epochs}
     weights = STRATEGIES.get(strategy, {"pretrained": True})["pretrained"]
     model, loaders = _model_and_loaders(task, splits, weights, strategy, image_size, subset, augment, batch_size, seed,
-                                        model_name)
+                                        model_name, eval_subset)
     if task == "detection":
         row = _detection_strategy(model, loaders, strategy, epochs, lr, lr_mult, weight_decay, seed, device)
     else:
