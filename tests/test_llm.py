@@ -175,9 +175,11 @@ def test_lora_in_the_top_layers_and_decoder_checkpoints(smol, tmp_path):
     ids = torch.tensor([[1, 2, 3, 4]])
     with torch.no_grad():
         assert torch.allclose(back(input_ids=ids).logits, model(input_ids=ids).logits, atol=1e-5)
-    text_ckpt = ft.save_checkpoint(tmp_path / "text.pt", ft.text.pretrained(num_classes=2))
-    with pytest.raises(ft.UsageError, match="not a LlamaForCausalLM"):
-        ft.load_checkpoint(text_ckpt, model=copy.deepcopy(smol))
+    for name, other in (("text.pt", ft.text.pretrained(num_classes=2)), ("image.pt", ft.vision.pretrained(num_classes=2))):
+        ckpt = ft.save_checkpoint(tmp_path / name, other)          # a classifier's checkpoint, loaded into the decoder
+        with pytest.raises(ft.UsageError, match="not a LlamaForCausalLM"):
+            ft.load_checkpoint(ckpt, model=smol)
+    assert torch.equal(smol.model.norm.weight, ft.llm.pretrained().model.norm.weight)    # and the decoder is untouched
 
 
 @pytest.mark.slow
