@@ -2,6 +2,7 @@
 the chat template, the answer-only loss, generation, choice scores, perplexity and bad inputs."""
 import copy
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -212,3 +213,14 @@ def test_the_full_decoder_run_chooses_on_validation_and_reads_the_test_split_onc
     assert "training snippets per class" in capsys.readouterr().err
     with pytest.raises(ft.UsageError, match="more than the pool"):
         full_llm.llm_full_run(train_per_class=600, progress=False)
+
+
+def test_make_full_llm_runs_what_the_shipped_selection_chose():
+    from ftlab.lab.full_llm import LLM_FULL
+
+    shipped = json.loads((Path(__file__).resolve().parent.parent / "docs" / "results" / "llm_full.json").read_text())
+    assert shipped["selection"]["choice"]["on"] == "val" and shipped["config"]["selected_on"] == "val"
+    chosen = shipped["selection"]["chosen"]
+    assert chosen == {k: LLM_FULL[k] for k in ("strategy", "lr", "epochs")}
+    assert {k: shipped["config"][k] for k in LLM_FULL if k != "seeds"} == {k: v for k, v in LLM_FULL.items() if k != "seeds"}
+    assert len(shipped["runs"]) == 3 and shipped["summary"]["test_snippets"] == 2558
