@@ -10,11 +10,11 @@ torchvision keeps its training references outside the package:
   paired differences with bootstrap intervals over test examples and seeds (:func:`paired`,
   :func:`estimate`, :mod:`ftlab.lab.evidence`); the spread over seeds (:func:`spread`, :func:`aggregate`);
 * strategies of fine-tuning and one run of each: :data:`STRATEGIES`, :func:`run_strategy`, and the
-  experiment :func:`run_experiment` (images, text or boxes) that ``notebooks/experiment.ipynb`` runs
+  experiment :func:`run_experiment` (images, text, boxes or the decoder) that ``notebooks/experiment.ipynb`` runs
   (:mod:`ftlab.lab.strategies`, :mod:`ftlab.lab.experiment`), and the :class:`TrainPanel` widget;
 * papermill sweeps (:mod:`ftlab.lab.sweep`), the headless lesson runner (:mod:`ftlab.lab.lessons`);
 * the full runs of the README's results sections (:mod:`ftlab.lab.full_images`,
-  :mod:`ftlab.lab.full_text`, :mod:`ftlab.lab.full_detection`) and the ``ftlab`` command
+  :mod:`ftlab.lab.full_text`, :mod:`ftlab.lab.full_detection`, :mod:`ftlab.lab.full_llm`) and the ``ftlab`` command
   (:mod:`ftlab.lab.cli`).
 
 Use it as ``ft.lab.<name>`` (``import ftlab as ft``; it loads on first use).
@@ -38,6 +38,7 @@ from .evidence import Estimate, estimate, majority_baseline, paired, paired_metr
 from .experiment import TASKS, correct_from_text, experiment_data, run_experiment
 from .full_detection import DETECTION_FULL, detection_full_run, format_detection_full
 from .full_images import FULL, coarsen, format_full, full_run, load_full, save_full, select_full
+from .full_llm import LLM_FULL, format_llm_full, llm_full_run
 from .full_text import TEXT_FULL, format_text_full, text_full_run
 from .strategies import STRATEGIES, run_strategy, strategy_top
 from .sweep import aggregate, collect_results, load_config, read_results, run_sweep, save_sweep_figures
@@ -49,7 +50,8 @@ __all__ = ["STRICT_ENV", "VERDICTS", "BORDERLINE", "Choice", "choose", "Claim", 
            "TrainPanel",
            "Spread", "spread", "aggregate", "collect_results", "load_config", "read_results", "run_sweep", "save_sweep_figures",
            "FULL", "coarsen", "format_full", "full_run", "load_full", "save_full", "select_full",
-           "TEXT_FULL", "format_text_full", "text_full_run", "DETECTION_FULL", "detection_full_run", "format_detection_full"]
+           "TEXT_FULL", "format_text_full", "text_full_run", "DETECTION_FULL", "detection_full_run", "format_detection_full",
+           "LLM_FULL", "llm_full_run", "format_llm_full"]
 
 
 def __getattr__(name: str):

@@ -141,6 +141,29 @@ def _full(args) -> int:
     return 0
 
 
+def _add_full(sub) -> None:
+    """The ``ftlab full`` command and its options."""
+    f = sub.add_parser("full", help="a full-quality run: ELPV images (default; 224 px, all data, 3 seeds, 2 and 4 "
+                       "classes), Rotten Tomatoes text (--task text), NEON tree crowns (--task detection) or the "
+                       "decoder asked fresh or rotten (--task llm)")
+    f.add_argument("--task", choices=["images", "text", "detection", "llm"], default="images",
+                   help="ELPV images (default), text, detection, or llm (SmolLM2, lesson 09 at full size)")
+    f.add_argument("--select", action="store_true", help="first choose the configuration "
+                   "(backbone, input size, cut, learning rate, ...) on the validation split")
+    f.add_argument("--select-on", choices=["val", "holdout"], help="detection: choose on the validation plots "
+                   "(default) or on a held-out row of the training photo's tiles")
+    f.add_argument("--seeds", type=int, nargs="+", help="default 0 1 2")
+    f.add_argument("--image-size", type=int, help="default 224")
+    f.add_argument("--cut", help="first trained layer group, default blocks.5 (images), layers.26 (llm)")
+    f.add_argument("--epochs", type=int, help="default 12 (images), 2 (text), 20 (detection), 3 (llm)")
+    f.add_argument("--subset", type=parse_value, help="training cells (fraction or per class) for a quick check")
+    f.add_argument("--two-class", choices=["derived", "trained"], help="2-class answer from the 4-class model "
+                   "(derived, default) or also train 2-class models (trained)")
+    f.add_argument("--out", help="output folder (default runs/full-<timestamp>/)")
+    f.add_argument("--overwrite", action="store_true", help="replace full.json already in --out")
+    f.set_defaults(run=_full)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ftlab`` console script."""
     parser = argparse.ArgumentParser(prog="ftlab", description=__doc__.splitlines()[0])
@@ -170,25 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--timeout-min", type=int, help="slurm: the time limit of each run in minutes (default 60)")
     w.add_argument("--mem-gb", type=float, help="slurm: memory per run in GB (default 8)")
     w.set_defaults(run=_sweep)
-    f = sub.add_parser("full", help="a full-quality run: ELPV images (default; 224 px, all data, 3 seeds, 2 and 4 "
-                       "classes), Rotten Tomatoes text (--task text), NEON tree crowns (--task detection) or the "
-                       "decoder asked fresh or rotten (--task llm)")
-    f.add_argument("--task", choices=["images", "text", "detection", "llm"], default="images",
-                   help="ELPV images (default), text, detection, or llm (SmolLM2, lesson 09 at full size)")
-    f.add_argument("--select", action="store_true", help="first choose the configuration "
-                   "(backbone, input size, cut, learning rate, ...) on the validation split")
-    f.add_argument("--select-on", choices=["val", "holdout"], help="detection: choose on the validation plots "
-                   "(default) or on a held-out row of the training photo's tiles")
-    f.add_argument("--seeds", type=int, nargs="+", help="default 0 1 2")
-    f.add_argument("--image-size", type=int, help="default 224")
-    f.add_argument("--cut", help="first trained layer group, default blocks.5 (images), layers.26 (llm)")
-    f.add_argument("--epochs", type=int, help="default 12 (images), 2 (text), 20 (detection), 3 (llm)")
-    f.add_argument("--subset", type=parse_value, help="training cells (fraction or per class) for a quick check")
-    f.add_argument("--two-class", choices=["derived", "trained"], help="2-class answer from the 4-class model "
-                   "(derived, default) or also train 2-class models (trained)")
-    f.add_argument("--out", help="output folder (default runs/full-<timestamp>/)")
-    f.add_argument("--overwrite", action="store_true", help="replace full.json already in --out")
-    f.set_defaults(run=_full)
+    _add_full(sub)
     d = sub.add_parser("data", help="print the splits and class counts of a data set")
     d.add_argument("name", nargs="?", default="elpv", help="'elpv' or an image folder")
     d.add_argument("--classes", type=int, default=2, help="ELPV: 2 or 4")

@@ -1,8 +1,9 @@
 """The protocol every full run follows: choose on a named split, then one run per seed, then read the test split once.
 
-The three full runs (:mod:`ftlab.lab.full_images`, :mod:`ftlab.lab.full_text`,
-:mod:`ftlab.lab.full_detection`) differ in their data, model and candidates — their settings are
-data (``FULL``, ``TEXT_FULL``, ``DETECTION_FULL`` and their ``CANDIDATES``) — and share these steps:
+The four full runs (:mod:`ftlab.lab.full_images`, :mod:`ftlab.lab.full_text`,
+:mod:`ftlab.lab.full_detection`, :mod:`ftlab.lab.full_llm`) differ in their data, model and candidates — their
+settings are data (``FULL``, ``TEXT_FULL``, ``DETECTION_FULL``, ``LLM_FULL`` and their ``CANDIDATES``) — and share
+these steps:
 
 1. :func:`settings`: the documented configuration with the caller's overrides (unknown keys refused);
 2. :func:`choose_candidate_epoch`: the best (candidate, epoch count) on the selection split, recorded
