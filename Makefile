@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.ftlab-installed
 # pytest workers for `make test` (one test module or notebook each, one torch thread each); JOBS=0: one process
 JOBS   ?= 2
 
-.PHONY: install lessons test lab bench full full-text full-detection full-llm clean
+.PHONY: install lessons test lab bench full full-text full-detection full-llm sync clean
 
 install: $(STAMP)
 
@@ -33,6 +33,9 @@ lessons: $(STAMP)   ## the main job: run the lessons headless and print a summar
 test: $(STAMP)      ## lint (ruff), unit tests, notebook tests (nbval + papermill)
 	$(VENV)/bin/ruff check ftlab tests benchmarks notebooks
 	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider -n $(JOBS) --dist loadscope --no-loadscope-reorder
+
+sync: $(STAMP)      ## after editing a lesson (in Jupyter, or its text file in notebooks/py/): bring the pair in line
+	$(VENV)/bin/jupytext --sync notebooks/*.ipynb
 
 lab: $(STAMP)       ## JupyterLab on notebooks/ with this project's kernel
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)

@@ -61,6 +61,22 @@ def test_committed_clean_with_parameters_cell(path):
         assert nb.cells[0].cell_type == "markdown" and "Learning goals" in nb.cells[0].source
 
 
+@pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_notebook_has_its_text_file_in_sync(path):
+    """notebooks/py/<name>.py (py:percent, jupytext) holds the same cells: clean diffs; `make sync` mends a drift."""
+    import jupytext
+
+    text = path.parent / "py" / f"{path.stem}.py"
+    assert text.is_file(), f"{text} is missing: run `make sync`"
+    nb, paired = nbformat.read(path, as_version=4), jupytext.read(text)
+
+    def cells(notebook):
+        return [(c.cell_type, c.source.strip(), sorted(c.metadata.get("tags", []))) for c in notebook.cells]
+
+    assert cells(paired) == cells(nb), f"{path.name} and {text.name} differ: edit one, then run `make sync`"
+    assert (path.parent / "jupytext.toml").read_text().count('formats = "ipynb,py//py:percent"') == 1
+
+
 def _metrics(out, lesson):
     return json.loads((out / "metrics" / f"{lesson}.json").read_text())
 
