@@ -168,6 +168,11 @@ REVIEWS_SHOTS = [("Is this review fresh or rotten? Too simple for its own good."
 def test_lora_in_the_top_layers_and_decoder_checkpoints(smol, tmp_path):
     model = ft.llm.add_lora(copy.deepcopy(smol), r=8, layers=range(28, 30))
     assert ft.trainable_count(model) == 2 * 30_720 + 576
+    by_cut = ft.llm.add_lora(copy.deepcopy(smol), r=8, layers="layers.28")          # a cut: the layers from it up
+    assert [n for n, p in by_cut.named_parameters() if p.requires_grad] == \
+        [n for n, p in model.named_parameters() if p.requires_grad]
+    with pytest.raises(ft.UsageError, match="LoRA goes into decoder layers"):
+        ft.llm.add_lora(copy.deepcopy(smol), layers="head")
     assert all(".28." in n or ".29." in n for n, p in model.named_parameters() if "lora_" in n)
     with torch.no_grad():
         model.model.layers[29].self_attn.q_proj.lora_B["default"].weight.fill_(0.01)

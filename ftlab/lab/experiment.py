@@ -33,7 +33,6 @@ __all__ = ["TASKS", "experiment_data", "run_experiment", "correct_from_text"]
 
 TASKS = ("images", "text", "detection", "llm")
 TASK_DATA = {"images": "elpv", "text": "rotten_tomatoes", "detection": "tree_crowns", "llm": "rotten_tomatoes"}
-LLM_STRATEGIES = ("zero_shot", "top<k>", "lora")
 LLM_LORA_LAYERS = 4          # ``lora``: LoRA r=8 in the decoder's top four layers (lesson 09)
 
 
@@ -103,54 +102,52 @@ def _detection_strategy(model, loaders, strategy: str, epochs: int, lr: float, l
             "seconds": time.perf_counter() - start}
 
 
-def _llm_cut(model, strategy: str) -> tuple[str, int]:
-    """The first trained group of a decoder strategy, and how many groups from the top train."""
-    from ..groups import group_names
-
-    names = group_names(model) if model is not None else []
-    if strategy == "lora":
-        return names[-1 - LLM_LORA_LAYERS], LLM_LORA_LAYERS + 1
+def _llm_strategy(strategy: str, groups: int | None = None) -> int:
+    """How many layer groups from the top a decoder strategy trains (0: the prompt; ``groups``: the model's count)."""
     if strategy == "zero_shot":
-        return names[-1], 0
-    if not re.fullmatch(r"top\d+", strategy) or not 1 <= int(strategy[3:]) < len(names):
+        return 0
+    if strategy == "lora":
+        return LLM_LORA_LAYERS + 1                    # its layers and the final norm
+    k = int(strategy[3:]) if re.fullmatch(r"top\d+", strategy) else 0
+    if not k or (groups is not None and k >= groups):
         raise UsageError(f"Unknown decoder strategy {strategy!r}: use zero_shot, lora or top<k> with k from 1 to "
-                         f"{len(names) - 1 if names else 'the layer groups below the embeddings'} (the top k layer "
-                         "groups, trained on cached token states).")
-    return names[-int(strategy[3:])], int(strategy[3:])
+                         f"{groups - 1 if groups else 'the number of layer groups above the embeddings'} (the top k "
+                         "layer groups, trained on cached token states).")
+    return k
 
 
 def _llm_experiment(splits: Splits, strategy: str, subset, eval_subset, epochs: int, lr: float, seed: int,
                     device: str) -> dict[str, Any]:
     """The decoder asked fresh or rotten (lesson 09): the prompt as it is, or its top layers / LoRA trained on token states."""
-    import copy
-
     from ..caching import extract
     from ..freezing import freeze_to
+    from ..groups import group_names
     from ..llm import add_lora, decide, instruction_loader, lm_step, margin_threshold, predict_choices, task_pairs
     from ..llm.models import pretrained, tokenizer
 
-    if strategy not in ("zero_shot", "lora") and not re.fullmatch(r"top\d+", strategy):
-        _llm_cut(None, strategy)                     # the error, before the model is loaded
+    _llm_strategy(strategy)                          # a misspelt strategy fails before the model is loaded
     start, model, tok = time.perf_counter(), pretrained(), tokenizer()
-    cut, k = _llm_cut(model, strategy)
+    names = group_names(model)
+    k = _llm_strategy(strategy, len(names))
+    cut = names[-max(k, 1)]                          # the prompt: states below the final norm, every layer run once
     freeze_to(model, cut)
     pairs = {"train": task_pairs(splits.train, per_class=subset, seed=seed),        # the seed draws the training snippets
              "val": task_pairs(splits.val, per_class=eval_subset), "test": task_pairs(splits.test, per_class=eval_subset)}
     states = {s: extract(model, instruction_loader(p, tok, batch_size=8), cut=cut, device=device)
               for s, p in pairs.items() if s != "train" or k}
-    choices, m = list(splits.classes), model
     if k:
-        m = add_lora(copy.deepcopy(model), r=8, layers=range(30 - LLM_LORA_LAYERS, 30)) if strategy == "lora" else model
-        fit_cached(m, (states["train"], None), epochs, lr=lr, seed=seed, batch_size=8, step=lm_step, restore_best=False,
-                   device=device, progress=False)
-    val, test = (predict_choices(m, states[s], tok, choices, device=device) for s in ("val", "test"))
+        if strategy == "lora":
+            add_lora(model, r=8, layers=cut)
+        fit_cached(model, (states["train"], None), epochs, lr=lr, seed=seed, batch_size=8, step=lm_step,
+                   restore_best=False, device=device, progress=False)
+    val, test = (predict_choices(model, states[s], tok, list(splits.classes), device=device) for s in ("val", "test"))
     if k:
         val_right, test_right = (p.preds == p.targets for p in (val, test))
     else:                                            # the prompt: its threshold chosen on validation, applied to test
         threshold = margin_threshold(val)
         val_right, test_right = (decide(p, threshold) == p.targets for p in (val, test))
     return {"strategy": strategy, "test_acc": test_right.float().mean().item(), "test_correct": test_right,
-            "val_acc": val_right.float().mean().item(), "trainable": trainable_count(m) if k else 0,
+            "val_acc": val_right.float().mean().item(), "trainable": trainable_count(model) if k else 0,
             "seconds": time.perf_counter() - start, "train_images": len(pairs["train"]) if k else 0}
 
 

@@ -30,11 +30,10 @@ from ..caching import extract, fit_cached
 from ..callbacks import Callback
 from ..errors import UsageError
 from ..freezing import freeze_to
-from ..groups import group_names
 from ..llm import add_lora, decide, instruction_loader, lm_step, margin_threshold, predict_choices, task_pairs
 from ..llm.models import pretrained, tokenizer
 from ..text.data import rotten_tomatoes
-from .evidence import paired
+from .evidence import majority_baseline, paired
 from .protocol import choose_candidate_epoch, per_seed, say_from, settings, summarise
 
 __all__ = ["LLM_FULL", "CANDIDATES", "llm_full_run", "format_llm_full"]
@@ -51,12 +50,12 @@ CANDIDATES: tuple[tuple[str, float], ...] = (("top", 1e-3), ("top", 3e-4), ("lor
 class _ValChoices(Callback):
     """After every epoch, the validation accuracy of the likelier answer token (what the run is scored by)."""
 
-    def __init__(self, val, tok, choices):
-        self.val, self.tok, self.choices, self.accs, self.model = val, tok, choices, [], None
+    def __init__(self, model, val, tok, choices):
+        # the whole decoder: fit sees only the part above the cut
+        self.model, self.val, self.tok, self.choices, self.accs = model, val, tok, choices, []
 
     def on_epoch_end(self, state):
-        # the whole decoder (fit sees only the part above the cut); eval_mode inside gives modes back
-        p = predict_choices(self.model, self.val, self.tok, self.choices, device="cpu")
+        p = predict_choices(self.model, self.val, self.tok, self.choices, device="cpu")    # eval_mode gives modes back
         self.accs.append(float((p.preds == p.targets).float().mean()))
 
 
@@ -70,8 +69,8 @@ def _draw(pairs: Sequence[tuple[str, str]], per_class: int, seed: int) -> list[i
     return sorted(keep)
 
 
-def _states(cfg: dict, say) -> tuple[Any, Any, list[str], dict, dict]:
-    """The pretrained decoder, its tokenizer, the answers, the (instruction, answer) pairs and their token states."""
+def _states(cfg: dict, say) -> tuple[Any, Any, Any, dict, dict]:
+    """The pretrained decoder, its tokenizer, the splits, the (instruction, answer) pairs and their token states."""
     splits, tok, model = rotten_tomatoes(), tokenizer(), pretrained()
     pairs = {"train": task_pairs(splits.train, per_class=cfg["pool_per_class"]),
              "val": task_pairs(splits.val, per_class=cfg["val_per_class"]),
@@ -82,7 +81,7 @@ def _states(cfg: dict, say) -> tuple[Any, Any, list[str], dict, dict]:
                          cut=cfg["cut"], device="cpu") for k, v in pairs.items()}
     say(f"token states below {cfg['cut']} of {sum(len(v) for v in pairs.values()):,} snippets: "
         f"{time.perf_counter() - t:.0f} s")
-    return model, tok, list(splits.classes), pairs, states
+    return model, tok, splits, pairs, states
 
 
 def _build(model, cfg: dict, strategy: str):
@@ -91,15 +90,12 @@ def _build(model, cfg: dict, strategy: str):
     if strategy == "top":
         freeze_to(m, cfg["cut"])
         return m
-    first = group_names(m).index(cfg["cut"]) - 1                    # groups: embeddings, layers.0, ...
-    return add_lora(m, r=cfg["lora_rank"], layers=range(first, len(m.model.layers)))
+    return add_lora(m, r=cfg["lora_rank"], layers=cfg["cut"])
 
 
-def _train(model, train, val, strategy: str, lr: float, epochs: int, seed: int, cfg: dict, callbacks=()):
-    m = _build(model, cfg, strategy)
-    for c in callbacks:
-        c.model = m
-    fit_cached(m, (train, val), epochs, lr=lr, seed=seed, batch_size=cfg["batch_size"], step=lm_step,
+def _train(m, train, lr: float, epochs: int, seed: int, cfg: dict, callbacks=()):
+    """``m`` (from :func:`_build`) trained above the cut on the token states ``train``, no validation during the run."""
+    fit_cached(m, (train, None), epochs, lr=lr, seed=seed, batch_size=cfg["batch_size"], step=lm_step,
                restore_best=False, callbacks=callbacks, device="cpu", progress=False)
     return m
 
@@ -109,8 +105,9 @@ def _select(model, tok, choices, pairs, states, cfg: dict, say) -> dict[str, Any
     train = states["train"].subset(_draw(pairs["train"], cfg["train_per_class"], 0))
     rows = []
     for strategy, lr in CANDIDATES:
-        t, watch = time.perf_counter(), _ValChoices(states["val"], tok, choices)
-        _train(model, train, None, strategy, lr, cfg["epochs"], 0, cfg, callbacks=[watch])
+        t, m = time.perf_counter(), _build(model, cfg, strategy)
+        watch = _ValChoices(m, states["val"], tok, choices)
+        _train(m, train, lr, cfg["epochs"], 0, cfg, callbacks=[watch])
         rows.append({"strategy": strategy, "lr": lr, "val_acc_per_epoch": watch.accs, "seconds": time.perf_counter() - t})
         say(f"selection {strategy} lr={lr:g}: val accuracy per epoch {', '.join(f'{a:.1%}' for a in watch.accs)}")
     best, epochs, choice = choose_candidate_epoch(rows, "val_acc_per_epoch", on="val")
@@ -141,7 +138,8 @@ def llm_full_run(seeds: Sequence[int] = LLM_FULL["seeds"], select: bool = False,
     if cfg["strategy"] not in ("top", "lora"):
         raise UsageError(f"strategy must be 'top' (the top layers, every weight) or 'lora', not {cfg['strategy']!r}.")
     start = time.perf_counter()
-    model, tok, choices, pairs, states = _states(cfg, say)
+    model, tok, splits, pairs, states = _states(cfg, say)
+    choices = list(splits.classes)
     zero = {k: predict_choices(model, states[k], tok, choices, device="cpu") for k in ("val", "test")}
     threshold = margin_threshold(zero["val"])
     zero_right = (decide(zero["test"], threshold) == zero["test"].targets).float()
@@ -152,7 +150,7 @@ def llm_full_run(seeds: Sequence[int] = LLM_FULL["seeds"], select: bool = False,
     def run_one(seed: int) -> dict[str, Any]:
         t = time.perf_counter()
         train = states["train"].subset(_draw(pairs["train"], cfg["train_per_class"], seed))
-        m = _train(model, train, None, cfg["strategy"], cfg["lr"], cfg["epochs"], seed, cfg)
+        m = _train(_build(model, cfg, cfg["strategy"]), train, cfg["lr"], cfg["epochs"], seed, cfg)
         p = predict_choices(m, states["test"], tok, choices, device="cpu")
         right.append((p.preds == p.targets).float())
         return {"acc": float(right[-1].mean()), "train_seconds": time.perf_counter() - t}
@@ -162,7 +160,7 @@ def llm_full_run(seeds: Sequence[int] = LLM_FULL["seeds"], select: bool = False,
     gain = paired(right, [zero_right] * len(right))
     summary = {**summarise(runs, ["acc"]), "zero_shot_calibrated_acc": float(zero_right.mean()),
                "zero_shot_threshold": threshold, "gain_over_zero_shot": {**gain.summary(), "text": gain.format()},
-               "majority_acc": float((y == y.bincount().argmax()).float().mean()),
+               "majority_acc": float(majority_baseline(splits.train.targets, y).mean()),     # the training split's class
                "wall_seconds": time.perf_counter() - start, "train_snippets": 2 * cfg["train_per_class"],
                "test_snippets": len(y)}
     config = {**cfg, "model": "SmolLM2-135M-Instruct", "data": "rotten_tomatoes", "selected_on": "val",

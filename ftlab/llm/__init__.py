@@ -16,6 +16,7 @@ from typing import Sequence
 
 from torch import nn
 
+from ..errors import UsageError
 from .caching import DecoderAdapter, DecoderTop  # registers the decoder's caching adapter
 from .data import (
     IGNORE,
@@ -42,14 +43,23 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
 def add_lora(model: nn.Module, r: int = 8, alpha: int = 16, dropout: float = 0.0,
-             targets: Sequence[str] = LORA_TARGETS, layers: Sequence[int] | None = None) -> nn.Module:
+             targets: Sequence[str] = LORA_TARGETS, layers: Sequence[int] | str | None = None) -> nn.Module:
     """LoRA adapters on the decoder's attention projections (``peft``), everything else frozen but the final norm.
 
     The same :func:`ftlab.text.add_lora` as lesson 06 with the decoder's layer names: r = 8 on the
     four projections of the 30 layers is 921,600 trainable numbers (0.68 % of 134.5M), plus the
     final norm's 576. ``layers`` puts them in those layers only (``range(26, 30)``: the top four,
-    30,720 numbers), which the layers' cached token states can train (``ft.fit_cached``).
+    30,720 numbers), which the layers' cached token states can train (``ft.fit_cached``); a layer group's
+    name (``layers="layers.26"``, a cut) means the layers from that group up.
     """
+    from ..groups import group_names
     from ..text.models import add_lora as _add_lora
 
-    return _add_lora(check_decoder(model), r=r, alpha=alpha, dropout=dropout, targets=targets, layers=layers)
+    check_decoder(model)
+    if isinstance(layers, str):
+        names = group_names(model)                       # embeddings, layers.0 ... layers.29, head
+        if layers not in names[1:-1]:
+            raise UsageError(f"LoRA goes into decoder layers: layers={layers!r} is not one of layers.0 .. "
+                             f"layers.{len(model.model.layers) - 1}.")
+        layers = range(names.index(layers) - 1, len(model.model.layers))
+    return _add_lora(model, r=r, alpha=alpha, dropout=dropout, targets=targets, layers=layers)
