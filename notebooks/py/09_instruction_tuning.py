@@ -362,7 +362,11 @@ claims = [
 ft.lab.check_claims(claims)
 
 # %%
-ft.lab.record("09_instruction_tuning", OUT_DIR, claims=claims, zero_shot_test_acc=zero_right.mean().item(),
+# the two decision thresholds, each chosen on the validation snippets (margin_threshold), recorded with their split
+choices = [ft.lab.choose(f"{name} decision threshold",
+                         {f"{t:.2f}": (ft.llm.decide(p["val"], t) == p["val"].targets).float().mean().item()}, on="val")
+           for name, p, t in (("zero-shot", zero, zero_threshold), (f"{SHOTS}-shot", few, few_threshold))]
+ft.lab.record("09_instruction_tuning", OUT_DIR, claims=claims, choices=choices, zero_shot_test_acc=zero_right.mean().item(),
               zero_shot_calibrated_test_acc=zero_cal_right.mean().item(), few_shot_test_acc=few_right.mean().item(),
               few_shot_calibrated_test_acc=few_cal_right.mean().item(),
               **{f"{k.replace(' ', '_').lower()}_test_acc": sum(r.mean().item() for r in v) / len(v) for k, v in right.items()},
