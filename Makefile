@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.ftlab-installed
 # pytest workers for `make test` (one test module or notebook each, one torch thread each); JOBS=0: one process
 JOBS   ?= 2
 
-.PHONY: install lessons test lab bench full full-text full-detection full-llm sync clean
+.PHONY: install lessons test lab bench sizing student grade full full-text full-detection full-llm sync clean
 
 install: $(STAMP)
 
@@ -39,6 +39,15 @@ sync: $(STAMP)      ## after editing a lesson (in Jupyter, or its text file in n
 
 lab: $(STAMP)       ## JupyterLab on notebooks/ with this project's kernel
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
+
+student: $(STAMP)   ## student copies of the lessons in student/ (solutions and hidden checks removed; never over students' work)
+	$(VENV)/bin/ftlab student $(ARGS)
+
+grade: $(STAMP)     ## grade handed-in copies: make grade ARGS="submitted/*/02_head_only.ipynb" (feedback + grades/grades.csv)
+	$(VENV)/bin/ftlab grade $(ARGS)
+
+sizing: $(STAMP)    ## per lesson: peak memory, CPU seconds, wall time with a cold and a warm cache (~35 min; docs/results/sizing.json)
+	$(PY) benchmarks/sizing.py $(ARGS)
 
 full: $(STAMP)      ## the full-quality ELPV run (224 px, all data, 3 seeds; ~30 min on 2 cores)
 	$(VENV)/bin/ftlab full $(ARGS)

@@ -7,7 +7,7 @@ import pytest
 
 import ftlab as ft
 from ftlab.errors import FtlabError
-from ftlab.lab import cli, lessons
+from ftlab.lab import cli, grading, lessons
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
@@ -121,26 +121,41 @@ def _sane(lesson, m):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("lesson", list(TINY))
-def test_lesson_runs_with_papermill_with_a_changed_parameter(lesson, tmp_path, capfd, monkeypatch):
-    """Each lesson through ``ftlab lessons``' runner (papermill) at its tiny settings with one parameter changed.
+def test_a_blank_student_copy_runs_with_a_changed_parameter_and_fails_every_check(lesson, tmp_path, monkeypatch):
+    """Each lesson's blank student copy, graded (papermill, to the end) at its tiny settings with one parameter changed.
 
-    nbval runs the lessons at their defaults and tests/test_browser.py at the tiny settings alone (checking
-    the same metrics with :func:`_sane`), so each lesson runs three times, each time differently.
+    The lesson itself runs and records sane metrics; every check of every exercise fails, and its feedback
+    names what the student has not defined; the only errors are the unwritten exercise cells. nbval runs
+    the teacher's lessons at their defaults (solutions and checks too, strictly) and tests/test_browser.py
+    at the tiny settings alone, so each lesson runs three times, each time differently.
     """
     monkeypatch.delenv("FTLAB_STRICT_CLAIMS", raising=False)     # tiny settings: claims are recorded, may not hold
     tiny, change = TINY[lesson]
-    params = {**tiny, **change}
-    code = lessons.run_lessons(tmp_path, lessons.lesson_paths([lesson]), params)
-    out, err = capfd.readouterr()                  # the kernel's own output too (file descriptors)
-    assert code == 0, err
-    assert "TCP without encryption" not in out + err and "[IPKernelApp]" not in out + err
-    m = _metrics(tmp_path, lesson)
+    source = lessons.lesson_paths([lesson])[0]
+    copy = grading.write_student_copies([source], tmp_path / "student")[0]
+    result = grading.grade(copy, source, tmp_path / "grades", {**tiny, **change}, student="blank")
+    m = _metrics(tmp_path / "grades" / "run", lesson)
     _sane(lesson, m)
     if lesson == "01_pretrained_features":
         assert m["classes"] == 4
+    checks = [c for e in result.exercises for c in e["checks"]]
+    assert len(result.exercises) >= 2 and result.points == 0 and len(checks) == result.possible
+    assert all("is not defined" in c["feedback"] for c in checks), [c for c in checks if "is not defined" not in c["feedback"]]
+    assert result.errors and all("NotImplementedError" in e for e in result.errors), result.errors
+    assert "0 of" in (tmp_path / "grades" / f"{lesson}.md").read_text()
+
+
+@pytest.mark.slow
+def test_ftlab_lessons_runs_a_lesson_and_writes_its_summary(tmp_path, capfd, monkeypatch):
+    monkeypatch.delenv("FTLAB_STRICT_CLAIMS", raising=False)
+    lesson = "02_head_only"
+    code = lessons.run_lessons(tmp_path, lessons.lesson_paths([lesson]), TINY[lesson][0])
+    out, err = capfd.readouterr()                  # the kernel's own output too (file descriptors)
+    assert code == 0, err
+    assert "TCP without encryption" not in out + err and "[IPKernelApp]" not in out + err
+    _sane(lesson, _metrics(tmp_path, lesson))
     executed = nbformat.read(tmp_path / f"{lesson}.ipynb", as_version=4)
-    errors = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-    assert not errors
+    assert not [o for c in executed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert (tmp_path / "summary.md").read_text().count(lesson) == 1
     assert lesson in (tmp_path / "summary.csv").read_text()
 

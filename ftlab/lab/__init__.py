@@ -9,6 +9,8 @@ torchvision keeps its training references outside the package:
   test), :func:`check_claims`, :func:`record`, :func:`read_metrics` (:mod:`ftlab.lab.claims`);
   paired differences with bootstrap intervals over test examples and seeds (:func:`paired`,
   :func:`estimate`, :mod:`ftlab.lab.evidence`); the spread over seeds (:func:`spread`, :func:`aggregate`);
+* graded exercises: :func:`exercise` checks what a student wrote; student copies and grading
+  (``ftlab student``, ``ftlab grade``, :mod:`ftlab.lab.grading`);
 * strategies of fine-tuning and one run of each: :data:`STRATEGIES`, :func:`run_strategy`, and the
   experiment :func:`run_experiment` (images, text, boxes or the decoder) that ``notebooks/experiment.ipynb`` runs
   (:mod:`ftlab.lab.strategies`, :mod:`ftlab.lab.experiment`), and the :class:`TrainPanel` widget;
@@ -40,11 +42,12 @@ from .full_detection import DETECTION_FULL, detection_full_run, format_detection
 from .full_images import FULL, coarsen, format_full, full_run, load_full, save_full, select_full
 from .full_llm import LLM_FULL, format_llm_full, llm_full_run
 from .full_text import TEXT_FULL, format_text_full, text_full_run
+from .grading import exercise
 from .strategies import STRATEGIES, run_strategy, strategy_top
 from .sweep import aggregate, collect_results, load_config, read_results, run_sweep, save_sweep_figures
 
 __all__ = ["STRICT_ENV", "VERDICTS", "BORDERLINE", "Choice", "choose", "Claim", "ClaimNotHeld", "check_claims", "claim",
-           "claims_table",
+           "claims_table", "exercise",
            "read_metrics", "record", "Estimate", "estimate", "paired", "paired_metric", "unpaired", "majority_baseline",
            "STRATEGIES", "run_strategy", "strategy_top", "run_experiment", "experiment_data", "TASKS", "correct_from_text",
            "TrainPanel",

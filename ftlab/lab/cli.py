@@ -1,8 +1,9 @@
-"""The ``ftlab`` command (argparse only): run the lessons headless, sweep parameters, the full run, the data.
+"""The ``ftlab`` command (argparse only): the lessons headless, sweeps, the full runs, student copies and grading.
 
 ``ftlab lessons`` executes ``notebooks/NN_*.ipynb`` in order into a fresh run directory
 (default ``runs/<timestamp>/``; never into ``notebooks/``), then prints a summary of each
 lesson's recorded metrics and wall time (also ``summary.md`` / ``summary.csv`` there).
+``ftlab student`` writes student copies and ``ftlab grade`` grades them (:mod:`ftlab.lab.grading`).
 The work is done by :mod:`ftlab.lab.lessons`, :mod:`ftlab.lab.sweep`, :mod:`ftlab.lab.full_images`.
 """
 from __future__ import annotations
@@ -22,6 +23,51 @@ def _lessons(args) -> int:
     params = {name: parse_value(value) for name, value in (args.parameter or [])}
     out = Path(args.out) if args.out else Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
     return run_lessons(out, lesson_paths(args.only), params, quick=args.quick, overwrite=args.overwrite)
+
+
+def _student(args) -> int:
+    from .grading import write_student_copies
+
+    paths = write_student_copies(lesson_paths(args.only), Path(args.out), overwrite=args.overwrite)
+    print(f"{len(paths)} student copies (solutions removed, hidden checks removed) in {args.out}: "
+          + ", ".join(p.name for p in paths))
+    return 0
+
+
+def _grade(args) -> int:
+    from .grading import grade, source_of, write_gradebook
+
+    params = {**(QUICK if args.quick else {}), **{n: parse_value(v) for n, v in (args.parameter or [])}}
+    grades = []
+    for sub in map(Path, args.submissions):
+        if not sub.is_file():
+            raise UsageError(f"{sub}: no such notebook. Pass the students' notebooks, e.g. submitted/*/02_head_only.ipynb.")
+        student = sub.parent.name if args.name is None else args.name
+        source = source_of(sub, lesson_paths())
+        print(f"grading {student} · {sub.stem} ...", flush=True)
+        g = grade(sub, source, Path(args.out) / student, params, student=student)
+        print(f"      {g.points} of {g.possible} checks pass" + (f"; {len(g.errors)} cells raised" if g.errors else ""))
+        grades.append(g)
+    book = write_gradebook(grades, Path(args.out) / "grades.csv")
+    print(f"feedback per student in {args.out}/<student>/<lesson>.md; the gradebook is {book}")
+    return 0
+
+
+def _add_teaching(sub) -> None:
+    s = sub.add_parser("student", help="write student copies of the lessons: solutions and hidden checks removed")
+    s.add_argument("--out", default="student", help="folder for the copies (default student/)")
+    s.add_argument("--only", nargs="+", metavar="LESSON", help="lesson numbers or names, e.g. 02 03")
+    s.add_argument("--overwrite", action="store_true", help="replace copies already in --out (students' work!)")
+    s.set_defaults(run=_student)
+    g = sub.add_parser("grade", help="grade students' notebooks: run each to its end with the teacher's checks")
+    g.add_argument("submissions", nargs="+", help="students' notebooks, e.g. submitted/*/02_head_only.ipynb "
+                   "(the folder names the student)")
+    g.add_argument("--out", default="grades", help="feedback and grades.csv (default grades/)")
+    g.add_argument("--name", help="the student's name (default: the notebook's folder)")
+    g.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                   help="set a lesson parameter for the graded run")
+    g.add_argument("--quick", action="store_true", help="grade at the tiny settings of ftlab lessons --quick")
+    g.set_defaults(run=_grade)
 
 
 def _data(args) -> int:
@@ -194,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--mem-gb", type=float, help="slurm: memory per run in GB (default 8)")
     w.set_defaults(run=_sweep)
     _add_full(sub)
+    _add_teaching(sub)
     d = sub.add_parser("data", help="print the splits and class counts of a data set")
     d.add_argument("name", nargs="?", default="elpv", help="'elpv' or an image folder")
     d.add_argument("--classes", type=int, default=2, help="ELPV: 2 or 4")

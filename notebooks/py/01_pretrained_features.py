@@ -480,6 +480,66 @@ ft.lab.record("01_pretrained_features", OUT_DIR, claims=claims,
           pc1_r2_type=r2["pretrained"]["PC1 type"], pc1_r2_label=r2["pretrained"]["PC1 label"])
 
 # %% [markdown]
+# ## Graded exercises
+#
+# Step 1 of fine-tuning — freeze — and what a frozen network's features are worth, by your own hand. Each
+# exercise cell is followed by a **check cell**: run it and it says what is right and what is not. Your
+# teacher's copy has a few more hidden checks; grading runs them all (`ftlab grade`). Use the validation
+# split: the lesson has read the test split, once.
+
+# %% [markdown]
+# **Exercise 01.1 · Freeze it and read its features.** Build `my_model`, the pretrained network with a new
+# head for `n` classes, freeze **every** tensor (the head too: nothing trains when you only read features),
+# and put the pooled `final_conv` features of the validation cells in `my_features`
+# (`ft.vision.pooled_features(model, loader)` gives them per layer group).
+
+# %%
+### BEGIN SOLUTION
+my_model = ft.vision.pretrained(num_classes=n)
+ft.freeze(my_model)
+my_features = ft.vision.pooled_features(my_model, loaders.val, device=DEVICE)["final_conv"]
+### END SOLUTION
+
+# %%
+with ft.lab.exercise("01.1", "freeze every tensor; the validation cells' final_conv features", out_dir=OUT_DIR) as ex:
+    ex.check("nothing in my_model trains", lambda: not any(p.requires_grad for p in my_model.parameters()),
+             hint="ft.freeze(my_model), or requires_grad = False on every parameter")
+    ex.check("one 1,280-number vector per validation cell",
+             lambda: tuple(my_features.x.shape) == (len(loaders.val.dataset), 1280))
+    ### BEGIN HIDDEN TESTS
+    ex.check("they are the pretrained network's features (ImageNet weights, evaluation mode)",
+             lambda: torch.allclose(my_features.x, pooled["pretrained"]["val"]["final_conv"].x, atol=1e-4))
+    ### END HIDDEN TESTS
+
+# %% [markdown]
+# **Exercise 01.2 · A probe with its C chosen on validation.** On the pretrained network's pooled
+# `blocks.4` features (`pooled["pretrained"]["train"]["blocks.4"]` and the same for `"val"`), choose the probe's
+# `C` from `C_GRID` by validation accuracy with `ft.lab.choose` (put the choice in `my_choice`), then put the
+# chosen probe's right (1.0) / wrong (0.0) per validation cell in `my_val_right`
+# (`ft.linear_probe(..., per_example=True)`).
+
+# %%
+### BEGIN SOLUTION
+train4, val4 = pooled["pretrained"]["train"]["blocks.4"], pooled["pretrained"]["val"]["blocks.4"]
+my_choice = ft.lab.choose("probe C at blocks.4", {C: ft.linear_probe(train4, val4, C=C) for C in C_GRID}, on="val")
+my_val_right = ft.linear_probe(train4, val4, C=my_choice.best, per_example=True)
+### END SOLUTION
+
+# %%
+with ft.lab.exercise("01.2", "a linear probe at blocks.4, C chosen on validation", out_dir=OUT_DIR) as ex:
+    ex.check("the choice is made on the validation split", lambda: my_choice.on == "val")
+    ex.check("one right/wrong per validation cell", lambda: len(my_val_right) == len(loaders.val.dataset))
+    ### BEGIN HIDDEN TESTS
+    b4 = {part: pooled["pretrained"][part]["blocks.4"] for part in ("train", "val")}
+    ex.check("the chosen C is the one with the best validation accuracy",
+             lambda: my_choice.best == max(C_GRID, key=lambda C: ft.linear_probe(b4["train"], b4["val"], C=C)))
+    ex.check("the probe beats the majority class on validation by 5 points (paired, 95 % interval)",
+             lambda: ft.lab.claim("my probe beats the majority class on validation by 5 points",
+                                  ft.lab.paired(my_val_right, ft.lab.majority_baseline(b4["train"].y, b4["val"].y)),
+                                  above=0.05))
+    ### END HIDDEN TESTS
+
+# %% [markdown]
 # ## Exercises
 #
 # 1. Re-run the lesson with `CLASSES = 4`. Which classes get confused in the embedding?

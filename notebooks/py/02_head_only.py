@@ -446,6 +446,81 @@ ft.lab.record("02_head_only", OUT_DIR, claims=claims, majority=majority,
           frame_area=frame_area)
 
 # %% [markdown]
+# ## Graded exercises
+#
+# Now write the first three steps yourself, in plain PyTorch. Each exercise cell is followed by a **check
+# cell**: run it and it says what is right and what is not, with a hint. The checks are statements like the
+# lesson's own (a tensor stayed as it was, the optimizer holds what trains, a head beats the majority class
+# on validation); your teacher's copy has a few more hidden checks, and grading runs them all
+# (`ftlab grade`, see the README's "Teaching with ftlab"). Use the validation split: the test split is
+# read once, and the lesson has read it.
+
+# %% [markdown]
+# **Exercise 02.1 · Freeze and a new head.** Load the ImageNet model again as `my_model`
+# (`ft.vision.pretrained()`), freeze every one of its tensors, and give it a new head: an `nn.Linear`
+# in `my_model.classifier` with one output per class of `splits.classes`.
+
+# %%
+### BEGIN SOLUTION
+my_model = ft.vision.pretrained()
+for p in my_model.parameters():
+    p.requires_grad = False
+my_model.classifier = nn.Linear(my_model.classifier.in_features, len(splits.classes))
+### END SOLUTION
+
+# %%
+with ft.lab.exercise("02.1", "freeze the network, give it a new head", out_dir=OUT_DIR) as ex:
+    ex.check("my_model.classifier is a new nn.Linear with one output per class",
+             lambda: isinstance(my_model.classifier, nn.Linear) and my_model.classifier.out_features == len(splits.classes),
+             hint="nn.Linear(my_model.classifier.in_features, len(splits.classes))")
+    ex.check("only the head trains: every other tensor is frozen",
+             lambda: ft.lab.grading.trains_only(my_model, "head"), hint="set requires_grad = False before the new head")
+    ### BEGIN HIDDEN TESTS
+    ex.check("the tensors below the head are still ImageNet's",
+             lambda: ft.lab.grading.unchanged(my_model, ft.lab.grading.snapshot(ft.vision.pretrained()),
+                                              *ft.group_names(my_model)[:-1]))
+    ### END HIDDEN TESTS
+
+# %% [markdown]
+# **Exercise 02.2 · The optimizer that sees the head, and training it.** Make `my_optimizer`, an AdamW at
+# rate `LR` over what trains in `my_model`, and train the head on the cached features of section 3
+# (`train_features.x` are the head's inputs, `train_features.y` the labels; if they hold several views,
+# take view 0) for 20 epochs of mini-batches of 32. Then put the head's predictions on the validation
+# features in `my_val_preds` (a tensor of class indices, one per validation cell).
+
+# %%
+### BEGIN SOLUTION
+my_optimizer = torch.optim.AdamW([p for p in my_model.parameters() if p.requires_grad], lr=LR)
+xs = train_features.x if train_features.views == 1 else train_features.x[:, 0]
+order = torch.Generator().manual_seed(SEED)
+my_model.classifier.train()
+for epoch in range(20):
+    for idx in torch.randperm(len(xs), generator=order).split(32):
+        my_optimizer.zero_grad()
+        nn.functional.cross_entropy(my_model.classifier(xs[idx]), train_features.y[idx]).backward()
+        my_optimizer.step()
+my_model.classifier.eval()
+with torch.no_grad():
+    val_x = val_features.x if val_features.views == 1 else val_features.x[:, 0]
+    my_val_preds = my_model.classifier(val_x).argmax(1)
+### END SOLUTION
+
+# %%
+with ft.lab.exercise("02.2", "an optimizer over what trains; the head trained on cached features", out_dir=OUT_DIR) as ex:
+    ex.check("my_optimizer holds every trainable tensor of my_model and no frozen one",
+             lambda: ft.lab.grading.optimizer_sees(my_optimizer, my_model))
+    ex.check("the head learns at LR", lambda: ft.lab.grading.rate_of(my_optimizer, my_model, "head") == LR,
+             hint=f"torch.optim.AdamW(..., lr=LR) with LR = {LR}")
+    ex.check("one prediction per validation cell", lambda: len(my_val_preds) == len(val_features.y))
+    ### BEGIN HIDDEN TESTS
+    ex.check("the head beats the majority class on validation (paired, 95 % interval above 0)",
+             lambda: ft.lab.claim("my head beats the majority class on validation",
+                                  ft.lab.paired((my_val_preds == val_features.y).float(),
+                                                ft.lab.majority_baseline(splits.train.targets, val_features.y)),
+                                  above=0.0))
+    ### END HIDDEN TESTS
+
+# %% [markdown]
 # ## Exercises
 #
 # 1. Train the cached head for 30 epochs. Does validation accuracy keep improving?

@@ -51,6 +51,7 @@ OUT_DIR = None
 # %%
 import copy
 import itertools
+import math
 import time
 
 import torch
@@ -579,6 +580,69 @@ ft.lab.record("03_partial_unfreezing", OUT_DIR, claims=claims, choices=[lr_choic
           acc_two_stage=acc_two_stage.mean, acc_at_once=acc_at_once.mean,
           moved_two_stage=sum(r["moved"] for r in runs.values()) / len(runs),
           moved_at_once=sum(r["moved"] for r in at_once.values()) / len(at_once))
+
+# %% [markdown]
+# ## Graded exercises
+#
+# Steps 4 and 5 by your own hand. Each exercise cell is followed by a **check cell**: run it and it says what
+# is right and what is not. Your teacher's copy has a few more hidden checks; grading runs them all
+# (`ftlab grade`). Both exercises start from stage 1's model of the last seed: its head is trained, the rest
+# frozen.
+
+# %% [markdown]
+# **Exercise 03.1 · Unfreeze the top.** `my_model` is a copy of stage 1's model (given). Make
+# `blocks.6`, `final_conv` and the head trainable and leave every earlier group frozen — with one ftlab call
+# (section 2) or with `requires_grad` by hand. Keep the trained head: do not put a new one on.
+
+# %%
+my_model = copy.deepcopy(runs[SEEDS - 1]["after_stage1"])   # given: stage 1's model (its head trained)
+start_weights = ft.lab.grading.snapshot(my_model)              # given: to see what your training step changes
+### BEGIN SOLUTION
+ft.freeze_to(my_model, "blocks.6")
+### END SOLUTION
+
+# %%
+with ft.lab.exercise("03.1", "unfreeze blocks.6, final_conv and the head", out_dir=OUT_DIR) as ex:
+    ex.check("blocks.6, final_conv and the head train; every earlier group is frozen",
+             lambda: ft.lab.grading.trains_only(my_model, "blocks.6", "final_conv", "head"),
+             hint="ft.freeze_to(my_model, 'blocks.6') freezes everything below blocks.6")
+    ### BEGIN HIDDEN TESTS
+    ex.check("the head is stage 1's trained head, not a new one",
+             lambda: ft.lab.grading.unchanged(my_model, start_weights, "head"))
+    ### END HIDDEN TESTS
+
+# %% [markdown]
+# **Exercise 03.2 · The optimizer that sees the unfrozen part.** Make `my_optimizer`, an AdamW whose groups
+# give the head the rate `LR / 2` and `blocks.6` a rate `LR_MULT` times lower (discriminative rates; ftlab's
+# `param_groups` spreads them for you), then train on for **one step** on one training batch
+# (`x, y = next(iter(loaders.train))`, cross-entropy loss, the model in training mode).
+
+# %%
+### BEGIN SOLUTION
+my_optimizer = torch.optim.AdamW(ft.param_groups(my_model, lr=LR / 2, lr_mult=LR_MULT))
+x, y = next(iter(loaders.train))
+ft.train_mode(my_model)
+my_optimizer.zero_grad()
+nn.functional.cross_entropy(my_model(x), y).backward()
+my_optimizer.step()
+### END SOLUTION
+
+# %%
+with ft.lab.exercise("03.2", "an optimizer over the unfrozen part, discriminative rates, one step",
+                     out_dir=OUT_DIR) as ex:
+    ex.check("my_optimizer holds every trainable tensor and no frozen one",
+             lambda: ft.lab.grading.optimizer_sees(my_optimizer, my_model),
+             hint="build it after unfreezing, e.g. over ft.param_groups(my_model, ...)")
+    ex.check("the head's rate is LR / 2", lambda: math.isclose(ft.lab.grading.rate_of(my_optimizer, my_model, "head"), LR / 2))
+    ex.check("blocks.6 learns LR_MULT times slower than the head",
+             lambda: math.isclose(ft.lab.grading.rate_of(my_optimizer, my_model, "blocks.6"), LR / 2 / LR_MULT),
+             hint="ft.param_groups(my_model, lr=LR / 2, lr_mult=LR_MULT)")
+    ### BEGIN HIDDEN TESTS
+    ex.check("the step moved blocks.6 and the head",
+             lambda: ft.lab.grading.changed(my_model, start_weights, "blocks.6", "head"))
+    ex.check("the step left every frozen group exactly as it was",
+             lambda: ft.lab.grading.unchanged(my_model, start_weights, *ft.group_names(my_model)[:-3]))
+    ### END HIDDEN TESTS
 
 # %% [markdown]
 # ## Exercises

@@ -411,6 +411,78 @@ ft.lab.record("04_overfitting_controls", OUT_DIR, claims=claims, seeds=SEEDS, ma
           **{f"gap_{key(n)}": mean(n, "gap") for n in controls});
 
 # %% [markdown]
+# ## Graded exercises
+#
+# The controls by your own hand. Each exercise cell is followed by a **check cell**: run it and it says what
+# is right and what is not. Your teacher's copy has a few more hidden checks; grading runs them all
+# (`ftlab grade`).
+
+# %% [markdown]
+# **Exercise 04.1 · A model to control.** Build `my_model`: the pretrained model with a new head for
+# `n_classes` classes (`ft.vision.pretrained(num_classes=...)`), dropout `DROPOUT` in front of the head, and the
+# top `TOP` layer groups trainable (the head counted), everything below them frozen.
+
+# %%
+### BEGIN SOLUTION
+my_model = ft.vision.set_dropout(ft.vision.pretrained(num_classes=n_classes), DROPOUT)
+ft.train_top(my_model, TOP)
+### END SOLUTION
+
+# %%
+def dropout_acts(model):
+    """Training mode: the same cell gives different outputs (dropout at work); evaluation mode: the same outputs."""
+    x = next(iter(loaders.val))[0][:4]
+    with torch.no_grad():
+        ft.train_mode(model)
+        differ = not torch.equal(model(x), model(x))
+        model.eval()
+        same = torch.equal(model(x), model(x))
+    return differ and same
+
+
+# %%
+with ft.lab.exercise("04.1", "a new head, dropout before it, the top groups trainable", out_dir=OUT_DIR) as ex:
+    ex.check(f"the top {TOP} groups train, every earlier one is frozen",
+             lambda: ft.lab.grading.trains_only(my_model, *ft.group_names(my_model)[-TOP:]),
+             hint="ft.train_top(my_model, TOP)")
+    ex.check("the head has one output per class", lambda: my_model.get_classifier().out_features == n_classes)
+    ### BEGIN HIDDEN TESTS
+    ex.check("dropout DROPOUT in front of the head: two training-mode passes differ, evaluation-mode passes do not",
+             lambda: my_model.drop_rate == DROPOUT and dropout_acts(my_model))
+    ### END HIDDEN TESTS
+
+# %% [markdown]
+# **Exercise 04.2 · Weight decay where it belongs, and early stopping's epoch.** (a) Make `my_optimizer`, an
+# AdamW over what trains in `my_model`, with weight decay `WEIGHT_DECAY` on the weight matrices and kernels and
+# none on biases and normalisation parameters (`ft.param_groups` does this). (b) In the first seed's run without
+# controls, `runs["none"][0]["history"]`, find the epoch early stopping would keep — the one with the lowest
+# validation loss — with `ft.lab.choose` (on the validation split, of course), and put the choice in
+# `my_choice`. (`history.to_list()` gives one dict per epoch, epochs counted from 1.)
+
+# %%
+### BEGIN SOLUTION
+my_optimizer = torch.optim.AdamW(ft.param_groups(my_model, lr=LR, weight_decay=WEIGHT_DECAY))
+epochs = {i + 1: row["val_loss"] for i, row in enumerate(runs["none"][0]["history"].to_list())}
+my_choice = ft.lab.choose("the epoch early stopping keeps", epochs, on="val", higher=False)
+### END SOLUTION
+
+# %%
+with ft.lab.exercise("04.2", "weight decay on weights only; early stopping's epoch chosen on validation",
+                     out_dir=OUT_DIR) as ex:
+    ex.check("my_optimizer holds every trainable tensor and no frozen one",
+             lambda: ft.lab.grading.optimizer_sees(my_optimizer, my_model))
+    ex.check("weight decay WEIGHT_DECAY on weight matrices and kernels, 0 on biases and norms",
+             lambda: all((g["weight_decay"] == WEIGHT_DECAY) == (p.ndim > 1) for g in my_optimizer.param_groups
+                         for p in g["params"]),
+             hint="ft.param_groups(my_model, lr=LR, weight_decay=WEIGHT_DECAY) splits them for you")
+    ex.check("the choice is made on the validation split", lambda: my_choice.on == "val")
+    ### BEGIN HIDDEN TESTS
+    none_history = runs["none"][0]["history"].to_list()
+    ex.check("it is the epoch with the lowest validation loss",
+             lambda: my_choice.best == min(range(1, len(none_history) + 1), key=lambda e: none_history[e - 1]["val_loss"]))
+    ### END HIDDEN TESTS
+
+# %% [markdown]
 # ## Exercises
 #
 # 1. **Random augmentation needs end-to-end training.** Cached activations cannot see a random crop.

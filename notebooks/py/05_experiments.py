@@ -47,6 +47,10 @@ FULL_RESULTS = None                  # a full.json from ftlab full; None: the on
 OUT_DIR = None
 
 # %%
+import math
+
+import torch
+
 import ftlab as ft
 
 SHIPPED = ft.files.repo_root() / "docs" / "results" / "results.csv"
@@ -323,6 +327,76 @@ ft.lab.check_claims(claims)
 ft.lab.record("05_experiments", OUT_DIR, claims=claims, choices=choices, runs=len(rows), results=str(RESULTS),
           **{f"acc_{s}_{n}": mean(s, n) for s, n in cell}, **{f"std_{s}_{n}": cell[(s, n)]["std"] for s, n in cell},
           **({"full_acc2": full["summary"]["acc2"]["mean"], "full_acc4": full["summary"]["acc4"]["mean"]} if full else {}));
+
+# %% [markdown]
+# ## Graded exercises
+#
+# A strategy written by your own hand, and a choice made and reported the way this lesson makes them. Each
+# exercise cell is followed by a **check cell**: run it and it says what is right and what is not. Your
+# teacher's copy has a few more hidden checks; grading runs them all (`ftlab grade`).
+
+# %% [markdown]
+# **Exercise 05.1 · The `top4` strategy.** Build `my_model`, the pretrained network with a new head for
+# `CLASSES` classes, with the **top 4 layer groups** trainable (the head counted: `blocks.5`, `blocks.6`,
+# `final_conv`, the head) and every earlier one frozen, and `my_optimizer`, an AdamW that gives the head
+# the rate `1e-3` and the lowest trained group a rate 10 times lower.
+
+# %%
+### BEGIN SOLUTION
+my_model = ft.vision.pretrained(num_classes=CLASSES)
+ft.train_top(my_model, 4)
+my_optimizer = torch.optim.AdamW(ft.param_groups(my_model, lr=1e-3, lr_mult=10))
+### END SOLUTION
+
+# %%
+with ft.lab.exercise("05.1", "the top4 strategy: what trains, and its optimizer", out_dir=OUT_DIR) as ex:
+    ex.check("blocks.5, blocks.6, final_conv and the head train; every earlier group is frozen",
+             lambda: ft.lab.grading.trains_only(my_model, "blocks.5", "blocks.6", "final_conv", "head"),
+             hint="ft.train_top(my_model, 4)")
+    ex.check("my_optimizer holds every trainable tensor and no frozen one",
+             lambda: ft.lab.grading.optimizer_sees(my_optimizer, my_model))
+    ex.check("the head learns at 1e-3", lambda: math.isclose(ft.lab.grading.rate_of(my_optimizer, my_model, "head"), 1e-3))
+    ### BEGIN HIDDEN TESTS
+    ex.check("blocks.5 learns 10 times slower than the head",
+             lambda: math.isclose(ft.lab.grading.rate_of(my_optimizer, my_model, "blocks.5"), 1e-4),
+             hint="ft.param_groups(my_model, lr=1e-3, lr_mult=10)")
+    ex.check("the head has one output per class", lambda: my_model.get_classifier().out_features == CLASSES)
+    ### END HIDDEN TESTS
+
+# %% [markdown]
+# **Exercise 05.2 · Choose on validation, then compare on test.** At the largest training size (`largest`),
+# choose the best strategy **other than the head** among the pretrained ones in this grid (`pretrained`) by
+# mean validation accuracy (`val_cell[(strategy, largest)]["mean"]`) with `ft.lab.choose`, into `my_choice`.
+# Then estimate how much it beats the head on the test cells, paired over cells and seeds (`scores(strategy, n)`
+# gives `{seed: right/wrong per test cell}`), into `my_difference` (`ft.lab.paired`), and write the verdict of
+# "it beats the head" — `"holds"`, `"fails"` or `"undecided"` — into `my_verdict`.
+
+# %%
+### BEGIN SOLUTION
+my_choice = ft.lab.choose("best strategy other than the head, largest size",
+                          {s: val_cell[(s, largest)]["mean"] for s in pretrained if s != "head" and (s, largest) in val_cell},
+                          on="val")
+mine, head_scores = scores(my_choice.best, largest), scores("head", largest)
+both = sorted(set(mine) & set(head_scores))
+my_difference = ft.lab.paired([mine[s] for s in both], [head_scores[s] for s in both])
+my_verdict = ft.lab.claim("the chosen strategy beats the head", my_difference, above=0.0).verdict
+### END SOLUTION
+
+# %%
+with ft.lab.exercise("05.2", "a strategy chosen on validation; its paired difference on test; the verdict",
+                     out_dir=OUT_DIR) as ex:
+    ex.check("the choice is made on the validation split", lambda: my_choice.on == "val")
+    ex.check("my_difference is a paired estimate with its interval", lambda: isinstance(my_difference, ft.lab.Estimate))
+    ### BEGIN HIDDEN TESTS
+    best_on_val = max((s for s in pretrained if s != "head" and (s, largest) in val_cell),
+                      key=lambda s: val_cell[(s, largest)]["mean"])
+    ex.check("it is the strategy with the best mean validation accuracy", lambda: my_choice.best == best_on_val)
+    ex.check("the difference is the chosen strategy minus the head, over the seeds both ran",
+             lambda: math.isclose(my_difference.value, difference(best_on_val, "head", largest).value, abs_tol=1e-9))
+    ex.check("the verdict is the one the interval gives",
+             lambda: my_verdict == ft.lab.claim("the chosen strategy beats the head",
+                                                difference(best_on_val, "head", largest), above=0.0).verdict)
+    ### END HIDDEN TESTS
 
 # %% [markdown]
 # ## Exercises

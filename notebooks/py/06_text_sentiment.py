@@ -56,6 +56,7 @@ OUT_DIR = None
 
 # %%
 import copy
+import math
 import time
 
 import torch
@@ -548,6 +549,69 @@ ft.lab.record("06_text_sentiment", OUT_DIR, claims=claims, choices=choices, majo
           unrelated_sim=unrelated, **{f"{k}_test_acc": sum(v) / len(v) for k, v in results.items()},
           **{f"{k}_seconds": sum(v) / len(v) for k, v in seconds.items()}, **{f"{k}_trainable": v for k, v in trainable.items()},
           train_snippets=len(L.train.dataset), seconds_lesson=time.perf_counter() - t_lesson)
+
+# %% [markdown]
+# ## Graded exercises
+#
+# Steps 4 and 5 on the transformer, by your own hand. Each exercise cell is followed by a **check cell**: run
+# it and it says what is right and what is not. Your teacher's copy has a few more hidden checks; grading runs
+# them all (`ftlab grade`). Both start from the last seed's trained head (steps 1-3 done).
+
+# %% [markdown]
+# **Exercise 06.1 · Unfreeze the top two layers.** `my_model` is a copy of a model whose head is trained
+# (given). Make `layer.4`, `layer.5` and the classifier trainable, and leave the embeddings and `layer.0` to
+# `layer.3` frozen. Keep the trained head.
+
+# %%
+my_model = copy.deepcopy(heads[SEEDS - 1])             # given: steps 1-3 done, the head trained
+start_weights = ft.lab.grading.snapshot(my_model)       # given: to see what your training step changes
+### BEGIN SOLUTION
+ft.freeze_to(my_model, "layer.4")
+### END SOLUTION
+
+# %%
+with ft.lab.exercise("06.1", "unfreeze layer.4, layer.5 and the classifier", out_dir=OUT_DIR) as ex:
+    ex.check("layer.4, layer.5 and the classifier train; the embeddings and layer.0-layer.3 are frozen",
+             lambda: ft.lab.grading.trains_only(my_model, "layer.4", "layer.5", "classifier"),
+             hint="ft.freeze_to(my_model, 'layer.4')")
+    ### BEGIN HIDDEN TESTS
+    ex.check("the classifier is the trained head, not a new one",
+             lambda: ft.lab.grading.unchanged(my_model, start_weights, "classifier"))
+    ### END HIDDEN TESTS
+
+# %% [markdown]
+# **Exercise 06.2 · Layer-wise rates, and one step.** Make `my_optimizer`, an AdamW that gives the
+# classifier the rate `LR_TOP` and `layer.4` a rate `TOP_MULT` times lower, then train on for **one step** on
+# `batch` (the training batch of section 1: a dict the model takes as `my_model(**batch)`, whose output has
+# the `.loss`), with the model in training mode.
+
+# %%
+### BEGIN SOLUTION
+my_optimizer = torch.optim.AdamW(ft.param_groups(my_model, lr=LR_TOP, lr_mult=TOP_MULT))
+ft.train_mode(my_model)
+my_optimizer.zero_grad()
+my_model(**batch).loss.backward()
+my_optimizer.step()
+### END SOLUTION
+
+# %%
+with ft.lab.exercise("06.2", "an optimizer over the unfrozen layers with layer-wise rates, one step",
+                     out_dir=OUT_DIR) as ex:
+    ex.check("my_optimizer holds every trainable tensor and no frozen one",
+             lambda: ft.lab.grading.optimizer_sees(my_optimizer, my_model),
+             hint="build it after unfreezing, e.g. over ft.param_groups(my_model, ...)")
+    ex.check("the classifier's rate is LR_TOP",
+             lambda: math.isclose(ft.lab.grading.rate_of(my_optimizer, my_model, "classifier"), LR_TOP))
+    ex.check("layer.4 learns TOP_MULT times slower than the classifier",
+             lambda: math.isclose(ft.lab.grading.rate_of(my_optimizer, my_model, "layer.4"), LR_TOP / TOP_MULT),
+             hint="ft.param_groups(my_model, lr=LR_TOP, lr_mult=TOP_MULT)")
+    ### BEGIN HIDDEN TESTS
+    ex.check("the step moved layer.4, layer.5 and the classifier",
+             lambda: ft.lab.grading.changed(my_model, start_weights, "layer.4", "layer.5", "classifier"))
+    ex.check("the step left the embeddings and layer.0-layer.3 exactly as they were",
+             lambda: ft.lab.grading.unchanged(my_model, start_weights, "embeddings", "layer.0", "layer.1", "layer.2",
+                                              "layer.3"))
+    ### END HIDDEN TESTS
 
 # %% [markdown]
 # ## Exercises

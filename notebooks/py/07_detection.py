@@ -48,6 +48,7 @@ OUT_DIR = None
 
 # %%
 import copy
+import math
 import time
 
 import numpy as np
@@ -426,6 +427,73 @@ ft.lab.record("07_detection", OUT_DIR, claims=claims, choices=[choice], coco_map
           **{f"{k.replace(' + ', '_').replace(' ', '_')}_map": avg(k, lambda x: x["test"]["map"]) for k in runs},
           **{f"{k.replace(' + ', '_').replace(' ', '_')}_val_map_50": avg(k, lambda x: x["val"]) for k in runs},
           train_tiles=len(trees.train), views=VIEWS, seconds_lesson=time.perf_counter() - t_lesson)
+
+# %% [markdown]
+# ## Graded exercises
+#
+# The five steps on a detector, by your own hand. Each exercise cell is followed by a **check cell**: run it
+# and it says what is right and what is not. Your teacher's copy has a few more hidden checks; grading runs
+# them all (`ftlab grade`).
+
+# %% [markdown]
+# **Exercise 07.1 · A new class row, everything but the head frozen.** Build `my_detector`: COCO's
+# YOLOv3-tiny with one class, `"Tree"` (`ft.detection.pretrained(num_classes=..., class_names=[...])`), with
+# only its head trainable — the backbone's three stages and the neck frozen.
+
+# %%
+### BEGIN SOLUTION
+my_detector = ft.detection.pretrained(num_classes=1, class_names=["Tree"])
+ft.train_top(my_detector, 1)
+### END SOLUTION
+
+# %%
+with ft.lab.exercise("07.1", "one class, only the head trainable", out_dir=OUT_DIR) as ex:
+    ex.check("only the head trains; the backbone and the neck are frozen",
+             lambda: ft.lab.grading.trains_only(my_detector, "head"), hint="ft.train_top(my_detector, 1)")
+    ex.check("it detects one class, named Tree", lambda: my_detector.class_names == ["Tree"])
+    ### BEGIN HIDDEN TESTS
+    ex.check("the backbone and the neck are COCO's, as trained",
+             lambda: ft.lab.grading.unchanged(my_detector, ft.lab.grading.snapshot(coco), "backbone.early",
+                                              "backbone.middle", "backbone.late", "neck"))
+    ### END HIDDEN TESTS
+
+# %% [markdown]
+# **Exercise 07.2 · Unfreeze the neck and train on.** `my_detector` is now a copy of the head-only
+# detector of section 6 (given: its head is trained). Unfreeze the neck (the head stays trainable, the
+# backbone frozen), make `my_optimizer`, an AdamW that gives the head the rate `LR` and the neck a rate
+# `LR_MULT` times lower, and train on for **one step** on the first two training tiles (given: in training
+# mode, `my_detector(images, targets)` returns a dict of losses; step on their sum).
+
+# %%
+my_detector = copy.deepcopy(models["head only"])         # given: the head trained
+start_weights = ft.lab.grading.snapshot(my_detector)       # given: to see what your training step changes
+images, targets = map(list, zip(*[trees.train[i] for i in range(2)]))   # given: two training tiles
+### BEGIN SOLUTION
+ft.freeze_to(my_detector, "neck")
+my_optimizer = torch.optim.AdamW(ft.param_groups(my_detector, lr=LR, lr_mult=LR_MULT))
+ft.train_mode(my_detector)
+my_optimizer.zero_grad()
+sum(my_detector(images, targets).values()).backward()
+my_optimizer.step()
+### END SOLUTION
+
+# %%
+with ft.lab.exercise("07.2", "unfreeze the neck; an optimizer over neck and head; one step", out_dir=OUT_DIR) as ex:
+    ex.check("the neck and the head train; the backbone is frozen",
+             lambda: ft.lab.grading.trains_only(my_detector, "neck", "head"), hint="ft.freeze_to(my_detector, 'neck')")
+    ex.check("my_optimizer holds every trainable tensor and no frozen one",
+             lambda: ft.lab.grading.optimizer_sees(my_optimizer, my_detector))
+    ex.check("the head learns at LR, the neck LR_MULT times slower",
+             lambda: math.isclose(ft.lab.grading.rate_of(my_optimizer, my_detector, "head"), LR)
+             and math.isclose(ft.lab.grading.rate_of(my_optimizer, my_detector, "neck"), LR / LR_MULT),
+             hint="ft.param_groups(my_detector, lr=LR, lr_mult=LR_MULT)")
+    ### BEGIN HIDDEN TESTS
+    ex.check("the step moved the neck and the head",
+             lambda: ft.lab.grading.changed(my_detector, start_weights, "neck", "head"))
+    ex.check("the step left the backbone exactly as it was",
+             lambda: ft.lab.grading.unchanged(my_detector, start_weights, "backbone.early", "backbone.middle",
+                                              "backbone.late"))
+    ### END HIDDEN TESTS
 
 # %% [markdown]
 # ## Exercises

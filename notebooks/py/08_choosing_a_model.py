@@ -56,6 +56,8 @@ import collections
 import math
 import time
 
+import torch
+
 import ftlab as ft
 
 splits = ft.vision.elpv(classes=CLASSES)
@@ -507,6 +509,67 @@ ft.lab.record("08_choosing_a_model", OUT_DIR, claims=claims, choices=[choice],
           **{f"own_size_{m}_test_acc": ft.lab.spread(accs(model=m, size=own[m], cells=largest, strategy="probe",
                                                         weights="imagenet")).mean for m in names},
           pool=pool_size, classes=CLASSES, chosen=" ".join(map(str, chosen)), chosen_test_acc=test[chosen].mean);
+
+# %% [markdown]
+# ## Graded exercises
+#
+# Partial fine-tuning of a model of your choice, and the choice made on validation, by your own hand. Each
+# exercise cell is followed by a **check cell**: run it and it says what is right and what is not. Your
+# teacher's copy has a few more hidden checks; grading runs them all (`ftlab grade`).
+
+# %% [markdown]
+# **Exercise 08.1 · Partial fine-tuning, set up.** Build `my_model`, the first of `MODELS` pretrained with a
+# new head for `CLASSES` classes, with the groups from `CUT` up trainable (`blocks.6`, `final_conv`, the head at
+# the defaults) and every earlier group frozen, and `my_optimizer`, an AdamW that gives the head the rate `LR`
+# and the group at `CUT` a rate 10 times lower, with weight decay 0.05 on the weights.
+
+# %%
+### BEGIN SOLUTION
+my_model = ft.vision.pretrained(MODELS[0], num_classes=CLASSES)
+ft.freeze_to(my_model, CUT)
+my_optimizer = torch.optim.AdamW(ft.param_groups(my_model, lr=LR, lr_mult=10, weight_decay=0.05))
+### END SOLUTION
+
+# %%
+with ft.lab.exercise("08.1", "partial fine-tuning from CUT: what trains, its optimizer", out_dir=OUT_DIR) as ex:
+    names = ft.group_names(my_model)
+    ex.check("the groups from CUT up train; every earlier group is frozen",
+             lambda: ft.lab.grading.trains_only(my_model, *names[names.index(CUT):]), hint="ft.freeze_to(my_model, CUT)")
+    ex.check("my_optimizer holds every trainable tensor and no frozen one",
+             lambda: ft.lab.grading.optimizer_sees(my_optimizer, my_model))
+    ex.check("the head learns at LR, the group at CUT 10 times slower",
+             lambda: math.isclose(ft.lab.grading.rate_of(my_optimizer, my_model, "head"), LR)
+             and math.isclose(ft.lab.grading.rate_of(my_optimizer, my_model, CUT), LR / 10),
+             hint="ft.param_groups(my_model, lr=LR, lr_mult=10, weight_decay=0.05)")
+    ### BEGIN HIDDEN TESTS
+    ex.check("it is the first model, with one output per class",
+             lambda: my_model.ftlab_name == MODELS[0] and my_model.get_classifier().out_features == CLASSES)
+    ### END HIDDEN TESTS
+
+# %% [markdown]
+# **Exercise 08.2 · Which model, on validation.** Among the linear probes of section 3 (`rows` with
+# `strategy == "probe"`, ImageNet weights, at `IMAGE_SIZES[-1]` px and `largest` training cells), choose the
+# model with the best **mean validation accuracy over the seeds** with `ft.lab.choose`, into `my_choice`
+# (candidates: the short names, `"lite0"`, ...).
+
+# %%
+### BEGIN SOLUTION
+probes = [r for r in rows if r["strategy"] == "probe" and r["weights"] == "imagenet" and r["size"] == IMAGE_SIZES[-1]
+          and r["cells"] == largest]
+my_choice = ft.lab.choose("model for a linear probe",
+                          {m: sum(r["val_acc"] for r in probes if r["model"] == m) / len(SEEDS) for m in map(short, MODELS)},
+                          on="val")
+### END SOLUTION
+
+# %%
+with ft.lab.exercise("08.2", "a model chosen on validation", out_dir=OUT_DIR) as ex:
+    ex.check("the choice is made on the validation split", lambda: my_choice.on == "val")
+    ex.check("its candidates are the compared models", lambda: set(my_choice.scores) == set(map(short, MODELS)))
+    ### BEGIN HIDDEN TESTS
+    ex.check("it is the model with the best mean validation accuracy",
+             lambda: my_choice.best == max(map(short, MODELS), key=lambda m: sum(accs("val_acc", model=m, size=IMAGE_SIZES[-1],
+                                           weights="imagenet", cells=largest, strategy="probe"))))
+    ### END HIDDEN TESTS
 
 # %% [markdown]
 # ## Exercises

@@ -377,6 +377,75 @@ ft.lab.record("09_instruction_tuning", OUT_DIR, claims=claims, choices=choices, 
               seconds_lesson=time.perf_counter() - t_lesson)
 
 # %% [markdown]
+# ## Graded exercises
+#
+# Freezing a decoder and putting LoRA on it, by your own hand. Each exercise cell is followed by a **check
+# cell**: run it and it says what is right and what is not. Your teacher's copy has a few more hidden
+# checks; grading runs them all (`ftlab grade`).
+
+# %% [markdown]
+# **Exercise 09.1 · Freeze below the cut, by hand.** `my_model` is a copy of the pretrained decoder
+# (given). With `requires_grad` (no ftlab call), freeze every tensor, then make the layers from `CUT` up
+# (`my_model.model.layers[26:]` at the defaults) and the final norm (`my_model.model.norm`) trainable. Leave
+# the embeddings frozen: the output layer shares their matrix (the weights are *tied*), so they stay as they are.
+
+# %%
+my_model = copy.deepcopy(model)                            # given: the pretrained decoder
+### BEGIN SOLUTION
+for p in my_model.parameters():
+    p.requires_grad = False
+for layer in my_model.model.layers[int(CUT.split(".")[1]):]:
+    for p in layer.parameters():
+        p.requires_grad = True
+for p in my_model.model.norm.parameters():
+    p.requires_grad = True
+### END SOLUTION
+
+# %%
+with ft.lab.exercise("09.1", "freeze the decoder below the cut, by hand", out_dir=OUT_DIR) as ex:
+    names = ft.group_names(my_model)
+    ex.check("the layers from CUT up and the final norm train; the embeddings and earlier layers are frozen",
+             lambda: ft.lab.grading.trains_only(my_model, *names[names.index(CUT):]))
+    ### BEGIN HIDDEN TESTS
+    ex.check("the output layer still shares the embeddings' matrix",
+             lambda: my_model.lm_head.weight is my_model.model.embed_tokens.weight)
+    ex.check("as many trainable parameters as the lesson's top layers",
+             lambda: ft.trainable_count(my_model) == counts["top layers"])
+    ### END HIDDEN TESTS
+
+# %% [markdown]
+# **Exercise 09.2 · LoRA on the same layers, and its optimizer.** Put LoRA of rank `LORA_RANK` into the
+# layers from `CUT` up of `my_model` (`ft.llm.add_lora` works in place and freezes everything but the
+# adapters and the final norm), and make `my_optimizer`, an AdamW at `LR_LORA` over what trains now.
+
+# %%
+### BEGIN SOLUTION
+ft.llm.add_lora(my_model, r=LORA_RANK, layers=CUT)
+my_optimizer = torch.optim.AdamW([p for p in my_model.parameters() if p.requires_grad], lr=LR_LORA)
+### END SOLUTION
+
+# %%
+def lora_only(m):
+    """What trains is LoRA matrices and the final norm; the matrices sit in every layer from CUT up and nowhere else."""
+    trainable = [n for n, p in m.named_parameters() if p.requires_grad]
+    first = int(CUT.split(".")[1])
+    layers = {int(n.split("layers.")[1].split(".")[0]) for n in trainable if "layers." in n}
+    return (any("lora_" in n for n in trainable) and all("lora_" in n or n.startswith("model.norm.") for n in trainable)
+            and layers == set(range(first, len(m.model.layers))))
+
+
+with ft.lab.exercise("09.2", "LoRA in the top layers; an optimizer over the adapters", out_dir=OUT_DIR) as ex:
+    ex.check("only LoRA matrices (in every layer from CUT up, nowhere else) and the final norm train", lambda: lora_only(my_model),
+             hint="ft.llm.add_lora(my_model, r=LORA_RANK, layers=CUT)")
+    ex.check("my_optimizer holds every trainable tensor and no frozen one",
+             lambda: ft.lab.grading.optimizer_sees(my_optimizer, my_model))
+    ### BEGIN HIDDEN TESTS
+    ex.check("as many trainable parameters as the lesson's LoRA (the same rank, the same layers)",
+             lambda: ft.trainable_count(my_model) == counts["LoRA"])
+    ex.check("every adapter learns at LR_LORA", lambda: all(g["lr"] == LR_LORA for g in my_optimizer.param_groups))
+    ### END HIDDEN TESTS
+
+# %% [markdown]
 # ## Exercises
 #
 # 1. Raise `SUBSET` to 400 (800 snippets): how do the fine-tuned rows and their intervals move? What does
