@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.ftlab-installed
 # pytest workers for `make test` (one test module or notebook each, one torch thread each); JOBS=0: one process
 JOBS   ?= 2
 
-.PHONY: install lessons test lab bench sizing student grade full full-text full-detection full-llm sync clean
+.PHONY: install lessons test lab bench sizing student grade site full full-text full-detection full-llm sync clean
 
 install: $(STAMP)
 
@@ -45,6 +45,9 @@ student: $(STAMP)   ## student copies of the lessons in student/ (solutions and 
 
 grade: $(STAMP)     ## grade handed-in copies: make grade ARGS="submitted/*/02_head_only.ipynb" (feedback + grades/grades.csv)
 	$(VENV)/bin/ftlab grade $(ARGS)
+
+site: $(STAMP)      ## the course site (Jupyter Book, offline) from the newest executed lessons under runs/ (ARGS="--from runs/X")
+	$(VENV)/bin/ftlab site $(ARGS)
 
 sizing: $(STAMP)    ## per lesson: peak memory, CPU seconds, wall time with a cold and a warm cache (~35 min; docs/results/sizing.json)
 	$(PY) benchmarks/sizing.py $(ARGS)

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .errors import UsageError
+
 __all__ = ["seed_everything", "resolve_device", "prepare", "to_device", "StepOutput", "batch_step"]
 
 
@@ -32,14 +34,32 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"``: CUDA when present, else Apple MPS, else CPU."""
+    """``"auto"``: CUDA when present, else Apple MPS, else CPU; ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"mps"``
+    only when this machine has it (a :class:`~ftlab.errors.UsageError` that says what it has, otherwise)."""
     if str(device) != "auto":
-        return torch.device(device)
+        return _available(device)
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _available(device: str | torch.device) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise UsageError(f"DEVICE={str(device)!r} is not a device: use 'auto' (the best this machine has), 'cpu', "
+                         "'cuda', 'cuda:<index>' or 'mps'.") from err
+    has = "CUDA GPU(s): " + str(torch.cuda.device_count()) if torch.cuda.is_available() else "no CUDA GPU"
+    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
+        raise UsageError(f"DEVICE={str(device)!r}, but this machine has {has} (or this torch build has no CUDA): "
+                         "use DEVICE='auto' to take what is there, or 'cpu'.")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UsageError(f"DEVICE={str(device)!r}, but Apple's MPS is not available here: use DEVICE='auto' or 'cpu'.")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"DEVICE={str(device)!r}: ftlab runs on 'cpu', 'cuda' or 'mps' (or 'auto').")
+    return dev
 
 
 def prepare(model: nn.Module, device: str | torch.device = "auto") -> torch.device:

@@ -246,3 +246,20 @@ def test_ftlab_checkpoints_hold_plain_values_only(tmp_path):
     json.dumps(raw["history"]["rows"])
     loaded = ft.load_checkpoint(path, Tiny())
     assert torch.equal(loaded["model"].head.weight, model.head.weight)
+
+
+def test_a_device_this_machine_lacks_is_a_clear_error():
+    """DEVICE='cuda' on a machine without a GPU says so and what to use, instead of torch's assertion deep inside."""
+    import torch
+
+    assert ft.batches.resolve_device("cpu") == torch.device("cpu")
+    assert ft.batches.resolve_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(ft.UsageError, match="not a device: use 'auto'"):
+        ft.batches.resolve_device("gpu")
+    with pytest.raises(ft.UsageError, match="runs on 'cpu', 'cuda' or 'mps'"):
+        ft.batches.resolve_device("xla")
+    if not torch.cuda.is_available():
+        with pytest.raises(ft.UsageError, match="no CUDA GPU.*DEVICE='auto'"):
+            ft.batches.resolve_device("cuda")
+    with pytest.raises(ft.UsageError, match="cuda:99"):
+        ft.batches.resolve_device("cuda:99")

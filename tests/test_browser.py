@@ -205,3 +205,62 @@ def _check_freeze_explorer(page) -> None:
     ft.train_top(model, 3)
     assert count(after) == ft.trainable_count(model) > count(before), (before, after)
     page.screenshot(path=str(SHOTS / "03_partial_unfreezing-freeze-explorer.png"))
+
+
+def test_slides_open_with_rise(lab, browser):
+    """A lesson as RISE slides (jupyterlab-rise): its chosen cells are reveal.js slides, the title first."""
+    import nbformat
+
+    url, token, root = lab
+    lesson = "02_head_only"
+    nb = nbformat.read(root / f"{lesson}.ipynb", as_version=4)
+    slides = sum(c.metadata.get("slideshow", {}).get("slide_type") in ("slide", "subslide") for c in nb.cells)
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    try:
+        page.goto(f"{url}/rise/{lesson}.ipynb?token={token}")
+        page.wait_for_selector(".reveal .slides section", timeout=120_000)
+        page.wait_for_function(f"() => document.querySelectorAll('.reveal .slides section').length >= {slides}",
+                               timeout=60_000)
+        assert "Train only a new head" in page.locator(".reveal .slides section.present").first.inner_text()
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function("() => document.querySelector('.reveal .slides section.present') &&"
+                               " !document.querySelector('.reveal .slides section.present').innerText.includes('Learning goals')",
+                               timeout=30_000)
+        page.screenshot(path=str(SHOTS / f"{lesson}-slides.png"))
+    finally:
+        page.close()
+        _shutdown_kernels(url, token)
+
+
+def test_course_site_from_executed_lessons(tmp_path, browser, capfd, monkeypatch):
+    """`ftlab lessons` runs a lesson (tiny settings) and writes its summary; `ftlab site` builds the Jupyter Book
+    from that run; Chromium opens the index and the lesson page with its figures and claims table."""
+    import nbformat
+
+    from ftlab.lab import cli, lessons
+
+    monkeypatch.delenv("FTLAB_STRICT_CLAIMS", raising=False)
+    lesson = "02_head_only"
+    run = tmp_path / "run"
+    assert lessons.run_lessons(run, lessons.lesson_paths([lesson]), TINY[lesson][0]) == 0
+    out, err = capfd.readouterr()                  # the kernel's own output too (file descriptors)
+    assert "TCP without encryption" not in out + err and "[IPKernelApp]" not in out + err
+    executed = nbformat.read(run / f"{lesson}.ipynb", as_version=4)
+    assert not [o for c in executed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert (run / "summary.md").read_text().count(lesson) == 1 and lesson in (run / "summary.csv").read_text()
+    _sane(lesson, json.loads((run / "metrics" / f"{lesson}.json").read_text()))
+    site = tmp_path / "site"
+    assert cli.main(["site", "--from", str(run), "--out", str(site)]) == 0
+    assert cli.main(["site", "--from", str(run), "--out", str(site)]) == 2          # never over a site by accident
+    assert "--overwrite" in capfd.readouterr().err
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        page.goto((site / "index.html").as_uri())
+        assert "summary" in page.content() and page.locator(f"a[href*='{lesson}']").count() >= 1
+        page.locator(f"a[href*='{lesson}']").first.click()
+        page.wait_for_selector("img", timeout=30_000)
+        assert page.locator("main img, article img").count() >= 2          # the lesson's figures
+        assert page.get_by_text("holds").count() >= 1                      # its claims table, with verdicts
+        page.screenshot(path=str(SHOTS / "site-lesson.png"), full_page=False)
+    finally:
+        page.close()

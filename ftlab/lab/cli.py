@@ -3,7 +3,8 @@
 ``ftlab lessons`` executes ``notebooks/NN_*.ipynb`` in order into a fresh run directory
 (default ``runs/<timestamp>/``; never into ``notebooks/``), then prints a summary of each
 lesson's recorded metrics and wall time (also ``summary.md`` / ``summary.csv`` there).
-``ftlab student`` writes student copies and ``ftlab grade`` grades them (:mod:`ftlab.lab.grading`).
+``ftlab student`` writes student copies and ``ftlab grade`` grades them (:mod:`ftlab.lab.grading`);
+``ftlab site`` builds the course site from a run's executed lessons (:mod:`ftlab.lab.site`).
 The work is done by :mod:`ftlab.lab.lessons`, :mod:`ftlab.lab.sweep`, :mod:`ftlab.lab.full_images`.
 """
 from __future__ import annotations
@@ -53,6 +54,15 @@ def _grade(args) -> int:
     return 0
 
 
+def _site(args) -> int:
+    from .site import build_site, newest_run
+
+    run = Path(args.source) if args.source else newest_run()
+    index = build_site(run, Path(args.out), overwrite=args.overwrite)
+    print(f"the site of {run} is in {args.out}/: open {index}")
+    return 0
+
+
 def _add_teaching(sub) -> None:
     s = sub.add_parser("student", help="write student copies of the lessons: solutions and hidden checks removed")
     s.add_argument("--out", default="student", help="folder for the copies (default student/)")
@@ -68,6 +78,11 @@ def _add_teaching(sub) -> None:
                    help="set a lesson parameter for the graded run")
     g.add_argument("--quick", action="store_true", help="grade at the tiny settings of ftlab lessons --quick")
     g.set_defaults(run=_grade)
+    t = sub.add_parser("site", help="build the course site (Jupyter Book) from the executed lessons of a run")
+    t.add_argument("--from", dest="source", help="a run folder of ftlab lessons (default: the newest under runs/)")
+    t.add_argument("--out", default="site", help="where the HTML goes (default site/)")
+    t.add_argument("--overwrite", action="store_true", help="replace a site already in --out")
+    t.set_defaults(run=_site)
 
 
 def _data(args) -> int:

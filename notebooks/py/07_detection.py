@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: -slideshow
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -73,7 +74,7 @@ dev
 coco = ft.detection.pretrained()
 everyday = {"coffee": photos.coffee(), "motorcycle": photos.stereo_motorcycle()[0], "camera": photos.camera(),
             "astronaut": photos.astronaut()}
-found = ft.detection.predict_boxes(coco, list(everyday.values()), conf=0.3)
+found = ft.detection.predict_boxes(coco, list(everyday.values()), conf=0.3, device=dev)
 for name, f in zip(everyday, found):
     print(f"{name:10s}", [(n, round(float(s), 2)) for n, s in zip(f["names"], f["scores"])])
 
@@ -92,8 +93,8 @@ ft.plot.boxes([torch.from_numpy(np.stack([p] * 3, -1) if p.ndim == 2 else p).per
 # %%
 stretched = torch.nn.functional.interpolate(torch.from_numpy(everyday["coffee"]).permute(2, 0, 1)[None] / 255.0,
                                             size=(416, 416), mode="bilinear")[0]
-as_trained = ft.detection.predict_boxes(coco, everyday["coffee"], conf=0.3)[0]
-squeezed = ft.detection.predict_boxes(coco, stretched, conf=0.3)[0]
+as_trained = ft.detection.predict_boxes(coco, everyday["coffee"], conf=0.3, device=dev)[0]
+squeezed = ft.detection.predict_boxes(coco, stretched, conf=0.3, device=dev)[0]
 print("letterboxed:", [(n, round(float(s), 2)) for n, s in zip(as_trained["names"], as_trained["scores"])])
 print("stretched:  ", [(n, round(float(s), 2)) for n, s in zip(squeezed["names"], squeezed["scores"])])
 
@@ -122,7 +123,7 @@ ft.plot.boxes([trees.train[i][0] for i in shown], targets=[trees.train[i][1] for
 
 # %%
 test_images = [trees.test[i][0] for i in range(len(trees.test))]
-coco_view = ft.detection.predict_boxes(coco, test_images[:3], conf=0.1)
+coco_view = ft.detection.predict_boxes(coco, test_images[:3], conf=0.1, device=dev)
 coco_counts = [len(f["boxes"]) for f in coco_view]
 print("boxes with a score of 0.1 or more, per tile:", coco_counts)
 print("their classes:", sorted({n for f in coco_view for n in f["names"]}))
@@ -145,9 +146,9 @@ ft.plot.iou_examples()
 # `ft.detection.evaluate` uses torchmetrics.
 
 # %%
-preds, targets = ft.detection.detect(coco, trees.test)
+preds, targets = ft.detection.detect(coco, trees.test, device=dev)
 as_trees = [{**p, "labels": torch.zeros_like(p["labels"])} for p in preds]
-coco_map = ft.detection.evaluate(predictions=(as_trees, targets))
+coco_map = ft.detection.evaluate(predictions=(as_trees, targets), device=dev)
 print(f"COCO detector, any class counted as a tree: mAP@0.5 {coco_map['map_50']:.3f}, "
       f"mAP@0.5:0.95 {coco_map['map']:.3f} on {coco_map['n']} tiles, {coco_map['n_boxes']} crowns")
 
@@ -231,8 +232,8 @@ ft.plot.boxes([x for x, _ in views] + [x for x, _ in crops], targets=[{"boxes": 
 
 # %%
 t0 = time.perf_counter()
-train_maps = ft.extract(base, trees.train, cut="neck", views=VIEWS)      # the neck and the head train on these
-train_neck = ft.features_at(base, train_maps, "head")                    # the head alone trains on these
+train_maps = ft.extract(base, trees.train, cut="neck", views=VIEWS, device=dev)  # the neck and the head train on these
+train_neck = ft.features_at(base, train_maps, "head", device=dev)      # the head alone trains on these
 print(f"{time.perf_counter() - t0:.1f} s to cache", train_maps, train_neck, sep="\n")
 
 
@@ -255,11 +256,11 @@ print(f"{time.perf_counter() - t0:.1f} s to cache", train_maps, train_neck, sep=
 # %%
 def scores(model):
     """Test predictions matched per tile (for the paired comparison), test / validation / training mAP."""
-    preds, targets = ft.detection.detect(model, trees.test)
-    return {"test": ft.detection.evaluate(predictions=(preds, targets)),
+    preds, targets = ft.detection.detect(model, trees.test, device=dev)
+    return {"test": ft.detection.evaluate(predictions=(preds, targets), device=dev),
             "matches": ft.detection.image_matches(preds, targets),
-            "val": ft.detection.evaluate(model, trees.val)["map_50"],
-            "train": ft.detection.evaluate(model, trees.train)["map_50"]}
+            "val": ft.detection.evaluate(model, trees.val, device=dev)["map_50"],
+            "train": ft.detection.evaluate(model, trees.train, device=dev)["map_50"]}
 
 
 runs = {"head only": [], "neck + head": []}
@@ -354,7 +355,7 @@ for (a, b), d in tile_differences.items():
 # %%
 best = models["neck + head"]
 shown = [0, 1, 4]
-found_trees = ft.detection.predict_boxes(best, [trees.test[i][0] for i in shown], conf=0.3)
+found_trees = ft.detection.predict_boxes(best, [trees.test[i][0] for i in shown], conf=0.3, device=dev)
 ft.plot.boxes([trees.test[i][0] for i in shown], found_trees, [trees.test[i][1] for i in shown], conf=0.3, cols=3)
 
 

@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: -slideshow
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -83,7 +84,7 @@ dev
 model, tok = ft.llm.pretrained(), ft.llm.tokenizer()
 total = sum(p.numel() for p in model.parameters())
 print(f"{total:,} parameters, {len(model.model.layers)} layers, vocabulary {model.config.vocab_size:,}")
-ft.llm.generate(model, tok, ["What is the capital of France?"], max_new_tokens=12)
+ft.llm.generate(model, tok, ["What is the capital of France?"], max_new_tokens=12, device=dev)
 
 # %% [markdown]
 # A chat model reads a **chat template**: every turn is wrapped in `<|im_start|>role ... <|im_end|>`, a
@@ -151,7 +152,7 @@ print(f"zero-shot, test: {zero_right.mean():.1%} right; it answers 'fresh' to {z
 # Why? Asked freely, the model starts its answer with a sentence, not with the word:
 
 # %%
-ft.llm.generate(model, tok, [q for q, _ in pairs["val"][:3]], max_new_tokens=14)
+ft.llm.generate(model, tok, [q for q, _ in pairs["val"][:3]], max_new_tokens=14, device=dev)
 
 # %% [markdown]
 # So the two tokens' scores are compared where the model would rather write "This". They may still
@@ -435,7 +436,8 @@ def lora_only(m):
 
 
 with ft.lab.exercise("09.2", "LoRA in the top layers; an optimizer over the adapters", out_dir=OUT_DIR) as ex:
-    ex.check("only LoRA matrices (in every layer from CUT up, nowhere else) and the final norm train", lambda: lora_only(my_model),
+    ex.check("only LoRA matrices (in every layer from CUT up, nowhere else) and the final norm train",
+             lambda: lora_only(my_model),
              hint="ft.llm.add_lora(my_model, r=LORA_RANK, layers=CUT)")
     ex.check("my_optimizer holds every trainable tensor and no frozen one",
              lambda: ft.lab.grading.optimizer_sees(my_optimizer, my_model))
