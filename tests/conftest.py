@@ -56,7 +56,8 @@ def tmp_cache(tmp_path, monkeypatch):
 # --no-loadscope-reorder, so xdist hands the scopes out in this order: the longest first, the many short ones fill
 # the gaps at the end, and no long scope starts last while the other worker has nothing left to do.
 LONGEST_FIRST = ("notebooks/09_", "notebooks/06_", "tests/test_browser.py", "notebooks/08_", "tests/test_notebooks.py",
-                 "notebooks/07_", "tests/test_sweep_executors.py", "notebooks/03_", "tests/test_llm.py", "notebooks/04_")
+                 "tests/test_hub.py", "notebooks/07_", "tests/test_sweep_executors.py", "notebooks/03_", "tests/test_llm.py",
+                 "tests/test_grading.py", "notebooks/04_")
 
 
 def pytest_collection_modifyitems(config, items):

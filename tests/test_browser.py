@@ -13,15 +13,13 @@ import os
 import re
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from servers import free_port, serving
 from test_notebooks import NOTEBOOKS, TINY, _sane
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
@@ -31,12 +29,6 @@ SHOTS = Path(__file__).resolve().parent.parent / "runs" / "browser-test"
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser,
               pytest.mark.skipif(CHROMIUM is None, reason="no Chromium found (Debian: apt-get install chromium)")]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -55,33 +47,15 @@ def lab(tmp_path_factory):
     (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
     (settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings").write_text(
         '{"fetchNews": "false", "checkForUpdates": false}')
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     jupyter = Path(sys.executable).with_name("jupyter")
-    proc = subprocess.Popen(
-        [str(jupyter), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}", f"--IdentityProvider.token={token}",
-         f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0", "--LabApp.news_url=",
-         "--LabServerApp.expose_app_in_browser=True", "--allow-root",
-         f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={root / '.workspaces'}"],
-        stdout=open(root / "lab.log", "w"), stderr=subprocess.STDOUT, start_new_session=True,
-        env={k: v for k, v in os.environ.items() if k != "FTLAB_STRICT_CLAIMS"})   # tiny settings: claims may not hold
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError("JupyterLab did not start:\n" + (root / "lab.log").read_text()[-3000:]) from None
-                time.sleep(0.5)
+    cmd = [str(jupyter), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}", f"--IdentityProvider.token={token}",
+           f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0", "--LabApp.news_url=",
+           "--LabServerApp.expose_app_in_browser=True", "--allow-root",
+           f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={root / '.workspaces'}"]
+    env = {k: v for k, v in os.environ.items() if k != "FTLAB_STRICT_CLAIMS"}   # tiny settings: claims may not hold
+    with serving(cmd, f"http://127.0.0.1:{port}/api/status?token={token}", root / "lab.log", env, root, "JupyterLab"):
         yield f"http://127.0.0.1:{port}", token, root
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
@@ -222,10 +196,13 @@ def test_slides_open_with_rise(lab, browser):
         page.wait_for_function(f"() => document.querySelectorAll('.reveal .slides section').length >= {slides}",
                                timeout=60_000)
         assert "Train only a new head" in page.locator(".reveal .slides section.present").first.inner_text()
+        page.wait_for_timeout(1000)                                         # the transition
+        page.screenshot(path=str(SHOTS / f"{lesson}-slides-title.png"))
         page.keyboard.press("ArrowRight")
         page.wait_for_function("() => document.querySelector('.reveal .slides section.present') &&"
                                " !document.querySelector('.reveal .slides section.present').innerText.includes('Learning goals')",
                                timeout=30_000)
+        page.wait_for_timeout(1000)
         page.screenshot(path=str(SHOTS / f"{lesson}-slides.png"))
     finally:
         page.close()
@@ -261,6 +238,7 @@ def test_course_site_from_executed_lessons(tmp_path, browser, capfd, monkeypatch
         page.wait_for_selector("img", timeout=30_000)
         assert page.locator("main img, article img").count() >= 2          # the lesson's figures
         assert page.get_by_text("holds").count() >= 1                      # its claims table, with verdicts
+        assert "BEGIN SOLUTION" not in page.content() and "YOUR CODE HERE" in page.content()   # no solutions shown
         page.screenshot(path=str(SHOTS / "site-lesson.png"), full_page=False)
     finally:
         page.close()

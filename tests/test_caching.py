@@ -105,3 +105,37 @@ def test_one_cached_type_for_three_modalities(elpv2, small_bert):
     assert isinstance(box.y[0], tuple) and len(box.y[0]) == 2            # boxes moved with each view
     sub = txt.subset([2, 0])
     assert torch.equal(sub.example(0), txt.example(2)) and sub.y.tolist() == [txt.y[2].item(), txt.y[0].item()]
+
+
+def test_a_shared_read_only_cache_is_read_and_never_written(tmp_path, monkeypatch):
+    """A class's cache (FTLAB_SHARED_CACHE, read-only) serves what it holds; what it lacks goes to the user's own."""
+    import os
+    import stat
+
+    from tiny import Tiny, tiny_loaders
+
+    model = Tiny()
+    ft.freeze_to(model, -1)
+    train, _ = tiny_loaders()
+    shared, own = tmp_path / "shared", tmp_path / "own"
+    monkeypatch.setenv("FTLAB_CACHE", str(shared))              # the teacher fills the class's cache
+    first = ft.extract(model, train, cut="head")
+    filled = sorted(p.name for p in (shared / "features").iterdir())
+    for folder, _, files in os.walk(shared):                     # then shares it read-only
+        for name in files:
+            os.chmod(os.path.join(folder, name), stat.S_IRUSR | stat.S_IRGRP)
+        os.chmod(folder, stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP)
+    try:
+        monkeypatch.setenv("FTLAB_CACHE", str(own))              # a student
+        monkeypatch.setenv("FTLAB_SHARED_CACHE", str(shared))
+        again = ft.extract(model, train, cut="head")
+        assert torch.equal(again.x, first.x) and again.key == first.key
+        assert not (own / "features").exists() or not any((own / "features").iterdir())    # read, not recomputed
+        assert ft.files.cache_file("features", filled[0]).parent == shared / "features"
+        other = ft.extract(model, train, cut="body")                 # not in the shared cache: the student's own
+        assert sorted(p.name for p in (shared / "features").iterdir()) == filled
+        assert any(other.key in p.name for p in (own / "features").iterdir())
+        assert set(filled) < ft.files.cached_names("features")
+    finally:
+        for folder, _, _ in os.walk(shared):
+            os.chmod(folder, stat.S_IRWXU)

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..batches import prepare, to_device
 from ..errors import UsageError
-from ..files import atomic_save, cache_dir, stable_hash
+from ..files import atomic_save, cache_file, stable_hash
 from ..freezing import eval_mode
 from ..groups import group_index, layer_groups
 from ..history import History
@@ -260,7 +260,7 @@ def extract(model: nn.Module, data, cut: int | str | None = "auto", views=None, 
     adapter = adapter_for(model)
     index, names = resolve_cut(model, cut), adapter.view_names(views)
     key = cache_key(model, adapter, data, index, names)
-    path = cache_dir("features") / f"{adapter.kind}-cut{index}-x{max(1, len(names))}-{key}.pt"
+    path = cache_file("features", f"{adapter.kind}-cut{index}-x{max(1, len(names))}-{key}.pt")
     if cache and path.is_file():
         s = torch.load(path, weights_only=True)
         own = adapter.targets(data)

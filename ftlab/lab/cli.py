@@ -58,7 +58,7 @@ def _site(args) -> int:
     from .site import build_site, newest_run
 
     run = Path(args.source) if args.source else newest_run()
-    index = build_site(run, Path(args.out), overwrite=args.overwrite)
+    index = build_site(run, Path(args.out), overwrite=args.overwrite, solutions=args.solutions)
     print(f"the site of {run} is in {args.out}/: open {index}")
     return 0
 
@@ -82,6 +82,7 @@ def _add_teaching(sub) -> None:
     t.add_argument("--from", dest="source", help="a run folder of ftlab lessons (default: the newest under runs/)")
     t.add_argument("--out", default="site", help="where the HTML goes (default site/)")
     t.add_argument("--overwrite", action="store_true", help="replace a site already in --out")
+    t.add_argument("--solutions", action="store_true", help="show the graded exercises' solutions (a teacher's site)")
     t.set_defaults(run=_site)
 
 

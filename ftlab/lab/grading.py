@@ -185,8 +185,11 @@ def _kind(cell) -> str | None:
     return None
 
 
-def student_copy(nb, source_name: str):
-    """A student's copy of a teacher's notebook (a new ``nbformat`` notebook; ``nb`` is not changed)."""
+def student_copy(nb, source_name: str, keep_outputs: bool = False):
+    """A student's copy of a teacher's notebook (a new ``nbformat`` notebook; ``nb`` is not changed).
+
+    ``keep_outputs=True`` keeps the outputs of every cell but the exercises' (the course site shows an executed
+    lesson without its solutions)."""
     nb = copy.deepcopy(nb)
     solutions = 0
     for cell in nb.cells:
@@ -209,7 +212,7 @@ def student_copy(nb, source_name: str):
             cell.metadata["nbgrader"] = {"grade_id": grade_id, "solution": kind == "solution", "grade": kind == "checks",
                                          "locked": kind == "checks", "schema_version": 3,
                                          **({"points": 0} if kind == "checks" else {})}
-        if cell.cell_type == "code":
+        if cell.cell_type == "code" and (kind or not keep_outputs):
             cell.outputs, cell.execution_count = [], None
     if not solutions:
         raise UsageError(f"{source_name} has no exercise cell ({BEGIN!r} ... {END!r}): nothing to hand out.")

@@ -4,7 +4,8 @@
 run folder, writes a Jupyter Book 1 project around them (``_config.yml`` with execution off: the site
 shows what that run computed, figures and claim tables included; ``_toc.yml`` in lesson order; an
 index page with the run's summary), builds it with ``jupyter-book build`` in a scratch folder and
-moves the HTML into place (``site/`` by default) only when the build succeeded. Nothing is downloaded:
+moves the HTML into place (``site/`` by default) only when the build succeeded. The graded exercises are
+shown without their solutions (``--solutions`` for a teacher's site). Nothing is downloaded:
 Sphinx and the book theme ship their assets.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..files import atomic_write_text
+from .grading import BEGIN, student_copy
 
 __all__ = ["build_site", "newest_run"]
 
@@ -51,8 +53,12 @@ def _index(run: Path, lessons: list[Path]) -> str:
             f"## The run's summary\n{summary}\n")
 
 
-def build_site(run: Path, out: Path, overwrite: bool = False) -> Path:
-    """Build the site of one run folder into ``out``; returns the path of its ``index.html``."""
+def build_site(run: Path, out: Path, overwrite: bool = False, solutions: bool = False) -> Path:
+    """Build the site of one run folder into ``out``; returns the path of its ``index.html``.
+
+    The graded exercises appear as the students get them (no solution, no hidden check), unless ``solutions``."""
+    import nbformat
+
     run, out = Path(run), Path(out)
     lessons = sorted(run.glob("[0-9][0-9]_*.ipynb"))
     if not lessons:
@@ -66,8 +72,12 @@ def build_site(run: Path, out: Path, overwrite: bool = False) -> Path:
     with tempfile.TemporaryDirectory(prefix="ftlab-site-") as tmp:
         src = Path(tmp) / "book"
         src.mkdir()
-        for path in lessons:
-            shutil.copy2(path, src / path.name)
+        for path in lessons:                          # the graded exercises without their solutions, unless asked
+            nb = nbformat.read(path, as_version=4)
+            has_exercises = any(c.cell_type == "code" and BEGIN in c.source for c in nb.cells)
+            if has_exercises and not solutions:
+                nb = student_copy(nb, path.name, keep_outputs=True)
+            atomic_write_text(src / path.name, nbformat.writes(nb))
         atomic_write_text(src / "_config.yml", CONFIG)
         atomic_write_text(src / "_toc.yml", "format: jb-book\nroot: index\nchapters:\n"
                           + "".join(f"- file: {p.stem}\n" for p in lessons))

@@ -30,7 +30,7 @@ from torch import nn
 
 from ..checkpoint import register_builder
 from ..errors import UsageError, WeightsUnavailable
-from ..files import cache_dir, known_sha256, package_path
+from ..files import cache_file, known_sha256, package_path
 from ..groups import register_architecture
 
 __all__ = ["LLM_MODELS", "SMOLLM_SHA256", "model_file", "model_dir", "pretrained", "tokenizer", "check_decoder"]
@@ -72,7 +72,7 @@ def model_file(name: str | None = None) -> Path:
 def model_dir(name: str | None = None) -> Path:
     """The de-quantized model as a plain Hugging Face folder in the ftlab cache (converted once, atomically)."""
     source = model_file(name)
-    folder = cache_dir("llm") / f"smollm2-135m-instruct-{SMOLLM_SHA256[:12]}"
+    folder = cache_file("llm", f"smollm2-135m-instruct-{SMOLLM_SHA256[:12]}")
     if (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file():
         return folder
     try:

@@ -17,7 +17,7 @@ from ..batches import prepare, to_device
 from ..caching.adapter import GroupsInARow, register_cache_adapter, run_groups, without_augmentation
 from ..caching.engine import Features, cache_key
 from ..errors import UsageError
-from ..files import atomic_save, cache_dir
+from ..files import atomic_save, cache_file
 from ..freezing import eval_mode
 from ..groups import group_names, head_input, layer_groups, resolve_groups
 from .transforms import D4, d4_view
@@ -95,7 +95,7 @@ def pooled_features(model: nn.Module, loader, groups=None, cache: bool = True,
                          f"pick groups before it ({', '.join(names[:-1])}).")
     layers, last = layer_groups(model), picked[-1] + 1
     key = cache_key(model, adapter, loader, last, ["pooled", *picked])
-    path = cache_dir("features") / f"pooled-{key}.pt"
+    path = cache_file("features", f"pooled-{key}.pt")
     targets = adapter.targets(without_augmentation(loader))
     if cache and path.is_file():
         stored = torch.load(path, weights_only=True)

@@ -15,7 +15,7 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from ..errors import DataError
-from ..files import atomic_save, cache_dir, stable_hash
+from ..files import atomic_save, cache_file, stable_hash
 from ..splits import Splits, stratified_split
 
 __all__ = ["ImageSet", "Splits", "stratified_split", "elpv"]
@@ -103,7 +103,7 @@ def _elpv_raw() -> dict:
     from elpv_dataset.__about__ import __version__ as version
     from elpv_dataset.utils import load_dataset
 
-    path = cache_dir("elpv") / f"elpv-{version}.pt"
+    path = cache_file("elpv", f"elpv-{version}.pt")
     if path.is_file():
         return torch.load(path, mmap=True, weights_only=True)
     images, probs, types = load_dataset()

@@ -16,7 +16,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
-from ..files import atomic_save, cache_dir, stable_hash
+from ..files import atomic_save, cache_file, stable_hash
 from .data import ImageSet, Splits, stratified_split
 
 __all__ = ["image_folder"]
@@ -44,7 +44,7 @@ def _read_tree(root: Path, classes: list[str], size: int) -> tuple[torch.Tensor,
     files = [(f, c) for c, name in enumerate(classes) if (root / name).is_dir()
              for f in sorted((root / name).rglob("*")) if f.is_file() and not f.name.startswith(".")]
     key = stable_hash(str(root.resolve()), size, [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f, _ in files])
-    path = cache_dir("folders") / f"{root.name}-{key}.pt"
+    path = cache_file("folders", f"{root.name}-{key}.pt")
     if path.is_file():
         cached = torch.load(path, weights_only=True)
         return cached["images"], cached["targets"]

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from ..errors import FtlabError, WeightsUnavailable
-from ..files import atomic_save, cache_dir, file_sha256
+from ..files import atomic_save, cache_file, file_sha256
 
 __all__ = ["LITE_PACKAGES", "lite_source_file", "lite_key_map", "convert_lite", "lite_state_dict",
            "lite0_source_file", "lite0_key_map", "convert_lite0",
@@ -126,7 +126,7 @@ def lite_state_dict(model: torch.nn.Module, arch: str = "tf_efficientnet_lite0")
     Raises:
         WeightsUnavailable: the package is missing, or its file is not the released one.
     """
-    path = cache_dir("weights") / f"{arch}.in1k.ftlab.pth"
+    path = cache_file("weights", f"{arch}.in1k.ftlab.pth")
     if path.is_file():
         return torch.load(path, map_location="cpu", weights_only=True)
     package, _, _, sha = _lite_package(arch)
