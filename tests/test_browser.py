@@ -1,10 +1,11 @@
-"""The lessons in real JupyterLab, driven in headless Chromium by Playwright.
+"""The lessons in real JupyterLab, driven in headless Chromium by Playwright; their slides, the course site.
 
-Starts JupyterLab on 127.0.0.1 (a free port, a token) over copies of the lessons with tiny
-classroom parameters, runs every cell through the UI (Run > Run All Cells), and checks what a
-student sees: no error output, figures rendered as images, widgets rendered (not "Loading
-widget..." / "Error displaying widget"), and the FreezeExplorer slider changing the trainable
-parameter count. Screenshots go to ``runs/browser-test/`` (gitignored).
+Starts JupyterLab on 127.0.0.1 (a free port, a token) over copies of the lessons with tiny classroom
+parameters and one of them changed (papermill writes them in), runs every cell through the UI (Run > Run
+All Cells), and checks what a student sees: no error output, figures rendered as images, widgets
+rendered (not "Loading widget..." / "Error displaying widget"), and the FreezeExplorer slider changing
+the trainable parameter count. Then a lesson as RISE slides, and the Jupyter Book site of a run.
+Screenshots go to ``runs/browser-test/`` (gitignored).
 """
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ def lab(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("lab")
     for path in NOTEBOOKS:
-        pm.execute_notebook(str(path), str(root / path.name), parameters={**TINY[path.stem][0], "OUT_DIR": str(root / "out")},
+        tiny, changed = TINY[path.stem]                  # papermill's parameters: the tiny settings, one of them changed
+        pm.execute_notebook(str(path), str(root / path.name), parameters={**tiny, **changed, "OUT_DIR": str(root / "out")},
                             prepare_only=True, progress_bar=False)
     settings = root / ".settings"      # render every cell (no windowing) and do not ask about news
     (settings / "@jupyterlab" / "notebook-extension").mkdir(parents=True)
@@ -129,6 +131,8 @@ def test_lesson_in_jupyterlab(lab, browser, lesson):
         assert images.count() >= 2
         metrics = json.loads((root / "out" / "metrics" / f"{lesson}.json").read_text())    # what the lesson recorded
         _sane(lesson, metrics)
+        if lesson.startswith("01"):
+            assert metrics["classes"] == 4                     # the changed parameter reached the lesson
         assert page.get_by_text("Error displaying widget").count() == 0
         page.wait_for_function("() => !document.body.innerText.includes('Loading widget...')", timeout=30_000)
         if lesson.startswith("03"):
