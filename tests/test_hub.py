@@ -87,6 +87,11 @@ def hub(tmp_path, monkeypatch):
     finally:
         for folder in [shared, *[p for p in shared.rglob("*") if p.is_dir()]]:
             os.chmod(folder, 0o755)
+        for group in [*Path("/sys/fs/cgroup").glob("*/ftlab-hub/*"), *Path("/sys/fs/cgroup").glob("*/ftlab-hub")]:
+            try:                                            # the students' cgroups, once their processes are gone
+                group.rmdir()
+            except OSError:
+                pass
 
 
 def _filled_copy(home: Path) -> Path:
