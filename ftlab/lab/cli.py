@@ -38,7 +38,7 @@ def _student(args) -> int:
 def _grade(args) -> int:
     from .grading import grade, source_of, write_gradebook
 
-    params = {**(QUICK if args.quick else {}), **{n: parse_value(v) for n, v in (args.parameter or [])}}
+    params = {n: parse_value(v) for n, v in (args.parameter or [])}
     grades = []
     for sub in map(Path, args.submissions):
         if not sub.is_file():
@@ -46,7 +46,7 @@ def _grade(args) -> int:
         student = sub.parent.name if args.name is None else args.name
         source = source_of(sub, lesson_paths())
         print(f"grading {student} · {sub.stem} ...", flush=True)
-        g = grade(sub, source, Path(args.out) / student, params, student=student)
+        g = grade(sub, source, Path(args.out) / student, params, student=student, quick=args.quick)
         print(f"      {g.points} of {g.possible} checks pass" + (f"; {len(g.errors)} cells raised" if g.errors else ""))
         grades.append(g)
     book = write_gradebook(grades, Path(args.out) / "grades.csv")

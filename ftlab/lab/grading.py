@@ -312,18 +312,19 @@ def source_of(submission: Path, lessons: list[Path]) -> Path:
                      f"{', '.join(p.name for p in lessons)}). Grade the student copies ftlab student wrote.")
 
 
-def _run(graded, source: Path, out: Path, params: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def _run(graded, source: Path, out: Path, params: dict[str, Any], quick: bool) -> tuple[dict[str, Any], list[str]]:
     """Run a graded notebook to its end into ``out``; the checks' records and the errors of its cells."""
     import nbformat
     import papermill as pm
 
-    from .lessons import check_parameters, parameter_types
+    from .lessons import QUICK, check_parameters, parameter_types
 
     run = out / "run"                                 # OUT_DIR of the graded run: grades/ and the lesson's metrics/
     names = parameter_types(source)
     unknown = sorted(set(params) - set(names))
     if unknown:
         raise UsageError(f"{source.stem} has no parameter {', '.join(unknown)}. Its parameters: {', '.join(names)}.")
+    params = {**({k: v for k, v in QUICK.items() if k in names} if quick else {}), **params}
     check_parameters(source, params, names)
     for old in (run / GRADES).glob("*.json"):         # never read an earlier grading's record as this one's
         old.unlink()
@@ -348,11 +349,13 @@ def _run(graded, source: Path, out: Path, params: dict[str, Any]) -> tuple[dict[
     return recorded, errors
 
 
-def grade(submission: Path, source: Path, out: Path, params: dict[str, Any], student: str | None = None) -> Grade:
+def grade(submission: Path, source: Path, out: Path, params: dict[str, Any], student: str | None = None,
+          quick: bool = False) -> Grade:
     """Grade one student's notebook against the teacher's lesson ``source``; writes the report into ``out``.
 
     The submission, with the teacher's check cells put back, runs to its end in a fresh kernel with
-    ``params`` (a failing cell does not stop it), with ``OUT_DIR`` = ``out/run``. ``out`` receives
+    ``params`` (a failing cell does not stop it; ``quick``: the tiny settings of ``ftlab lessons --quick`` the
+    lesson has, under ``params``), with ``OUT_DIR`` = ``out/run``. ``out`` receives
     ``<lesson>.ipynb`` (the graded run), ``<lesson>.md`` (the feedback) and ``<lesson>.json``; an
     exercise whose check cell never finished scores 0 on each of its checks.
     """
@@ -363,7 +366,7 @@ def grade(submission: Path, source: Path, out: Path, params: dict[str, Any], stu
     expected = {exercise_ids(cell.source)[0]: _CHECK.findall(cell.source) for cell in source_nb.cells
                 if _kind(cell) == "checks"}
     graded = graded_notebook(nbformat.read(submission, as_version=4), source_nb)
-    recorded, errors = _run(graded, source, out, params)
+    recorded, errors = _run(graded, source, out, params, quick)
     exercises = []
     for ex_id, whats in expected.items():
         if ex_id in recorded:
