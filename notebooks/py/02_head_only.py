@@ -171,7 +171,7 @@ ft.plot.history(history)
 # %%
 cached_model = ft.vision.pretrained(num_classes=len(splits.classes))
 ft.freeze_to(cached_model, -1)
-on_disk = {p.name for p in ft.cache_dir("features").glob("*.pt")}      # stored by earlier runs
+on_disk = ft.files.cached_names("features")         # stored by earlier runs (or in a class's shared cache)
 start = time.perf_counter()
 train_features = ft.extract(cached_model, loaders.train, cut="head", device=DEVICE)
 val_features = ft.extract(cached_model, loaders.val, cut="head", device=DEVICE)

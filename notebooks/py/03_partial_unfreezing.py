@@ -608,8 +608,9 @@ with ft.lab.exercise("03.1", "unfreeze blocks.6, final_conv and the head", out_d
              lambda: ft.lab.grading.trains_only(my_model, "blocks.6", "final_conv", "head"),
              hint="ft.freeze_to(my_model, 'blocks.6') freezes everything below blocks.6")
     ### BEGIN HIDDEN TESTS
-    ex.check("the head is stage 1's trained head, not a new one",
-             lambda: ft.lab.grading.unchanged(my_model, start_weights, "head"))
+    ex.check("with the top unfrozen, the head is still stage 1's trained head, not a new one",
+             lambda: ft.lab.grading.trains_only(my_model, "blocks.6", "final_conv", "head")
+             and ft.lab.grading.unchanged(my_model, start_weights, "head"))
     ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -641,8 +642,9 @@ with ft.lab.exercise("03.2", "an optimizer over the unfrozen part, discriminativ
     ### BEGIN HIDDEN TESTS
     ex.check("the step moved blocks.6 and the head",
              lambda: ft.lab.grading.changed(my_model, start_weights, "blocks.6", "head"))
-    ex.check("the step left every frozen group exactly as it was",
-             lambda: ft.lab.grading.unchanged(my_model, start_weights, *ft.group_names(my_model)[:-3]))
+    ex.check("the step moved the unfrozen part and left every frozen group exactly as it was",
+             lambda: ft.lab.grading.changed(my_model, start_weights, "blocks.6")
+             and ft.lab.grading.unchanged(my_model, start_weights, *ft.group_names(my_model)[:-3]))
     ### END HIDDEN TESTS
 
 # %% [markdown]

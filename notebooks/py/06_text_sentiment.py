@@ -576,8 +576,9 @@ with ft.lab.exercise("06.1", "unfreeze layer.4, layer.5 and the classifier", out
              lambda: ft.lab.grading.trains_only(my_model, "layer.4", "layer.5", "classifier"),
              hint="ft.freeze_to(my_model, 'layer.4')")
     ### BEGIN HIDDEN TESTS
-    ex.check("the classifier is the trained head, not a new one",
-             lambda: ft.lab.grading.unchanged(my_model, start_weights, "classifier"))
+    ex.check("with the top two layers unfrozen, the classifier is still the trained head, not a new one",
+             lambda: ft.lab.grading.trains_only(my_model, "layer.4", "layer.5", "classifier")
+             and ft.lab.grading.unchanged(my_model, start_weights, "classifier"))
     ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -609,9 +610,10 @@ with ft.lab.exercise("06.2", "an optimizer over the unfrozen layers with layer-w
     ### BEGIN HIDDEN TESTS
     ex.check("the step moved layer.4, layer.5 and the classifier",
              lambda: ft.lab.grading.changed(my_model, start_weights, "layer.4", "layer.5", "classifier"))
-    ex.check("the step left the embeddings and layer.0-layer.3 exactly as they were",
-             lambda: ft.lab.grading.unchanged(my_model, start_weights, "embeddings", "layer.0", "layer.1", "layer.2",
-                                              "layer.3"))
+    ex.check("the step moved the unfrozen layers and left the embeddings and layer.0-layer.3 exactly as they were",
+             lambda: ft.lab.grading.changed(my_model, start_weights, "layer.4")
+             and ft.lab.grading.unchanged(my_model, start_weights, "embeddings", "layer.0", "layer.1", "layer.2",
+                                          "layer.3"))
     ### END HIDDEN TESTS
 
 # %% [markdown]

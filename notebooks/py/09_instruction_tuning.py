@@ -408,8 +408,9 @@ with ft.lab.exercise("09.1", "freeze the decoder below the cut, by hand", out_di
     ex.check("the layers from CUT up and the final norm train; the embeddings and earlier layers are frozen",
              lambda: ft.lab.grading.trains_only(my_model, *names[names.index(CUT):]))
     ### BEGIN HIDDEN TESTS
-    ex.check("the output layer still shares the embeddings' matrix",
-             lambda: my_model.lm_head.weight is my_model.model.embed_tokens.weight)
+    ex.check("with the top layers trainable, the output layer still shares the embeddings' frozen matrix",
+             lambda: ft.lab.grading.trains_only(my_model, *names[names.index(CUT):])
+             and my_model.lm_head.weight is my_model.model.embed_tokens.weight)
     ex.check("as many trainable parameters as the lesson's top layers",
              lambda: ft.trainable_count(my_model) == counts["top layers"])
     ### END HIDDEN TESTS
