@@ -5,8 +5,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.ftlab-installed
 # pytest workers for `make test` (one test module or notebook each, one torch thread each); JOBS=0: one process
 JOBS   ?= 2
+# lessons at the same time in `make lessons` (one torch thread each at 2; LESSON_JOBS=1: one after the other, 2 threads)
+LESSON_JOBS ?= 2
 
-.PHONY: install lessons test lab bench sizing student grade site hub full full-text full-detection full-llm sync clean
+.PHONY: install lessons test test-slow lab bench sizing student grade site hub full full-text full-detection full-llm sync clean
 
 install: $(STAMP)
 
@@ -31,11 +33,15 @@ $(STAMP): pyproject.toml Makefile hub/package.json
 	touch $(STAMP)
 
 lessons: $(STAMP)   ## the main job: run the lessons headless and print a summary
-	$(VENV)/bin/ftlab lessons $(ARGS)
+	$(VENV)/bin/ftlab lessons --jobs $(LESSON_JOBS) $(ARGS)
 
-test: $(STAMP)      ## lint (ruff), unit tests, notebook tests (nbval + papermill)
+test: $(STAMP)      ## lint (ruff), unit tests, every lesson at its defaults with its claims checked (nbval)
 	$(VENV)/bin/ruff check ftlab tests benchmarks notebooks
-	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider -n $(JOBS) --dist loadscope --no-loadscope-reorder
+	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider -n $(JOBS) --dist loadscope --no-loadscope-reorder \
+	  -m "not integration"
+
+test-slow: $(STAMP) ## the integration checks CI runs after make test: every lesson in JupyterLab, the hub, sweeps, grading
+	$(PY) -m pytest tests -p no:cacheprovider -n $(JOBS) --dist loadscope --no-loadscope-reorder -m integration
 
 sync: $(STAMP)      ## after editing a lesson (in Jupyter, or its text file in notebooks/py/): bring the pair in line
 	$(VENV)/bin/jupytext --sync notebooks/*.ipynb

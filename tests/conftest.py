@@ -51,10 +51,12 @@ def tmp_cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
-# The scopes that take longest (seconds of work at one torch thread, from `--durations`, 2026-12-06: 09 about 430,
-# 06 330, the browser test 300, 08 285, the papermill runs 265, 07 170, the sweeps 155, 03 125). `make test` passes
-# --no-loadscope-reorder, so xdist hands the scopes out in this order: the longest first, the many short ones fill
-# the gaps at the end, and no long scope starts last while the other worker has nothing left to do.
+# The scopes that take longest (seconds of work at one torch thread, warm cache, from `--durations`, 2026-12-06).
+# make test: notebooks 09 about 360, 06 330, 07 180, 08 125 (+ about 150 with an empty cache), 03 120, 04 75.
+# make test-slow (-m integration): the browser test about 370 (each lesson in JupyterLab), the sweeps 130, the hub
+# 100, the blank and filled student copies 100. Both pass --no-loadscope-reorder, so xdist hands the scopes out in
+# this order: the longest first, the many short ones fill the gaps at the end, and no long scope starts last while
+# the other worker has nothing left to do.
 LONGEST_FIRST = ("notebooks/09_", "notebooks/06_", "tests/test_browser.py", "notebooks/08_", "tests/test_notebooks.py",
                  "tests/test_hub.py", "notebooks/07_", "tests/test_sweep_executors.py", "notebooks/03_", "tests/test_llm.py",
                  "tests/test_grading.py", "notebooks/04_")

@@ -196,6 +196,9 @@ def test_cli_names_the_parameter_and_its_type(capsys, tmp_path):
     err = capsys.readouterr().err
     assert "EPOCHS" in err and "whole number" in err and "default is 3" in err
     assert not (tmp_path / "r").exists()
+    assert cli.main(["lessons", "--only", "02", "--jobs", "0", "--out", str(tmp_path / "r")]) == 2
+    assert "--jobs must be a whole number of at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
 
 
 def test_sweep_checks_every_grid_point_first(tmp_path):

@@ -28,7 +28,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
          "--disable-component-update", "--no-first-run"]
 SHOTS = Path(__file__).resolve().parent.parent / "runs" / "browser-test"
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser,
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.integration,
               pytest.mark.skipif(CHROMIUM is None, reason="no Chromium found (Debian: apt-get install chromium)")]
 
 
@@ -214,22 +214,29 @@ def test_slides_open_with_rise(lab, browser):
 
 
 def test_course_site_from_executed_lessons(tmp_path, browser, capfd, monkeypatch):
-    """`ftlab lessons` runs a lesson (tiny settings) and writes its summary; `ftlab site` builds the Jupyter Book
-    from that run; Chromium opens the index and the lesson page with its figures and claims table."""
+    """`ftlab lessons --jobs 2` runs two lessons at once (tiny settings) and writes their summary in lesson order;
+    `ftlab site` builds the Jupyter Book from that run; Chromium opens the index and a lesson page with its figures
+    and claims table."""
     import nbformat
 
     from ftlab.lab import cli, lessons
 
     monkeypatch.delenv("FTLAB_STRICT_CLAIMS", raising=False)
-    lesson = "02_head_only"
+    lesson, other = "02_head_only", "05_experiments"
     run = tmp_path / "run"
-    assert lessons.run_lessons(run, lessons.lesson_paths([lesson]), TINY[lesson][0]) == 0
+    assert lessons.run_lessons(run, lessons.lesson_paths([lesson, other]), {**TINY[other][0], **TINY[lesson][0]},
+                               jobs=2) == 0
     out, err = capfd.readouterr()                  # the kernel's own output too (file descriptors)
     assert "TCP without encryption" not in out + err and "[IPKernelApp]" not in out + err
-    executed = nbformat.read(run / f"{lesson}.ipynb", as_version=4)
-    assert not [o for c in executed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-    assert (run / "summary.md").read_text().count(lesson) == 1 and lesson in (run / "summary.csv").read_text()
-    _sane(lesson, json.loads((run / "metrics" / f"{lesson}.json").read_text()))
+    assert f"2 at a time, {max(1, lessons.cores() // 2)} torch thread(s) each" in out
+    assert out.index(f"{other} ") < out.index(f"{lesson} ")              # the later lesson started first
+    for name in (lesson, other):
+        executed = nbformat.read(run / f"{name}.ipynb", as_version=4)
+        assert not [o for c in executed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+        assert (run / "summary.md").read_text().count(name) == 1 and name in (run / "summary.csv").read_text()
+        _sane(name, json.loads((run / "metrics" / f"{name}.json").read_text()))
+    summary = (run / "summary.csv").read_text()
+    assert summary.index(lesson) < summary.index(other)                  # in lesson order, whichever ended first
     site = tmp_path / "site"
     assert cli.main(["site", "--from", str(run), "--out", str(site)]) == 0
     assert cli.main(["site", "--from", str(run), "--out", str(site)]) == 2          # never over a site by accident

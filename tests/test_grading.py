@@ -173,6 +173,7 @@ def _fill(student_nb, teacher_nb):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_a_filled_student_copy_gets_every_check_through_ftlab_grade(tmp_path, capsys, monkeypatch):
     """`ftlab student`, a student who writes the solutions, `ftlab grade` at the defaults (one epoch): full marks."""
     monkeypatch.delenv(ft.lab.STRICT_ENV, raising=False)

@@ -31,7 +31,7 @@ LESSON = "04_overfitting_controls"
 STUDENTS = ("ada", "bo")
 PASSWORD = "class-of-2026"
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser,
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.integration,
               pytest.mark.skipif(CHROMIUM is None, reason="no Chromium found (Debian: apt-get install chromium)"),
               pytest.mark.skipif(not PROXY.exists(), reason="no hub/node_modules (make install runs npm ci there)")]
 

@@ -120,6 +120,7 @@ def _sane(lesson, m):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 @pytest.mark.parametrize("lesson", ["02_head_only", "06_text_sentiment"])
 def test_a_blank_student_copy_runs_with_a_changed_parameter_and_fails_every_check(lesson, tmp_path, monkeypatch):
     """A lesson's blank student copy, graded (papermill, to the end) at its tiny settings with one parameter changed.

@@ -23,7 +23,8 @@ __all__ = ["main"]
 def _lessons(args) -> int:
     params = {name: parse_value(value) for name, value in (args.parameter or [])}
     out = Path(args.out) if args.out else Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
-    return run_lessons(out, lesson_paths(args.only), params, quick=args.quick, overwrite=args.overwrite)
+    return run_lessons(out, lesson_paths(args.only), params, quick=args.quick, overwrite=args.overwrite,
+                       jobs=args.jobs)
 
 
 def _student(args) -> int:
@@ -238,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny settings for a smoke run: " +
                    ", ".join(f"{k}={v}" for k, v in QUICK.items()))
     p.add_argument("--overwrite", action="store_true", help="replace executed copies already in --out")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="lessons at the same time, each with cores // jobs torch threads (default 1; make lessons: 2)")
     p.set_defaults(run=_lessons)
     w = sub.add_parser("sweep", help="run a notebook over a parameter grid (resumable), gather results.csv")
     w.add_argument("config", help="a sweep CONFIG.yaml, or a notebook path used with -g")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import csv
 import io
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from ..tables import table_from_dicts
 from .claims import declared, read_metrics, verdict_counts
 
 __all__ = ["QUICK", "notebooks_dir", "lesson_paths", "notebook_parameters", "parameter_types", "check_parameters",
-           "parse_value", "execute", "run_lessons", "summary_rows", "write_summary"]
+           "parse_value", "execute", "run_one", "run_lessons", "summary_rows", "write_summary"]
 
 # --quick: tiny settings for a smoke run, applied to the lessons that have these parameters
 QUICK = {"SUBSET": 10, "EVAL_SUBSET": 10, "TEST_SUBSET": 10, "EPOCHS": 1, "HEAD_EPOCHS": 1, "IMAGE_SIZE": 48}
@@ -146,15 +147,21 @@ def execute(notebook: Path, output: Path, params: dict[str, Any], cwd: Path) -> 
 
 
 def run_lessons(out: Path, lessons: list[Path], params: dict[str, Any], quick: bool = False,
-                overwrite: bool = False) -> int:
-    """Execute lessons into ``out``; print progress and the summary. Returns a process exit code."""
-    import papermill as pm
+                overwrite: bool = False, jobs: int = 1) -> int:
+    """Execute lessons into ``out``; print progress and the summary. Returns a process exit code.
 
+    ``jobs`` lessons run at the same time, each kernel with ``cores // jobs`` torch threads: one
+    lesson leaves part of the second core idle (decoding, Python, small matrices), so two at a
+    time finish sooner. With several jobs the later (longer) lessons start first; the summary is
+    in lesson order either way, and after a failure no further lesson starts.
+    """
     nb_dir = notebooks_dir().resolve()
     out = Path(out).resolve()
     if out == nb_dir or nb_dir in out.parents:
         raise UsageError(f"--out {out} is inside notebooks/: ftlab never writes executed copies over the lessons. "
                          "Pick another folder (default runs/<timestamp>/).")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise UsageError(f"--jobs must be a whole number of at least 1 (lessons run at the same time), not {jobs!r}.")
     accepted = {p: parameter_types(p) for p in lessons}
     valid = sorted({name for names in accepted.values() for name in names})
     unknown = sorted(set(params) - set(valid))
@@ -167,34 +174,101 @@ def run_lessons(out: Path, lessons: list[Path], params: dict[str, Any], quick: b
         raise UsageError(f"{existing[0]} exists; ftlab will not overwrite an executed lesson. "
                          "Use another --out or pass --overwrite.")
     out.mkdir(parents=True, exist_ok=True)
-    seconds: dict[str, float] = {}
-    status: dict[str, str] = {}
-    code = 0
+    runs = []
     for i, path in enumerate(lessons, 1):
         names = accepted[path]
         run_params = {k: v for k, v in {**(QUICK if quick else {}), **params}.items() if k in names}
         if "OUT_DIR" in names:
             run_params["OUT_DIR"] = str(out)
         shown = ", ".join(f"{k}={v!r}" for k, v in run_params.items() if k != "OUT_DIR")
-        print(f"[{i}/{len(lessons)}] {path.stem} {shown}".rstrip(), flush=True)
-        t0 = time.perf_counter()
-        try:
-            execute(path, out / path.name, run_params, out)
-            status[path.stem] = "ok"
-        except pm.PapermillExecutionError as err:
-            status[path.stem] = "failed"
-            print(f"      FAILED in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
-                  f"      the partly executed copy is {out / path.name}", file=sys.stderr)
-            code = 1
-        seconds[path.stem] = time.perf_counter() - t0
-        print(f"      {status[path.stem]} in {seconds[path.stem]:.1f} s", flush=True)
-        if code:
-            break
+        runs.append((path, run_params, f"[{i}/{len(lessons)}] {path.stem} {shown}".rstrip()))
+    jobs = min(jobs, len(runs))
+    ended = _run_in_order(runs, out) if jobs == 1 else _run_at_once(runs, out, jobs)
+    status = {path.stem: ended[path.stem][0] for path, _, _ in runs if path.stem in ended}
+    seconds = {path.stem: ended[path.stem][1] for path, _, _ in runs if path.stem in ended}
     rows = summary_rows(out, seconds, status)
     md, csv_path = write_summary(out, rows)
     print("\n" + table_from_dicts(rows).text())
     print(f"\nexecuted notebooks, {md.name} and {csv_path.name} are in {out}")
-    return code
+    return int(any(s != "ok" for s in status.values()))
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def run_one(notebook: str | Path, output: str | Path, params: dict[str, Any], cwd: str | Path,
+            threads: int | None = None) -> tuple[str, float, str]:
+    """One lesson in a fresh kernel: ``(status, seconds, error)``, status ``ok`` or ``failed``.
+
+    ``threads`` sets ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` for the kernel (a pool worker's own
+    environment, read by torch when the kernel imports it).
+    """
+    import papermill as pm
+
+    if threads:
+        os.environ.update({k: str(threads) for k in THREAD_VARIABLES})
+    t0 = time.perf_counter()
+    try:
+        execute(Path(notebook), Path(output), params, Path(cwd))
+        return "ok", time.perf_counter() - t0, ""
+    except pm.PapermillExecutionError as err:
+        return "failed", time.perf_counter() - t0, (f"FAILED in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
+                                                    f"      the partly executed copy is {output}")
+
+
+def _run_in_order(runs, out: Path) -> dict[str, tuple[str, float, str]]:
+    ended = {}
+    for path, run_params, line in runs:
+        print(line, flush=True)
+        ended[path.stem] = run_one(path, out / path.name, run_params, out)
+        _print_end(path.stem, ended[path.stem])
+        if ended[path.stem][0] != "ok":
+            break
+    return ended
+
+
+def _print_end(name: str, result: tuple[str, float, str]) -> None:
+    state, secs, error = result
+    if error:
+        print(f"      {error}", file=sys.stderr)
+    print(f"      {state} in {secs:.1f} s", flush=True)
+
+
+def _run_at_once(runs, out: Path, jobs: int) -> dict[str, tuple[str, float, str]]:
+    """``jobs`` lessons at a time in worker processes, the last lessons first; none starts after a failure."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    threads = max(1, cores() // jobs)
+    print(f"{len(runs)} lessons, {jobs} at a time, {threads} torch thread(s) each; the longer, later lessons first",
+          flush=True)
+    queue, ended, running = list(reversed(runs)), {}, {}
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        while queue or running:
+            while queue and len(running) < jobs and all(r[0] == "ok" for r in ended.values()):
+                path, run_params, line = queue.pop(0)
+                print(f"{line}: started", flush=True)
+                running[pool.submit(run_one, str(path), str(out / path.name), run_params, str(out), threads)] = (path, line)
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                path, line = running.pop(future)
+                try:
+                    ended[path.stem] = future.result()
+                except Exception as err:              # the worker died (out of memory, killed)
+                    ended[path.stem] = ("failed", 0.0, f"the lesson's process died: {type(err).__name__}: {err}")
+                print(line, flush=True)
+                _print_end(path.stem, ended[path.stem])
+    return ended
+
+
+def cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:                      # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def summary_rows(out_dir: str | Path, seconds: dict[str, float], status: dict[str, str]) -> list[dict[str, Any]]:

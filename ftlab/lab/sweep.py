@@ -43,7 +43,7 @@ from ..errors import UsageError
 from ..files import atomic_write, atomic_write_text, stable_hash
 from ..summary import aggregate
 from .claims import read_metrics
-from .lessons import check_parameters, execute, parameter_types
+from .lessons import THREAD_VARIABLES, check_parameters, cores, execute, parameter_types
 
 __all__ = ["EXECUTORS", "load_config", "grid_points", "run_id", "run_point", "run_sweep", "collect_results", "aggregate",
            "read_results",
@@ -93,7 +93,6 @@ def run_id(params: dict[str, Any]) -> str:
 
 
 EXECUTORS = ("local", "pool", "slurm")
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def run_point(notebook: str | Path, params: dict[str, Any], folder: str | Path, threads: int | None = None) -> dict:
@@ -131,14 +130,6 @@ def finished(folder: Path) -> bool:
     between the two, or one that failed, runs again)."""
     status = folder / "status.json"
     return bool(read_metrics(folder)) and status.is_file() and json.loads(status.read_text()).get("status") == "ok"
-
-
-def cores() -> int:
-    """CPU cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:                      # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def plan_workers(executor: str, workers: int | None, threads: int | None, tasks: int) -> tuple[int, int | None]:
