@@ -182,7 +182,7 @@ def run_lessons(out: Path, lessons: list[Path], params: dict[str, Any], quick: b
             run_params["OUT_DIR"] = str(out)
         shown = ", ".join(f"{k}={v!r}" for k, v in run_params.items() if k != "OUT_DIR")
         runs.append((path, run_params, f"[{i}/{len(lessons)}] {path.stem} {shown}".rstrip()))
-    jobs = min(jobs, len(runs))
+    jobs = max(1, min(jobs, len(runs)))
     ended = _run_in_order(runs, out) if jobs == 1 else _run_at_once(runs, out, jobs)
     status = {path.stem: ended[path.stem][0] for path, _, _ in runs if path.stem in ended}
     seconds = {path.stem: ended[path.stem][1] for path, _, _ in runs if path.stem in ended}
@@ -198,22 +198,28 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 def run_one(notebook: str | Path, output: str | Path, params: dict[str, Any], cwd: str | Path,
             threads: int | None = None) -> tuple[str, float, str]:
-    """One lesson in a fresh kernel: ``(status, seconds, error)``, status ``ok`` or ``failed``.
+    """One notebook in a fresh kernel: ``(status, seconds, error)``; nothing is raised.
 
-    ``threads`` sets ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` for the kernel (a pool worker's own
-    environment, read by torch when the kernel imports it).
+    The unit of work of ``ftlab lessons`` and of every sweep executor. ``status`` is ``ok`` or
+    ``failed``; ``error`` is ``"<name>: <message>"`` of the notebook's error, or of the kernel's (one
+    that died). ``threads`` sets ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` for the kernel (torch
+    reads them when it is imported); this process's own settings are put back afterwards.
     """
-    import papermill as pm
-
+    saved = {k: os.environ.get(k) for k in THREAD_VARIABLES}
     if threads:
         os.environ.update({k: str(threads) for k in THREAD_VARIABLES})
     t0 = time.perf_counter()
     try:
         execute(Path(notebook), Path(output), params, Path(cwd))
         return "ok", time.perf_counter() - t0, ""
-    except pm.PapermillExecutionError as err:
-        return "failed", time.perf_counter() - t0, (f"FAILED in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
-                                                    f"      the partly executed copy is {output}")
+    except Exception as err:                   # PapermillExecutionError: the notebook's error; else the kernel's
+        return "failed", time.perf_counter() - t0, f"{getattr(err, 'ename', type(err).__name__)}: {getattr(err, 'evalue', err)}"
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _run_in_order(runs, out: Path) -> dict[str, tuple[str, float, str]]:
@@ -221,16 +227,16 @@ def _run_in_order(runs, out: Path) -> dict[str, tuple[str, float, str]]:
     for path, run_params, line in runs:
         print(line, flush=True)
         ended[path.stem] = run_one(path, out / path.name, run_params, out)
-        _print_end(path.stem, ended[path.stem])
+        _print_end(ended[path.stem], out / path.name)
         if ended[path.stem][0] != "ok":
             break
     return ended
 
 
-def _print_end(name: str, result: tuple[str, float, str]) -> None:
+def _print_end(result: tuple[str, float, str], output: Path) -> None:
     state, secs, error = result
     if error:
-        print(f"      {error}", file=sys.stderr)
+        print(f"      FAILED: {error}\n      the partly executed copy is {output}", file=sys.stderr)
     print(f"      {state} in {secs:.1f} s", flush=True)
 
 
@@ -259,7 +265,7 @@ def _run_at_once(runs, out: Path, jobs: int) -> dict[str, tuple[str, float, str]
                 except Exception as err:              # the worker died (out of memory, killed)
                     ended[path.stem] = ("failed", 0.0, f"the lesson's process died: {type(err).__name__}: {err}")
                 print(line, flush=True)
-                _print_end(path.stem, ended[path.stem])
+                _print_end(ended[path.stem], out / path.name)
     return ended
 
 

@@ -34,8 +34,6 @@ import csv
 import io
 import itertools
 import json
-import os
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -43,7 +41,7 @@ from ..errors import UsageError
 from ..files import atomic_write, atomic_write_text, stable_hash
 from ..summary import aggregate
 from .claims import read_metrics
-from .lessons import THREAD_VARIABLES, check_parameters, cores, execute, parameter_types
+from .lessons import check_parameters, cores, parameter_types, run_one
 
 __all__ = ["EXECUTORS", "load_config", "grid_points", "run_id", "run_point", "run_sweep", "collect_results", "aggregate",
            "read_results",
@@ -105,22 +103,8 @@ def run_point(notebook: str | Path, params: dict[str, Any], folder: str | Path, 
     notebook, folder = Path(notebook), Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "params.json", json.dumps(params))
-    saved = {k: os.environ.get(k) for k in THREAD_VARIABLES}
-    if threads:
-        os.environ.update({k: str(threads) for k in THREAD_VARIABLES})
-    t0 = time.perf_counter()
-    try:
-        execute(notebook, folder / notebook.name, {**params, "OUT_DIR": str(folder)}, folder)
-        status = "ok"
-    except Exception as err:                   # PapermillExecutionError: the notebook's error; else the kernel's
-        status = f"failed: {getattr(err, 'ename', type(err).__name__)}: {getattr(err, 'evalue', err)}"[:300]
-    finally:
-        for k, v in saved.items():                 # the process's own settings back
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    result = {"status": status, "seconds": time.perf_counter() - t0}
+    state, seconds, error = run_one(notebook, folder / notebook.name, {**params, "OUT_DIR": str(folder)}, folder, threads)
+    result = {"status": "ok" if state == "ok" else f"failed: {error}"[:300], "seconds": seconds}
     atomic_write_text(folder / "status.json", json.dumps(result))
     return result
 
