@@ -100,10 +100,11 @@ def drawn(seed):
                              subset=SUBSET, seed=seed)
 
 
-draws = {seed: (ft.extract(base, drawn(seed).train, cut="auto", device=DEVICE),
-                ft.extract(base, drawn(seed).train, cut="auto", device=DEVICE, views=8)) for seed in range(SEEDS)}
+loaders_of = {seed: drawn(seed) for seed in range(SEEDS)}
+draws = {seed: (ft.extract(base, L.train, cut="auto", device=DEVICE),
+                ft.extract(base, L.train, cut="auto", device=DEVICE, views=8)) for seed, L in loaders_of.items()}
 train, train_sym = draws[0]                                # seed 0's, for the printouts
-loaders = drawn(0)
+loaders = loaders_of[0]
 val = ft.extract(base, loaders.val, cut="auto", device=DEVICE)
 test = ft.extract(base, loaders.test, cut="auto", device=DEVICE)
 majority = ft.lab.majority_baseline(train.y, test.y).mean().item()      # the class from the training cells

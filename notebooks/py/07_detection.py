@@ -393,7 +393,7 @@ def mean(k):
 
 
 coffee_names = as_trained["names"]
-total_params = sum(p.numel() for p in base.parameters())          # the one-class detector, counted, not typed in
+total_params = ft.trainable_summary(base).total                  # the one-class detector's, counted, not typed in
 claims = [
     ft.lab.claim("the COCO detector finds the cup in the letterboxed coffee photo",
              "cup" in coffee_names, letterboxed=coffee_names),
