@@ -249,7 +249,7 @@ ft.Table(["features", "PC1's share of the variance", *[f"r² {k}" for k in r2["p
 # reads the test cells, once.
 
 # %%
-C_GRID = (1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0)      # from strong to weak L2
+C_GRID = (1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0, 1000.0)      # from strong to weak L2
 test_y = pooled["pretrained"]["test"]["final_conv"].y
 majority_right = ft.lab.majority_baseline(pooled["pretrained"]["train"]["final_conv"].y, test_y)   # class from training
 majority = majority_right.mean().item()
@@ -317,8 +317,10 @@ probes = {name: {g: final[name] if g == "final_conv" else probe_after(name, g) f
 depth = {name: {g: p["acc"] for g, p in d.items()} for name, d in probes.items()}
 channels = {g: f.x.shape[1] for g, f in pooled["pretrained"]["train"].items()}
 random_mean = {g: sum(depth[r][g] for r in randoms) / len(randoms) for g in channels}
-edges = sum(p["choice"].best in (C_GRID[0], C_GRID[-1]) for d in probes.values() for p in d.values())
-print(f"{edges} of {sum(len(d) for d in probes.values())} probes chose a C at the edge of C_GRID")
+edges = [f"{name} {g} (C={p['choice'].best:g})" for name, d in probes.items() for g, p in d.items()
+         if p["choice"].best in (C_GRID[0], C_GRID[-1])]
+print(f"{len(edges)} of {sum(len(d) for d in probes.values())} probes chose a C at an end of C_GRID"
+      + (": " + ", ".join(edges) if edges else ""))
 ft.Table(["group", "channels", *depth, "pretrained - mean random (points)"],
          [[g, channels[g], *[f"{d[g]:.1%}" for d in depth.values()], f"{100 * (depth['pretrained'][g] - random_mean[g]):+.1f}"]
           for g in channels])
@@ -329,9 +331,11 @@ ft.plot.probe_by_depth(depth, majority=majority, n_test=len(splits.test))
 # %% [markdown]
 # Read it from left to right (at the defaults):
 #
-# - **First groups**: the pretrained and the random features give about the same accuracy
-#   (equivalent within 3 points, checked), both above the majority class. The pooled output of the
-#   first pretrained layers helps a linear probe no more than random filters do.
+# - **First groups**: the random features probe as well as the pretrained ones, on average even a
+#   point or two better, and both beat the majority class. At the first group the paired interval
+#   neither shows the pretrained features better nor shows the two within 3 points of each other
+#   (both claims undecided, checked): the pooled output of the first pretrained layers is not shown
+#   to help a linear probe more than random filters do.
 # - **From the middle on** the curves part: the pretrained probe broadly rises with depth, from
 #   `blocks.0` to `blocks.5`, while the random ones do not get better: they rise and fall a little from group to
 #   group and end lower after the last group than after the first (checked, paired over the test
@@ -347,9 +351,12 @@ ft.plot.probe_by_depth(depth, majority=majority, n_test=len(splits.test))
 # compute, for this probe random filters do as well; the value of pretraining shows in the groups
 # built on top of them.
 #
-# The line above the table counts the probes whose `C` sits at an end of `C_GRID`: at the defaults
-# they are probes on few channels (112 or fewer) choosing the weakest penalty, 10, where a wider
-# grid might do a little better.
+# The line above the table names the probes whose `C` sits at an end of `C_GRID`. At the defaults
+# they are probes on few channels choosing the weakest penalty, `C = 1000`. On a few dozen
+# standardised features and 1,771 cells that penalty is all but gone: such a probe is a plain logistic
+# regression, and widening the grid further would change next to nothing. (An earlier version of this
+# lesson stopped the grid at `C = 10`; opening it up raised the random networks' early probes by a point or
+# two, enough to turn "pretrained and random probe the same within 3 points" from holds into undecided.)
 #
 # Two cautions. The error bars show only the noise of a 656-cell test set; the three random
 # curves show how much another random initialisation moves a curve — as much as a few points at
@@ -457,7 +464,9 @@ claims += [
     ft.lab.claim("in the random features, PC1 has next to nothing to do with module type (r² < 0.1)",
              r2["random init"]["PC1 type"] < 0.1, type=r2["random init"]["PC1 type"]),
     ft.lab.claim(f"at the first group ({first}) pretrained and random features probe about the same (within 3 points)",
-                 pretrained_minus_random(first), within=0.03),
+                 pretrained_minus_random(first), within=0.03, expect="undecided"),
+    ft.lab.claim(f"at the first group ({first}) the pretrained features probe better than random ones",
+                 pretrained_minus_random(first), above=0.0, expect="undecided"),
     ft.lab.claim("at the first group the random features probe above the majority class",
                  ft.lab.paired([right(r, first) for r in randoms], [majority_right] * len(randoms)), above=0.0),
     *[ft.lab.claim(f"pretrained beats random at {g}", pretrained_minus_random(g), above=0.0) for g in last4],

@@ -339,7 +339,8 @@ tile_differences = {
                                                          [coco_matches] * SEEDS),
 }
 for (a, b), d in tile_differences.items():
-    print(f"{a:>11} - {b:<13} mAP@0.5 {d}")
+    print(f"{a:>11} - {b:<13} mAP@0.5 {d}" + ("   (a sanity check, not a finding: COCO finds no crown)"
+                                               if b == "COCO as it is" else ""))
 
 # %% [markdown]
 # **What 9 tiles of one photo can and cannot tell.** The interval resamples the test tiles as if they
@@ -366,8 +367,11 @@ ft.plot.boxes([trees.test[i][0] for i in shown], found_trees, [trees.test[i][1] 
 #
 # Compare the train and test columns of the table: the same model scores clearly higher on the tiles
 # it trained on (section 11 checks by how much). Part of that gap is the difference between two
-# photos, not memorisation alone: the head only, with 13,860 parameters, drops from train to test too. With a training set this small, the neck's 2.4 million
-# parameters can learn the training tiles themselves. What this lesson already uses against it: the
+# photos, not memorisation alone: the head only, with 13,860 parameters and little room to memorise,
+# drops from train to test too. Its drop is a rough measure of what the change of photo costs; the
+# neck + head's gap is larger than the head only's by far more than that on every seed (checked in
+# section 11). That extra part is the neck's 2.4 million parameters learning the training tiles
+# themselves. (A rough split, not an exact one: the head only's drop is itself part photo, part fit.) What this lesson already uses against it: the
 # views (each tile in `VIEWS` of its eight symmetric forms) and weight decay (AdamW's default 0.01 in
 # `fit`). What it does not use, to fit the classroom budget: early stopping on the validation plots
 # (they come from other sites, see exercise 5), and *random* crops and colour changes every epoch
@@ -393,6 +397,7 @@ def mean(k):
 
 
 coffee_names = as_trained["names"]
+gaps = {k: [a - b for a, b in zip(train_scores[k], results[k])] for k in ("neck + head", "head only")}
 total_params = ft.trainable_summary(base).total                  # the one-class detector's, counted, not typed in
 claims = [
     ft.lab.claim("the COCO detector finds the cup in the letterboxed coffee photo",
@@ -407,8 +412,6 @@ claims = [
              coco_map["map_50"] < 0.05, coco_map_50=coco_map["map_50"]),
     ft.lab.claim("the COCO detector draws no box with a score of 0.1 or more on the first three test tiles",
              max(coco_counts) == 0, boxes=coco_counts),
-    ft.lab.claim("the new head alone beats the COCO detector as it is (a sanity check: COCO finds no crown)",
-                 tile_differences[("head only", "COCO as it is")], above=0.0),
     ft.lab.claim("from the same trained head, training the neck + head on beats training the head on alone "
                  "(test mAP@0.5, paired over the test tiles and seeds)", tile_differences[("neck + head", "head only")],
                  above=0.0),
@@ -418,6 +421,9 @@ claims = [
     ft.lab.claim("neck + head scores higher on its training tiles than on the test tiles, by more than 0.1 mAP@0.5 on every seed",
              min(a - b for a, b in zip(train_scores["neck + head"], results["neck + head"])) > 0.1,
              train=train_scores["neck + head"], test=results["neck + head"]),
+    ft.lab.claim("the train - test gap of neck + head is larger than the head only's, by more than 0.1 mAP@0.5 on every "
+                 "seed (the part of the gap the change of photo does not explain)",
+                 min(gaps["neck + head"][i] - gaps["head only"][i] for i in range(SEEDS)) > 0.1, **gaps),
     ft.lab.claim("the head alone is under 1 % of the detector's parameters, neck + head over 25 %",
              trainable["head only"] < 0.01 * total_params < 0.25 * total_params < trainable["neck + head"],
              total=total_params, **trainable),
