@@ -416,7 +416,7 @@ ft.plot.probe_by_depth(depth, majority=majority, n_test=len(splits.test))
 # over the test cells (and over the three random networks where they are compared). A claim
 # **holds** when the whole interval clears its bound, **fails** when it lies on the other side, and
 # is **undecided** when it straddles it (a claim of equivalence, "within 3 points", reads the 90 %
-# interval of two one-sided tests instead, printed with it as `equivalence_interval`) — and the prose above says "within the noise" exactly
+# interval of two one-sided tests instead, printed with it as `equivalence_interval`) — and the prose above calls a difference undecided ("neither shows…", "within the noise") exactly
 # where a claim is expected to be undecided. Change a parameter and rerun: a verdict that changes
 # is a finding too, not an error.
 

@@ -374,8 +374,8 @@ ft.Table(["seed", *confidence[0]], [[seed, c["lowest loss at epoch"], f'{c["loss
 # - **Early stopping** ends on the epoch with the lowest validation loss. The epoch it keeps changes
 #   from seed to seed (the last column of the table): the validation cells are the same at every seed, so the
 #   variation comes from the runs themselves (each seed's own training cells, the new layers' start, the order
-#   of the batches, dropout), read through a small validation set. Where the validation loss rises from the
-#   first epochs while the accuracy still climbs (over-confidence, section 5b), stopping on the loss keeps an
+#   of the batches), read through a small validation set. Where the validation loss rises from the
+#   first epochs while the accuracy does not fall (over-confidence, section 5b), stopping on the loss keeps an
 #   early epoch that may not have finished learning: stopping on accuracy is the other rule section 5b shows.
 # - **Test accuracy**: no control is shown to help or to hurt. Against none, paired over the same
 #   test cells and seeds, every interval contains 0 (printed above). For weight decay, L2-SP and
@@ -385,7 +385,7 @@ ft.Table(["seed", *confidence[0]], [[seed, c["lowest loss at epoch"], f'{c["loss
 #   cells.
 #
 # So the answer to *"How do I prevent overfitting?"* is a measurement, not a rule: here the label-preserving
-# augmentation narrows the gap most of the single controls (all together narrow it more), the penalties need a strength that is printed, not guessed,
+# augmentation narrows the gap on every seed (early stopping about as much on average, but unevenly; all together narrow it more), the penalties need a strength that is printed, not guessed,
 # and on the test accuracy that matters in the end no control is shown to beat no controls at all
 # (each was compared with none, not with each other) at 177 training and 656 test cells.
 

@@ -42,7 +42,7 @@ EVAL_SUBSET = 150  # type: float|int|None - validation snippets per class (300);
 TEST_SUBSET = None  # type: float|int|None - test snippets per class; None: the whole test split (2,558)
 MAX_LENGTH = 64       # tokens; longer snippets are cut (99 % of them are shorter)
 SEEDS = 3             # seeds: each draws its own training snippets and head (at least 3 to compare runs)
-FULL_SEEDS = 3        # seeds of full fine-tuning and LoRA (~20-30 s of training a seed each here, ~10 s to score)
+FULL_SEEDS = 3        # seeds of full fine-tuning and LoRA (~35-50 CPU-s of training a seed each at one thread, ~20 s to score)
 HEAD_EPOCHS = 10
 EPOCHS = 3
 LR_HEAD = 1e-3
@@ -230,7 +230,7 @@ print(f"{len(edges)} of {len(choices)} probes chose a C at an end of C_GRID" + (
 
 # %% [markdown]
 # The last line counts the probes whose `C` sits at an end of `C_GRID`. At the defaults they are probes on
-# the smallest training sets choosing the strongest penalty. Going further that way changes little: as `C`
+# the smaller training sets (50 and 132 snippets) choosing the strongest penalty. Going further that way changes little: as `C`
 # shrinks, the direction of a logistic regression's weights tends to the difference between the two
 # classes' mean vectors (of the standardised features), and with balanced classes that direction is what
 # decides. A probe at the weak end (`C = 10`) would be the one to widen the grid for.
@@ -470,9 +470,10 @@ for (a, b), d in differences.items():
 #   with 400 snippets. The two also differ in their rates (each strategy's own), so how much of the gain
 #   the lower layers make, these runs do not separate. It costs more CPU seconds per seed: nothing can be
 #   cached, every batch runs the whole model forward and backward;
-# - LoRA trains a third of a percent of the parameters and lands below full fine-tuning, by less than
-#   3 points (an equivalence within 3 points, and a difference below 0: both hold), and above the top
-#   two layers. Its backward pass still runs through every layer, so on a CPU it costs most of full
+# - LoRA trains a third of a percent of the parameters and lands below full fine-tuning (the interval
+#   lies below 0) and above the top two layers. Is it within 3 points of full? The equivalence test (two
+#   one-sided tests at 90 %) says yes, only just: the 95 % interval printed above reaches a little past 3
+#   points, so read it as "about 2 points below", not as a proven bound. Its backward pass still runs through every layer, so on a CPU it costs most of full
 #   fine-tuning's time: what it saves (not measured here) is memory for optimizer state and storage,
 #   one small adapter per task;
 # - three seeds give a rough seed part of each interval, not a precise one. Each seed draws its own
@@ -519,10 +520,10 @@ ft.plot.token_attributions([ft.text.token_attributions(model, tok, t) for t in t
 
 
 # %% [markdown]
-# Compare the two maps, snippet by snippet, with the right/wrong lines above them: a sentence written to be
-# rotten ("wasted", "dull", "predictable") that the model calls fresh is a mistake the test split did not show, and
-# the maps say which word it let win. Which word does the model weigh against "great" in the second one, and is that
-# enough? A word both methods mark strongly is a good candidate for what the model leans on. Where they disagree (a
+# Compare the two maps, snippet by snippet, with the right/WRONG lines above them. Where the model gets a hand-written
+# sentence wrong (one written to be rotten, "wasted", "dull", "predictable", but called fresh), that is a mistake the
+# test split did not show, and the maps say which word it let win; where it gets it right, they show which words
+# outweighed the others. In the second sentence, which words does the model weigh against "great"? A word both methods mark strongly is a good candidate for what the model leans on. Where they disagree (a
 # word one marks for the prediction and the other against it, or not at all), trust neither alone: gradient × input is
 # a local, linear reading of a very non-linear model, occlusion asks what one missing word changes. Neither is a proof
 # of *why*, but both show *what* changed the answer.
