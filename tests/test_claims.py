@@ -128,6 +128,17 @@ def test_paired_takes_predictions_and_refuses_unpaired_arms():
         ft.lab.estimate([1.0, float("nan")])
 
 
+def test_a_paired_difference_in_the_scores_own_units_is_not_shown_in_points():
+    rng = np.random.default_rng(0)
+    before = rng.normal(6.5, 0.5, size=(2, 50))                       # per-text log-perplexities, 2 seeds
+    after = before + 0.02 + rng.normal(0, 0.01, size=(2, 50))
+    shares, nats = ft.lab.paired(after, before), ft.lab.paired(after, before, percent=False)
+    assert (nats.value, nats.low, nats.high) == (shares.value, shares.low, shares.high)
+    assert "points" in str(shares) and "points" not in str(nats) and str(nats).startswith(f"{nats.value:+.3f} [{nats.low:+.3f}, ")
+    c = ft.lab.claim("within 0.1 nats (equivalence)", nats, within=0.1)
+    assert c.verdict == "holds" and "points" not in c.evidence["estimate"]
+
+
 def test_unpaired_compares_two_groups_of_examples():
     rng = np.random.default_rng(3)
     often, rarely = (rng.random(300) < 0.7).astype(float), (rng.random(200) < 0.4).astype(float)

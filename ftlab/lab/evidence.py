@@ -30,7 +30,7 @@ verdicts (``holds``, ``fails``, ``undecided``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from statistics import NormalDist
 from typing import Any
 
@@ -168,7 +168,8 @@ def _estimate(d: np.ndarray, what: str, level: float, resamples: int, seed: int)
     return Estimate(float(d.mean()), float(low), float(high), level, d.shape[1], d.shape[0], over, what, reps)
 
 
-def paired(a: Any, b: Any, level: float = LEVEL, resamples: int = RESAMPLES, seed: int = 0) -> Estimate:
+def paired(a: Any, b: Any, level: float = LEVEL, resamples: int = RESAMPLES, seed: int = 0,
+           percent: bool = True) -> Estimate:
     """The mean paired difference ``a - b`` of two arms scored on the same test examples, with its interval.
 
     Args:
@@ -178,6 +179,8 @@ def paired(a: Any, b: Any, level: float = LEVEL, resamples: int = RESAMPLES, see
         level: the interval's coverage (0.95).
         resamples: bootstrap replicates.
         seed: the bootstrap's own random seed (the interval is reproducible).
+        percent: show the difference in points (scores that are shares: right/wrong, F1); False: in the
+            scores' own units, 3 decimals (a log-perplexity in nats, a loss).
 
     Returns:
         An :class:`Estimate` of the difference (in the units of the scores: 0.018 = 1.8 points).
@@ -189,7 +192,8 @@ def paired(a: Any, b: Any, level: float = LEVEL, resamples: int = RESAMPLES, see
     if xa.shape != xb.shape:
         raise UsageError(f"A paired comparison needs both arms on the same seeds and test examples; got "
                          f"{xa.shape[0]} x {xa.shape[1]} and {xb.shape[0]} x {xb.shape[1]} (seeds x examples).")
-    return _estimate(xa - xb, "difference", level, resamples, seed)
+    est = _estimate(xa - xb, "difference", level, resamples, seed)
+    return est if percent else replace(est, percent=False)
 
 
 def paired_metric(metric, a: list, b: list, level: float = LEVEL, resamples: int = 1000, seed: int = 0,

@@ -309,10 +309,11 @@ ft.plot.intervals({f"{a} − {b}": d for (a, b), d in differences.items()},
 # %%
 after["pretrained"] = [costs(model)] * SEEDS                  # nothing random in it: one measurement, paired with each seed
 log_ppl = {name: [c["log_ppl"] for c in cs] for name, cs in after.items()}
-forgetting = {name: ft.lab.paired(log_ppl[name], log_ppl["pretrained"]) for name in ("top layers", "LoRA")}
+forgetting = {name: ft.lab.paired(log_ppl[name], log_ppl["pretrained"], percent=False)    # in nats, not points
+              for name in ("top layers", "LoRA")}
 for name in ("pretrained", "top layers", "LoRA"):
     print(f"{name:>11}: perplexity {torch.stack(log_ppl[name]).mean().exp():.0f}" +
-          (f"; log-perplexity minus the pretrained model's, per headline: {forgetting[name].format(points=False)} nats"
+          (f"; log-perplexity minus the pretrained model's, per headline: {forgetting[name]} nats"
            if name in forgetting else ""))
 
 # %%
