@@ -322,7 +322,7 @@ ft.Table(["run", "gap", "norm change", "test - none", "epoch kept per seed"], ro
 # %%
 def over_confidence(history):
     loss, acc = history["val_loss"], history["val_acc"]
-    low = min(range(len(loss)), key=loss.__getitem__)
+    low = history.best_epoch               # the lowest validation loss (ft.fit's monitor), recorded by ft.fit
     return {"lowest loss at epoch": low + 1, "loss rise after it": loss[-1] - loss[low],
             "accuracy change after it (points)": 100 * (acc[-1] - acc[low])}
 
