@@ -65,7 +65,14 @@ ft.seed_everything(SEED)
 splits = ft.vision.dataset(DATASET, **({"classes": CLASSES} if DATASET == "elpv" else {}))
 n_classes = len(splits.classes)
 config = ft.vision.preprocessing(ft.vision.pretrained())
-loaders = ft.vision.loaders(splits, config, image_size=IMAGE_SIZE, batch_size=BATCH_SIZE, subset=SUBSET, seed=SEED)
+
+
+def draw(seed):
+    """The loaders of one seed: its own SUBSET of training cells (the validation and test cells never change)."""
+    return ft.vision.loaders(splits, config, image_size=IMAGE_SIZE, batch_size=BATCH_SIZE, subset=SUBSET, seed=seed)
+
+
+loaders = draw(SEED)
 
 # %% [markdown]
 # ## 1. Layer groups, and unfreezing some of them
@@ -305,8 +312,7 @@ def two_stage(seed, head_first=True, optimizer="adamw", lr=LR):
     HEAD_EPOCHS + EPOCHS epochs (fine_tune with head_epochs=0): the same seed, the same total of epochs.
     """
     kw = dict(seed=seed, device=DEVICE, progress=False, optimizer=optimizer)
-    loaders = ft.vision.loaders(splits, config, image_size=IMAGE_SIZE, batch_size=BATCH_SIZE, subset=SUBSET,
-                                seed=seed)      # this seed's draw of training cells (the test cells never change)
+    loaders = draw(seed)                         # this seed's draw of training cells
     ft.seed_everything(seed)                     # the same random head for both ways at this seed
     model = ft.vision.pretrained(num_classes=n_classes)
     theta0 = torch.cat([p.detach().flatten() for p in pretrained_params(model)])
@@ -495,7 +501,7 @@ ft.plot.lr_find([finder[1], finder[3]], labels=["head only", "top 3 unfrozen"])
 strategies = {"head": "head", "top 2": "top2", "top 4": "top4", "full": "full"}   # ftlab's names (lesson 05)
 results = {name: [] for name in strategies}
 for seed in range(SEEDS):
-    seed_loaders = ft.vision.loaders(splits, config, image_size=IMAGE_SIZE, batch_size=BATCH_SIZE, subset=SUBSET, seed=seed)
+    seed_loaders = draw(seed)
     for name, strategy in strategies.items():
         if strategy == "full" and seed >= FULL_SEEDS:
             continue
