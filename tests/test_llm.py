@@ -127,13 +127,42 @@ def test_cached_token_states_train_the_top_layers_as_end_to_end_training_does(sm
     assert h_cached["train_loss"] == pytest.approx(h_end["train_loss"], rel=1e-4)
     assert h_end["train_loss"][1] < h_end["train_loss"][0]                    # it learns
     for a, b in zip(end.model.layers[29].parameters(), cached.model.layers[29].parameters()):
-        assert torch.allclose(a, b, atol=1e-5)
+        assert torch.allclose(a, b, atol=5e-5)      # a sixth of one AdamW step (lr 3e-4): float order, not a bug
     assert torch.equal(end.model.layers[27].mlp.up_proj.weight, smol.model.layers[27].mlp.up_proj.weight)
     scored = ft.evaluate(cached, states, step=ft.llm.lm_step)                  # scoring on the cached states too
     direct = ft.evaluate(cached, loader, step=ft.llm.lm_step)
     assert scored["n"] == direct["n"] == sum(len(tok(a + tok.eos_token, add_special_tokens=False)["input_ids"])
                                              for _, a in pairs)
     assert scored["loss"] == pytest.approx(direct["loss"], rel=1e-4)
+
+
+def test_the_shared_start_of_cached_prompts_runs_once_with_the_same_states_and_gradients(smol, tok):
+    from ftlab.caching.adapter import adapter_named
+    from ftlab.llm.caching import DecoderTop, shared_start
+
+    pairs = [(f"Is this review fresh or rotten? {text}", answer) for text, answer in REVIEWS[:4]]
+    loader = ft.llm.instruction_loader(pairs, tok, batch_size=4, max_length=64)
+    m = copy.deepcopy(smol)
+    ft.freeze_to(m, "layers.28")
+    states = ft.extract(m, loader, cut="layers.28", cache=False)
+    batch = adapter_named("decoder").collate([(states.example(i), states.target(i)) for i in range(4)], states.cut)
+    h, mask = batch["hidden_states"], batch["attention_mask"]
+    n = shared_start(h, mask)
+    assert n == len(loader.dataset.shared_prefix()) > 20                    # the system turn and the question
+    assert shared_start(h[:1], mask[:1]) == 0
+    different = h.clone()
+    different[2, 5] += 1.0                                                 # one row differs at position 5
+    assert shared_start(different, mask) == 0                              # 5 < SHARED_MIN: not worth it
+
+    def run(share):
+        m.zero_grad()
+        out = DecoderTop(m, states.cut, share=share).token_states(h, mask)[0]
+        out[mask.bool()].square().mean().backward()
+        return out.detach()[mask.bool()], [p.grad.clone() for p in m.parameters() if p.requires_grad]
+
+    (once, g_once), (whole, g_whole) = run(True), run(False)
+    assert torch.allclose(once, whole, atol=1e-3, rtol=1e-4)
+    assert all(torch.allclose(a, b, atol=1e-6, rtol=1e-3) for a, b in zip(g_once, g_whole))
 
 
 def test_choices_scored_with_a_shared_prefix_equal_whole_prompts_and_cached_states(smol, tok, monkeypatch):

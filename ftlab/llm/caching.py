@@ -8,6 +8,13 @@ ragged row per example (with its labels), and a cached batch is re-padded on the
 rebuilt and its positions counted again. ``ft.fit_cached(model, (train, val), ..., step=ft.llm.lm_step)``
 then trains the layers from the cut up with the same losses as end-to-end training of those
 layers (``tests/test_llm.py`` checks it), while the 30 - k layers below run once.
+
+Every prompt of a task starts with the same tokens (the system turn and the question), so their
+stored states are the same in every row of a batch. :class:`DecoderTop` finds that shared start
+(:func:`shared_start`: the leading positions where every row's stored state is identical) and runs
+the layers above the cut on it **once per batch**, then the rest of every row against its keys and
+values (:func:`run_layers` with ``shared``): the same states and gradients (causal attention: a
+token never sees what comes after it), and about a third less work per training step in lesson 09.
 """
 from __future__ import annotations
 
@@ -21,33 +28,74 @@ from ..errors import UsageError
 from ..groups import layer_groups
 from .data import IGNORE, InstructionSet
 
-__all__ = ["DecoderAdapter", "DecoderTop", "run_layers"]
+__all__ = ["DecoderAdapter", "DecoderTop", "run_layers", "shared_start"]
+
+SHARED_MIN = 8         # a shared start at least this many tokens long runs once per batch
 
 
-def run_layers(model: nn.Module, h: torch.Tensor, attention_mask: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-    """Token states ``h`` through decoder layers ``start`` to ``stop - 1`` (causal mask, rotary positions 0..L-1)."""
+def run_layers(model: nn.Module, h: torch.Tensor, attention_mask: torch.Tensor, start: int, stop: int,
+               shared: int = 0) -> torch.Tensor:
+    """Token states ``h`` through decoder layers ``start`` to ``stop - 1`` (causal mask, rotary positions 0..L-1).
+
+    ``shared``: the first ``shared`` positions hold the same states in every row (a prompt prefix,
+    see :func:`shared_start`); they run once, for row 0, and the rest of every row attends to their
+    keys and values (the model's cache, with gradients). The result is the same, with less work.
+    """
     from transformers.masking_utils import create_causal_mask
 
     if start >= stop:
         return h
-    pos = torch.arange(h.shape[1], device=h.device)[None]
-    mask = create_causal_mask(model.config, h, attention_mask, None, pos)
-    emb = model.model.rotary_emb(h, position_ids=pos)
-    for layer in model.model.layers[start:stop]:
-        h = layer(h, attention_mask=mask, position_embeddings=emb, position_ids=pos)
-    return h
+    if shared < 1 or h.shape[0] < 2:
+        pos = torch.arange(h.shape[1], device=h.device)[None]
+        mask = create_causal_mask(model.config, h, attention_mask, None, pos)
+        emb = model.model.rotary_emb(h, position_ids=pos)
+        for layer in model.model.layers[start:stop]:
+            h = layer(h, attention_mask=mask, position_embeddings=emb, position_ids=pos)
+        return h
+    from transformers import DynamicCache
+
+    cache, layers = DynamicCache(config=model.config), model.model.layers[start:stop]
+    head, pos = h[:1, :shared], torch.arange(shared, device=h.device)[None]
+    mask = create_causal_mask(model.config, head, attention_mask[:1, :shared], None, pos)
+    emb = model.model.rotary_emb(head, position_ids=pos)
+    for layer in layers:
+        head = layer(head, attention_mask=mask, position_embeddings=emb, position_ids=pos, cache=cache, use_cache=True)
+    cache.batch_repeat_interleave(h.shape[0])
+    rest, pos = h[:, shared:], torch.arange(shared, h.shape[1], device=h.device)[None]
+    mask = create_causal_mask(model.config, rest, attention_mask, cache, pos, layer_idx=layers[0].self_attn.layer_idx)
+    emb = model.model.rotary_emb(rest, position_ids=pos)
+    for layer in layers:
+        rest = layer(rest, attention_mask=mask, position_embeddings=emb, position_ids=pos, cache=cache, use_cache=True)
+    return torch.cat([head.expand(h.shape[0], -1, -1), rest], 1)
+
+
+def shared_start(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> int:
+    """How many leading positions hold the very same state (bit for bit) in every row of a padded batch.
+
+    Prompts that start with the same tokens (system turn, question) have the same stored states
+    there: the layers below the cut saw the same tokens at the same positions. It stops before
+    each row's last real token, so every row keeps a position of its own; 0 for a single row or a
+    start shorter than ``SHARED_MIN`` (not worth a second pass).
+    """
+    if hidden_states.shape[0] < 2:
+        return 0
+    limit = int(attention_mask.sum(1).min()) - 1
+    same = (hidden_states[1:, :limit] == hidden_states[:1, :limit]).all(-1).all(0)
+    n = int(same.long().cumprod(0).sum()) if limit > 0 else 0
+    return n if n >= SHARED_MIN else 0
 
 
 class DecoderTop(nn.Module):
     """The decoder from layer group ``cut`` up (layers, final norm, the tied output layer), on stored token states.
 
     ``top(hidden_states=..., attention_mask=...)`` returns what the model returns (``.logits`` for
-    every position); the parameters are the model's own.
+    every position); the parameters are the model's own. ``share``: run the start that every row
+    of a batch shares once per batch (:func:`shared_start`); False runs every row whole.
     """
 
-    def __init__(self, model: nn.Module, cut: int):
+    def __init__(self, model: nn.Module, cut: int, share: bool = True):
         super().__init__()
-        self.model, self.cut = model, cut
+        self.model, self.cut, self.share = model, cut, share
         self._groups = layer_groups(model)
 
     def ftlab_layer_groups(self):
@@ -55,7 +103,8 @@ class DecoderTop(nn.Module):
 
     def token_states(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor):
         """``(states, 0, lm_head)``: the final-norm states of every stored token (what ``ft.llm.lm_step`` reads)."""
-        h = run_layers(self.model, hidden_states, attention_mask, self.cut - 1, len(self.model.model.layers))
+        h = run_layers(self.model, hidden_states, attention_mask, self.cut - 1, len(self.model.model.layers),
+                       shared=shared_start(hidden_states, attention_mask) if self.share else 0)
         return self.model.model.norm(h), 0, self.model.lm_head
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor, labels=None):
