@@ -126,8 +126,11 @@ def test_cached_token_states_train_the_top_layers_as_end_to_end_training_does(sm
     h_cached = ft.fit_cached(cached, (states, None), 2, batch_size=4, **kw)
     assert h_cached["train_loss"] == pytest.approx(h_end["train_loss"], rel=1e-4)
     assert h_end["train_loss"][1] < h_end["train_loss"][0]                    # it learns
-    for a, b in zip(end.model.layers[29].parameters(), cached.model.layers[29].parameters()):
-        assert torch.allclose(a, b, atol=5e-5)      # a sixth of one AdamW step (lr 3e-4): float order, not a bug
+    for a, b, w in zip(end.model.layers[29].parameters(), cached.model.layers[29].parameters(),
+                       smol.model.layers[29].parameters()):
+        # the same updates, up to float order (AdamW's step is about lr wherever a gradient is tiny, so compare
+        # the updates as a whole, not each weight)
+        assert (a - b).norm() < 1e-3 * (a - w).norm()
     assert torch.equal(end.model.layers[27].mlp.up_proj.weight, smol.model.layers[27].mlp.up_proj.weight)
     scored = ft.evaluate(cached, states, step=ft.llm.lm_step)                  # scoring on the cached states too
     direct = ft.evaluate(cached, loader, step=ft.llm.lm_step)
@@ -258,3 +261,22 @@ def test_make_full_llm_runs_what_the_shipped_selection_chose():
     assert chosen == {k: LLM_FULL[k] for k in ("strategy", "lr", "epochs")}
     assert {k: shipped["config"][k] for k in LLM_FULL if k != "seeds"} == {k: v for k, v in LLM_FULL.items() if k != "seeds"}
     assert len(shipped["runs"]) == 3 and shipped["summary"]["test_snippets"] == 2558
+
+
+def test_shuffled_instruction_batches_are_grouped_by_length_in_small_chunks_and_still_mix(tok):
+    pairs = [(f"Is this review fresh or rotten? {text} " * (1 + i % 3), answer) for i, (text, answer) in
+             enumerate(REVIEWS * 4)]                                                  # 32 prompts, three lengths
+    lengths = torch.tensor([len(it["input_ids"]) for it in ft.llm.InstructionSet(pairs, tok, max_length=128).items])
+
+    def epochs(**kw):
+        loader = ft.llm.instruction_loader(pairs, tok, batch_size=4, shuffle=True, seed=0, **kw)
+        return [[b["attention_mask"].sum(1).tolist() for b in loader] for _ in range(2)]
+
+    grouped, plain = epochs(), epochs(group_by_length=False)
+    for run in (grouped, plain):
+        assert all(sorted(sum(e, [])) == sorted(lengths.tolist()) for e in run)           # each prompt once an epoch
+    padding = [sum(len(b) * max(b) - sum(b) for b in e) for e in (grouped[0], plain[0])]
+    assert padding[0] < padding[1]                                                    # similar lengths together
+    assert grouped[0] != grouped[1]                                                   # new batches every epoch
+    with pytest.raises(ft.UsageError, match="chunk must be a whole number"):
+        ft.text.LengthGroupedBatches(lengths, 4, chunk=0)

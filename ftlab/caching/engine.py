@@ -379,7 +379,8 @@ def _pair(model: nn.Module, data, cut, device) -> tuple[Features, Features | Non
                          "(train, val) or one Features — or loaders, which it extracts at `cut` first.")
     index = resolve_cut(model, cut)
     return (extract(model, train, index, device=device),
-            None if val is None else extract(model, val, index, device=device), train.batch_size)
+            None if val is None else extract(model, val, index, device=device),
+            train.batch_size or getattr(train.batch_sampler, "batch_size", None))
 
 
 def _check_trainable(model: nn.Module, train: Features, val: Features | None) -> None:

@@ -194,6 +194,9 @@ def run_lessons(out: Path, lessons: list[Path], params: dict[str, Any], quick: b
 
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+# seconds between two kernel starts: two kernels starting at once may pick the same free port
+# (jupyter_client tests a port, then the kernel binds it) and print a ZMQError traceback
+KERNEL_STAGGER = 5.0
 
 
 def run_one(notebook: str | Path, output: str | Path, params: dict[str, Any], cwd: str | Path,
@@ -248,11 +251,13 @@ def _run_at_once(runs, out: Path, jobs: int) -> dict[str, tuple[str, float, str]
     threads = max(1, cores() // jobs)
     print(f"{len(runs)} lessons, {jobs} at a time, {threads} torch thread(s) each; the longer, later lessons first",
           flush=True)
-    queue, ended, running = list(reversed(runs)), {}, {}
+    queue, ended, running, last_start = list(reversed(runs)), {}, {}, -KERNEL_STAGGER
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         while queue or running:
             while queue and len(running) < jobs and all(r[0] == "ok" for r in ended.values()):
                 path, run_params, line = queue.pop(0)
+                time.sleep(max(0.0, last_start + KERNEL_STAGGER - time.monotonic()))
+                last_start = time.monotonic()
                 print(f"{line}: started", flush=True)
                 running[pool.submit(run_one, str(path), str(out / path.name), run_params, str(out), threads)] = (path, line)
             if not running:

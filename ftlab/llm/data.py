@@ -181,12 +181,33 @@ def collate_for(tok) -> Callable[[list[dict]], dict[str, torch.Tensor]]:
     return collate
 
 
+GROUP_CHUNK = 4        # batches sorted by length together when shuffled (small: the batches still mix)
+
+
+def length_grouped(lengths, batch_size: int, generator: torch.Generator):
+    """Shuffled training batches of examples of similar length: every ``GROUP_CHUNK`` batches' worth of
+    shuffled examples is sorted by length and cut into batches (:class:`ftlab.text.LengthGroupedBatches`).
+    On lesson 09's prompts that runs about a fifth fewer tokens than plain shuffling, and the
+    batches still differ from epoch to epoch and from seed to seed."""
+    from ..text.loading import LengthGroupedBatches
+
+    return LengthGroupedBatches(lengths, batch_size, generator, chunk=GROUP_CHUNK)
+
+
 def instruction_loader(pairs: Sequence[tuple[str, str]], tok, batch_size: int = 8, shuffle: bool = False,
                        seed: int = 0, max_length: int = 128, system: str | None = None,
-                       shots: Sequence[tuple[str, str]] = ()) -> DataLoader:
-    """A DataLoader of :class:`InstructionSet` batches (shuffled with a seeded generator when ``shuffle``)."""
+                       shots: Sequence[tuple[str, str]] = (), group_by_length: bool = True) -> DataLoader:
+    """A DataLoader of :class:`InstructionSet` batches, in order, or shuffled with a seeded generator (``shuffle``).
+
+    Shuffled batches are grouped by length (:func:`length_grouped`; ``group_by_length=False``: plain
+    shuffling), as the training batches on the cached token states are, so training on the loader
+    and on its states (``ft.extract``) see the same batches for the same seed.
+    """
     ds = InstructionSet(pairs, tok, max_length=max_length, system=system, shots=shots)
     g = torch.Generator().manual_seed(seed)
+    if shuffle and group_by_length:
+        return DataLoader(ds, batch_sampler=length_grouped([len(it["input_ids"]) for it in ds.items], batch_size, g),
+                          generator=g, collate_fn=collate_for(tok))
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=g, collate_fn=collate_for(tok))
 
 

@@ -68,13 +68,17 @@ class TokenizedSet(torch.utils.data.Dataset):
 class LengthGroupedBatches(torch.utils.data.Sampler):
     """Shuffled batches of texts of similar length (Hugging Face's ``group_by_length``): less padding.
 
-    Each epoch the texts are shuffled, cut into chunks of 50 batches, each chunk sorted by length and
-    cut into batches, and the batches shuffled again, all from one seeded ``generator`` (the loader's:
-    ``ft.fit(seed=...)`` reseeds it).
+    Each epoch the texts are shuffled, cut into chunks of ``chunk`` batches (50, as Hugging Face's
+    megabatches), each chunk sorted by length and cut into batches, and the batches shuffled again,
+    all from one seeded ``generator`` (the loader's: ``ft.fit(seed=...)`` reseeds it). A chunk as
+    large as the data set gives the same batches every epoch, in another order; smaller chunks
+    pad a little more and mix the batches more.
     """
 
-    def __init__(self, lengths, batch_size: int, generator: torch.Generator | None = None):
-        self.lengths, self.batch_size = torch.as_tensor(lengths), batch_size
+    def __init__(self, lengths, batch_size: int, generator: torch.Generator | None = None, chunk: int = 50):
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+            raise UsageError(f"chunk must be a whole number of batches of at least 1, not {chunk!r}.")
+        self.lengths, self.batch_size, self.chunk = torch.as_tensor(lengths), batch_size, chunk
         self.g = generator if generator is not None else torch.Generator().manual_seed(0)
 
     def __len__(self) -> int:
@@ -82,7 +86,7 @@ class LengthGroupedBatches(torch.utils.data.Sampler):
 
     def __iter__(self):
         order = torch.randperm(len(self.lengths), generator=self.g)
-        chunk = 50 * self.batch_size
+        chunk = self.chunk * self.batch_size
         batches = []
         for c in order.split(chunk):
             c = c[torch.argsort(self.lengths[c], descending=True, stable=True)]

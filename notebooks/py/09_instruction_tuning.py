@@ -45,12 +45,12 @@
 
 # %% tags=["parameters"]
 # Parameters
-SUBSET = 80           # training snippets per class (160 in all)
+SUBSET = 80           # training snippets per class (160 in all), drawn anew for each seed
 EVAL_SUBSET = 50      # validation snippets per class (100): every choice is made on them
 TEST_SUBSET = 100     # test snippets per class (200) of lesson 06's test split; read once per model
 MAX_LENGTH = 128      # tokens per prompt + answer (the longest snippet fits)
 CUT = "layers.26"     # the first layer that trains: layers 26-29 and the final norm
-SEEDS = 3             # seeds of each fine-tuning strategy (at least 3 to compare runs)
+SEEDS = 3             # seeds of each fine-tuning strategy (at least 3 to compare runs): each draws its own snippets
 EPOCHS = 3
 BATCH_SIZE = 8
 LR_TOP = 1e-3         # rates set while writing the lesson on validation snippets, never on test
@@ -122,17 +122,26 @@ ft.Table(["token", "id", "label", "in the loss"],
 # All the training in this lesson changes layers 26–29 and the final norm only (`CUT`): the 26 layers
 # below stay frozen, so their output for each snippet is computed **once** (`ft.extract`, the same call
 # as for images and for lesson 06) — the state of every token, stored with the snippet's labels — and
-# every epoch, every seed and every strategy trains the four top layers on the stored states. The
-# states of the pretrained model also *score* it: running its own top layers on them is running the model.
+# every epoch and every strategy trains the four top layers on the stored states. Each seed draws its own
+# `SUBSET` training snippets of each class (seed 0's draw is the one shown above), so its states are
+# extracted once per seed. The states of the pretrained model also *score* it: running its own top
+# layers on them is running the model.
 
 # %%
-loaders = {k: ft.llm.instruction_loader(v, tok, batch_size=BATCH_SIZE, shuffle=k == "train", max_length=MAX_LENGTH)
-           for k, v in pairs.items()}
+draws = {seed: pairs["train"] if seed == 0 else ft.llm.task_pairs(splits.train, per_class=SUBSET, seed=seed)
+         for seed in range(SEEDS)}                     # each seed's training snippets
+loaders = {k: ft.llm.instruction_loader(v, tok, batch_size=BATCH_SIZE, max_length=MAX_LENGTH)
+           for k, v in pairs.items() if k != "train"}
 t0 = time.perf_counter()
 states = {k: ft.extract(model, loaders[k], cut=CUT, device=dev) for k in loaders}
+train_states = {seed: ft.extract(model, ft.llm.instruction_loader(draws[seed], tok, batch_size=BATCH_SIZE, shuffle=True,
+                                                                  max_length=MAX_LENGTH), cut=CUT, device=dev)
+                for seed in range(SEEDS)}
 seconds_extract = time.perf_counter() - t0
-print(f"{sum(s.x.shape[0] for s in states.values()):,} token states of {states['train'].x.shape[1]} numbers, "
-      f"{seconds_extract:.0f} s")
+shared = len(set(draws[0]) & set(draws[1])) if SEEDS > 1 else len(draws[0])
+print(f"{sum(s.x.shape[0] for s in [*states.values(), *train_states.values()]):,} token states of "
+      f"{states['val'].x.shape[1]} numbers, {seconds_extract:.0f} s; the draws of seeds 0 and 1 share {shared} "
+      f"of {len(draws[0])} snippets")
 
 # %% [markdown]
 # ## 4. Zero-shot: ask the model as it is
@@ -226,7 +235,7 @@ right, seconds, histories, trained, after = {}, {}, {}, {}, {}
 def train(name, build, lr):
     for seed in range(SEEDS):
         m = build()
-        history = ft.fit_cached(m, (states["train"], states["val"]), EPOCHS, lr=lr, seed=seed, batch_size=BATCH_SIZE,
+        history = ft.fit_cached(m, (train_states[seed], states["val"]), EPOCHS, lr=lr, seed=seed, batch_size=BATCH_SIZE,
                                 step=ft.llm.lm_step, device=dev, progress=False)
         p = ft.llm.predict_choices(m, states["test"], tok, choices, device=dev)
         right.setdefault(name, []).append((p.preds == p.targets).float())
@@ -264,9 +273,9 @@ train("LoRA", lambda: ft.llm.add_lora(copy.deepcopy(model), r=LORA_RANK, layers=
 # The prompting rows are single runs (nothing in them is random); the fine-tuned rows are means over
 # `SEEDS` seeds. The paired differences below are over the same test snippets, and over the seeds where
 # an arm has seeds (a prompt's one run is paired with every seed): an interval that contains 0 does not
-# rank the two. A seed here fixes the order of the batches (and LoRA's random start);
-# every seed trains on the same 160 snippets, whose states are stored once, so the intervals leave out
-# what another draw of training snippets would change: read a borderline one as undecided.
+# rank the two. A seed here fixes its own draw of 160 training snippets, the order of the batches and
+# LoRA's random start, and both strategies of a seed train on the same draw: so the intervals include
+# what another draw of training snippets would change (over 3 draws: a borderline one is still undecided).
 
 # %%
 arms = {"zero-shot": zero_right, "zero-shot, calibrated": zero_cal_right, f"{SHOTS}-shot": few_right,
@@ -342,8 +351,11 @@ ft.Table(["prompt", *answers], [[p, *(answers[n][i] for n in answers)] for i, p 
 #   not settled). Prompting is no substitute for training at this size;
 # - training the top four layers on 160 snippets, with the loss on the answer only, beats the best
 #   prompt; LoRA in the same layers beats the few-shot prompt too. LoRA trains under 1 % of what the top
-#   layers train and lands below them at these rates and epochs, beyond the noise of 3 seeds and 200
-#   test snippets (with 2 seeds, an earlier version of this lesson could not rank the two);
+#   layers train and scores lower on average at these rates and epochs, but the two are **not ranked**:
+#   which 160 snippets a seed draws moves both by several points (the spread in section 6), and with that
+#   in the noise the interval of the difference reaches past 0 (undecided, checked). An earlier version
+#   of this lesson trained every seed on one draw and found LoRA lower beyond the noise: the intervals
+#   then left out the draw, the largest source of noise here;
 # - **what it costs**: training the four layers fully made the model forget how to write. Its
 #   log-perplexity on the headlines rose by more than a nat per token (the numbers are printed in
 #   section 9), and it answers unrelated prompts with a review's verdict. LoRA, whose update is small and
@@ -378,7 +390,7 @@ claims = [
                  above=0.0),
     ft.lab.claim("LoRA trains under 1 % of the parameters the top layers train",
                  counts["LoRA"] < 0.01 * counts["top layers"], **counts),
-    ft.lab.claim("LoRA scores below the top layers", differences[("LoRA", "top layers")], below=0.0),
+    ft.lab.claim("LoRA scores below the top layers", differences[("LoRA", "top layers")], below=0.0, expect="undecided"),
     ft.lab.claim("training the top layers raises the headlines' log-perplexity by more than 1 nat",
                  forgetting["top layers"], above=1.0),
     ft.lab.claim("LoRA changes the headlines' log-perplexity by less than 0.1 nats (equivalence)", forgetting["LoRA"],
