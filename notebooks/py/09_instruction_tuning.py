@@ -354,8 +354,9 @@ ft.Table(["prompt", *answers], [[p, *(answers[n][i] for n in answers)] for i, p 
 #   layers train and scores lower on average at these rates and epochs, but the two are **not ranked**:
 #   which 160 snippets a seed draws moves both by several points (the spread in section 6), and with that
 #   in the noise the interval of the difference reaches past 0 (undecided, checked). An earlier version
-#   of this lesson trained every seed on one draw and found LoRA lower beyond the noise: the intervals
-#   then left out the draw, the largest source of noise here;
+#   of this lesson trained every seed on one draw and found LoRA lower beyond the noise: its intervals
+#   left out the draw, which moves a seed's accuracy by several points here (the spreads in sections 6
+#   and 7);
 # - **what it costs**: training the four layers fully made the model forget how to write. Its
 #   log-perplexity on the headlines rose by more than a nat per token (the numbers are printed in
 #   section 9), and it answers unrelated prompts with a review's verdict. LoRA, whose update is small and
