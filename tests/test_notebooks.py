@@ -39,6 +39,17 @@ def test_the_lessons_in_order():
     assert [p.stem for p in NOTEBOOKS] == list(TINY)
 
 
+def test_lessons_in_parallel_start_longest_first_by_the_measured_sizes(monkeypatch, tmp_path):
+    runs = [(p, {}, p.stem) for p in lessons.lesson_paths()]
+    known = lessons.expected_seconds()
+    assert set(known) == {p.stem[:2] for p, _, _ in runs}                    # make sizing measured every lesson
+    order = [p.stem[:2] for p, _, _ in lessons.start_order(runs)]
+    assert [known[k] for k in order] == sorted(known.values(), reverse=True)
+    monkeypatch.setattr(lessons, "repo_root", lambda: tmp_path)                # no sizing.json: the later lessons first
+    assert lessons.expected_seconds() == {}
+    assert [p for p, _, _ in lessons.start_order(runs)] == [p for p, _, _ in reversed(runs)]
+
+
 def test_the_tiny_and_quick_settings_have_the_types_of_the_parameters_cells():
     for path in NOTEBOOKS:
         types = lessons.parameter_types(path)

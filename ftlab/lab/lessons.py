@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import csv
 import io
+import math
 import os
 import sys
 import time
@@ -152,7 +153,7 @@ def run_lessons(out: Path, lessons: list[Path], params: dict[str, Any], quick: b
 
     ``jobs`` lessons run at the same time, each kernel with ``cores // jobs`` torch threads: one
     lesson leaves part of the second core idle (decoding, Python, small matrices), so two at a
-    time finish sooner. With several jobs the later (longer) lessons start first; the summary is
+    time finish sooner. With several jobs the longest lessons start first (:func:`start_order`); the summary is
     in lesson order either way, and after a failure no further lesson starts.
     """
     nb_dir = notebooks_dir().resolve()
@@ -243,15 +244,36 @@ def _print_end(result: tuple[str, float, str], output: Path) -> None:
     print(f"      {state} in {secs:.1f} s", flush=True)
 
 
+def expected_seconds() -> dict[str, float]:
+    """Each lesson's CPU seconds at its defaults with a cold cache, as ``make sizing`` last measured them
+    (``docs/results/sizing.json``, keyed by the lesson's number); empty where the file is missing or unreadable."""
+    import json
+
+    try:
+        lessons = json.loads((repo_root() / "docs" / "results" / "sizing.json").read_text())["lessons"]
+        return {str(k): float(v["cold"]["cpu_s"]) for k, v in lessons.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def start_order(runs: list) -> list:
+    """The runs, longest first (by :func:`expected_seconds`; a lesson it lacks counts as longer the later it
+    comes): with two lanes, the longest lessons overlap and the short ones fill the end."""
+    known = expected_seconds()
+    order = sorted(range(len(runs)), key=lambda i: (-known.get(runs[i][0].stem[:2], math.inf), -i))
+    return [runs[i] for i in order]
+
+
 def _run_at_once(runs, out: Path, jobs: int) -> dict[str, tuple[str, float, str]]:
-    """``jobs`` lessons at a time in worker processes, the last lessons first; none starts after a failure."""
+    """``jobs`` lessons at a time in worker processes, the longest first (:func:`start_order`); none starts after a
+    failure."""
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     threads = max(1, cores() // jobs)
-    print(f"{len(runs)} lessons, {jobs} at a time, {threads} torch thread(s) each; the longer, later lessons first",
-          flush=True)
-    queue, ended, running, last_start = list(reversed(runs)), {}, {}, -KERNEL_STAGGER
+    print(f"{len(runs)} lessons, {jobs} at a time, {threads} torch thread(s) each; the longest first "
+          "(docs/results/sizing.json)", flush=True)
+    queue, ended, running, last_start = start_order(runs), {}, {}, -KERNEL_STAGGER
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         while queue or running:
             while queue and len(running) < jobs and all(r[0] == "ok" for r in ended.values()):
