@@ -21,6 +21,7 @@ from ..freezing import eval_mode
 from .data import IGNORE, InstructionSet, answer_states, chat_prompt
 from .models import check_decoder
 
+GENERATE_BATCH = 8      # greedy answers generated together
 PREFIX_MIN = 8          # a shared prompt prefix at least this long is run once per batch, not once per example
 
 __all__ = ["generate", "choice_scores", "perplexity", "Prefixed", "predict_choices", "choice_tokens", "margin_threshold",
@@ -47,21 +48,30 @@ def generate(model: nn.Module, tok, instructions: str | Sequence[str], max_new_t
     """
     check_decoder(model)
     dev = prepare(model, device)
-    out = []
-    with eval_mode(model):
-        for text in _texts(instructions, "an instruction"):
-            prompt = chat_prompt(tok, text, system) if chat else text
-            ids = tok(prompt, return_tensors="pt", add_special_tokens=False).to(dev)
-            context = getattr(model.config, "max_position_embeddings", None)
-            if context and ids["input_ids"].shape[1] + max_new_tokens > context:
-                raise DataError(f"The prompt is {ids['input_ids'].shape[1]} tokens; with {max_new_tokens} new tokens "
-                                f"it is longer than the model's context ({context}): shorten it.")
-            kw = dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0) if sample else dict(do_sample=False)
-            if sample:
-                torch.manual_seed(seed)                  # transformers samples with the global generator
-            seq = model.generate(**ids, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id or tok.eos_token_id,
-                                 **kw)
-            out.append(tok.decode(seq[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip())
+    prompts = [chat_prompt(tok, text, system) if chat else text for text in _texts(instructions, "an instruction")]
+    context = getattr(model.config, "max_position_embeddings", None)
+    for prompt in prompts:
+        n = len(tok(prompt, add_special_tokens=False)["input_ids"])
+        if context and n + max_new_tokens > context:
+            raise DataError(f"The prompt is {n} tokens; with {max_new_tokens} new tokens it is longer than the model's "
+                            f"context ({context}): shorten it.")
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    kw = dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0) if sample else dict(do_sample=False)
+    # greedy answers come a batch at a time (padded on the left, so every prompt ends where its answer begins: the
+    # weights are read once a step for the whole batch); sampled ones one at a time, each from the same seed
+    batch = 1 if sample else GENERATE_BATCH
+    out, side = [], tok.padding_side
+    try:
+        tok.padding_side = "left"
+        with eval_mode(model):
+            for start in range(0, len(prompts), batch):
+                ids = tok(prompts[start:start + batch], return_tensors="pt", padding=True, add_special_tokens=False).to(dev)
+                if sample:
+                    torch.manual_seed(seed)                  # transformers samples with the global generator
+                seq = model.generate(**ids, max_new_tokens=max_new_tokens, pad_token_id=pad, **kw)
+                out += [tok.decode(row[ids["input_ids"].shape[1]:], skip_special_tokens=True).strip() for row in seq]
+    finally:
+        tok.padding_side = side
     return out
 
 
@@ -114,9 +124,12 @@ def perplexity(model: nn.Module, tok, texts: Sequence[str], max_length: int = 25
         for start in range(0, len(rows), batch_size):
             chunk = rows[start:start + batch_size]
             ids, mask = _padded(chunk, tok)
-            logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits[:, :-1].float().cpu()
-            target, keep = ids[:, 1:], mask[:, 1:].bool()
-            loss = F.cross_entropy(logits.transpose(1, 2), target, reduction="none") * keep
+            states, _, head = answer_states(model, {"input_ids": ids.to(dev), "attention_mask": mask.to(dev)})
+            keep = mask[:, 1:].bool()
+            # the output layer (49,152 words) only where a next token is predicted, not on the padding
+            loss = torch.zeros(keep.shape)
+            loss[keep] = F.cross_entropy(head(states[:, :-1][keep.to(dev)]).float(), ids[:, 1:][keep].to(dev),
+                                         reduction="none").cpu()
             sums[start:start + len(chunk)], counts[start:start + len(chunk)] = loss.sum(1), keep.sum(1)
     if per_text:
         return sums / counts
