@@ -229,7 +229,9 @@ def test_course_site_from_executed_lessons(tmp_path, browser, capfd, monkeypatch
     out, err = capfd.readouterr()                  # the kernel's own output too (file descriptors)
     assert "TCP without encryption" not in out + err and "[IPKernelApp]" not in out + err
     assert f"2 at a time, {max(1, lessons.cores() // 2)} torch thread(s) each" in out
-    assert out.index(f"{other} ") < out.index(f"{lesson} ")              # the later lesson started first
+    assert f"2 at a time, {max(1, lessons.cores() // 2)} torch thread(s) each; the longest first" in out
+    assert lessons.expected_seconds()["02"] > lessons.expected_seconds()["05"]
+    assert out.index(f"{lesson} ") < out.index(f"{other} ")              # the longer lesson (by sizing.json) first
     for name in (lesson, other):
         executed = nbformat.read(run / f"{name}.ipynb", as_version=4)
         assert not [o for c in executed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
