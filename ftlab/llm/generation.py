@@ -18,6 +18,7 @@ from torch import nn
 from ..batches import StepOutput, prepare, to_device
 from ..errors import DataError, UsageError
 from ..freezing import eval_mode
+from .caching import run_layers
 from .data import IGNORE, InstructionSet, answer_states, chat_prompt
 from .models import check_decoder
 
@@ -166,10 +167,9 @@ class Prefixed(nn.Module):
         if input_ids.shape[1] <= n or not (input_ids[:, :n] == prefix).all() or not attention_mask[:, :n].all():
             raise UsageError("Every example of the batch must start with the shared prefix (the same system turn and "
                              "worked examples): build them with one ft.llm.instruction_loader(..., shots=...).")
-        cache = self.model.model(input_ids=prefix[None], use_cache=True).cache
-        cache.batch_repeat_interleave(input_ids.shape[0])
-        out = self.model.model(input_ids=input_ids[:, n:], attention_mask=attention_mask, cache=cache, use_cache=True)
-        return out.last_hidden_state, n, self.model.lm_head
+        decoder = self.model.model                 # the same shared-start pass as training on cached states
+        h = run_layers(self.model, decoder.embed_tokens(input_ids), attention_mask, 0, len(decoder.layers), shared=n)
+        return decoder.norm(h), 0, self.model.lm_head
 
 
 def choice_tokens(tok, choices: Sequence[str]) -> list[int]:
