@@ -288,7 +288,18 @@ def predict(model: nn.Module, loader, device: str | torch.device = "auto", step:
                 targets.append(torch.as_tensor(out.targets).cpu())
     lg = torch.cat(logits) if logits else torch.empty(0, 0)
     tg = torch.cat(targets).long() if targets else torch.empty(0, dtype=torch.long)
+    order = getattr(loader, "ftlab_order", None)       # batches of similar length: back to the data set's order
+    if order is not None:
+        lg, tg = _in_order(lg, order), (_in_order(tg, order) if len(tg) else tg)
     return Predictions(lg.softmax(-1), lg.argmax(-1), tg, lg)
+
+
+def _in_order(rows: torch.Tensor, order: list[int]) -> torch.Tensor:
+    if len(rows) != len(order):
+        raise RuntimeError(f"ftlab: {len(rows)} predictions for {len(order)} examples in the loader's order.")
+    out = torch.empty_like(rows)
+    out[torch.as_tensor(order)] = rows
+    return out
 
 
 def named_predictions(probs: torch.Tensor, classes=None) -> dict:

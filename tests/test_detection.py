@@ -373,3 +373,26 @@ def test_average_precision_from_image_matches_is_torchmetrics_map_50_and_can_be_
     assert ft.lab.paired_metric(ft.detection.average_precision, [a, a], [b, b], resamples=300).seeds == 2
     with pytest.raises(ValueError, match="same seeds"):
         ft.lab.paired_metric(ft.detection.average_precision, a, b[:3])
+
+
+def test_a_detector_scored_on_cached_maps_gives_the_boxes_and_map_of_the_tiles(trees, coco):
+    part = trees.train.subset([1, 2, 3])
+    model = det_models._new_head(copy.deepcopy(coco), 1, ["Tree"])
+    ft.freeze_to(model, "neck")
+    with torch.no_grad():                                  # a head that draws boxes (a new one draws few)
+        model.head.p5.weight.normal_(0, 0.02)
+        model.head.p4.weight.normal_(0, 0.02)
+    maps = ft.extract(model, part, "neck", views=2, cache=False)    # the first view is the tile as it is
+    on_tiles, on_maps = ft.detection.detect(model, part, device="cpu"), ft.detection.detect(model, maps, device="cpu")
+    assert sum(len(p["boxes"]) for p in on_tiles[0]) > 10
+    for (p, q), (t, u) in zip(zip(*on_tiles), zip(*on_maps)):
+        assert torch.allclose(p["boxes"], t["boxes"], atol=1e-3) and torch.allclose(p["scores"], t["scores"], atol=1e-5)
+        assert torch.equal(q["boxes"], u["boxes"])
+    a, b = ft.detection.evaluate(model, part, device="cpu"), ft.detection.evaluate(model, maps, device="cpu")
+    assert (a["n"], a["n_boxes"]) == (b["n"], b["n_boxes"]) == (3, sum(len(part.target(i)["boxes"]) for i in range(3)))
+    assert b["map_50"] == pytest.approx(a["map_50"], abs=1e-6) and b["loss"] == pytest.approx(a["loss"], rel=1e-4)
+    ft.train_top(model, len(ft.layer_groups(model)))       # a backbone that may have trained: its maps are not these
+    with pytest.raises(ft.UsageError, match="below the maps' cut"):
+        ft.detection.evaluate(model, maps, device="cpu")
+    with pytest.raises(ft.UsageError, match="not a detector's maps"):
+        ft.detection.detect(model, ft.Features(torch.zeros(2, 3), torch.zeros(2), 1, "k"), device="cpu")

@@ -91,6 +91,27 @@ def test_choice_scores_and_perplexity(smol, tok):
     assert 1 < ppl < 100 < ft.llm.perplexity(ft.llm.pretrained(weights=None), tok, text)
 
 
+def test_perplexity_from_states_cached_below_a_cut_is_the_same_and_never_another_models(smol, tok, tmp_cache):
+    texts = ["The cat sat on the mat.", "Markets fell sharply on Tuesday as oil prices rose again."]
+    whole = ft.llm.perplexity(smol, tok, texts, per_text=True)
+    assert torch.allclose(ft.llm.perplexity(smol, tok, texts, per_text=True, cut="layers.26"), whole, atol=1e-5)
+    tuned = ft.llm.add_lora(copy.deepcopy(smol), r=4, layers=range(26, 30))
+    with torch.no_grad():
+        for name, p in tuned.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.02)
+    cached = ft.llm.perplexity(tuned, tok, texts, per_text=True, cut="layers.26")    # the states stored above
+    assert torch.allclose(cached, ft.llm.perplexity(tuned, tok, texts, per_text=True), atol=1e-5)
+    assert not torch.allclose(cached, whole, atol=1e-3)
+    changed = copy.deepcopy(smol)
+    with torch.no_grad():
+        changed.model.layers[3].mlp.down_proj.weight.mul_(1.5)     # below the cut: its own states, not smol's
+    assert torch.allclose(ft.llm.perplexity(changed, tok, texts, per_text=True, cut="layers.26"),
+                          ft.llm.perplexity(changed, tok, texts, per_text=True), atol=1e-5)
+    with pytest.raises(ft.UsageError, match="names a decoder layer"):
+        ft.llm.perplexity(smol, tok, texts, cut="head")
+
+
 def test_bad_inputs_get_clear_errors(smol, tok, monkeypatch):
     with pytest.raises(ft.DataError, match="instruction must be non-empty"):
         ft.llm.chat_prompt(tok, "  ")
@@ -180,8 +201,13 @@ def test_choices_scored_with_a_shared_prefix_equal_whole_prompts_and_cached_stat
     assert torch.allclose(fast.logits, whole.logits, atol=1e-3) and fast.targets.tolist() == [1, 0, 1, 0, 1, 0]
     plain = ft.llm.instruction_loader(pairs, tok, batch_size=4, max_length=96)
     states = ft.extract(smol, plain, cut="layers.29", cache=False)
-    assert torch.allclose(ft.llm.predict_choices(smol, states, tok, ["rotten", "fresh"]).logits,
-                          ft.llm.predict_choices(smol, plain, tok, ["rotten", "fresh"]).logits, atol=1e-3)
+    on_states = ft.llm.predict_choices(smol, states, tok, ["rotten", "fresh"])
+    assert torch.allclose(on_states.logits, ft.llm.predict_choices(smol, plain, tok, ["rotten", "fresh"]).logits, atol=1e-3)
+    # batches of similar length are scored shortest first; the predictions come back in the examples' order
+    assert len({len(it["input_ids"]) for it in plain.dataset.items}) > 3 and on_states.targets.tolist() == [1, 0] * 3
+    alone = [ft.llm.predict_choices(smol, ft.llm.instruction_loader([p], tok, max_length=96), tok, ["rotten", "fresh"])
+             for p in pairs]
+    assert torch.allclose(on_states.logits, torch.cat([a.logits for a in alone]), atol=1e-3)
     twice = ft.llm.instruction_loader([pairs[0], pairs[0]], tok, batch_size=2, max_length=96)   # one prompt, twice
     assert len(twice.dataset.shared_prefix()) == twice.dataset[0]["prompt_tokens"] - 1
     monkeypatch.setattr(generation, "PREFIX_MIN", 8)

@@ -232,3 +232,22 @@ def test_full_text_cli_refuses_image_options_and_keeps_results(tmp_path, capsys)
     assert "exists" in capsys.readouterr().err and (tmp_path / "text_full.json").read_text() == "{}"
     with pytest.raises(ft.UsageError, match="Unknown full-run settings.*image_size"):
         ft.lab.text_full_run(image_size=224)
+
+
+def test_token_states_move_up_to_a_later_cut_as_extracting_there_would(rt, tok, minilm, tmp_cache):
+    L = ft.text.loaders(rt, tok, max_length=32, batch_size=8, subset=12, eval_subset=5, seed=0)
+    model = copy.deepcopy(minilm)
+    ft.train_top(model, 1)
+    h4 = ft.extract(model, L.train, cut="layer.4", cache=False)        # ragged: one row of token states a text
+    for cut in ("layer.5", "head"):
+        direct, moved = ft.extract(model, L.train, cut=cut, cache=False), ft.features_at(model, h4, cut)
+        assert torch.allclose(direct.x, moved.x, atol=1e-4) and torch.equal(direct.y, moved.y)
+        assert (moved.lengths is None) == (cut == "head") and (cut == "head" or torch.equal(direct.lengths, moved.lengths))
+    stored = ft.features_at(model, h4, "head", cache=True)
+    assert len(list((tmp_cache / "features").glob("text-cut7-*.pt"))) == 1
+    again = ft.features_at(model, h4, "head", cache=True)              # read back: the same vectors and key
+    assert torch.equal(again.x, stored.x) and again.key == stored.key and again.cut == 7
+    with torch.no_grad():
+        model.bert.encoder.layer[5].output.dense.weight.mul_(1.1)     # other weights in between: another entry
+    assert not torch.allclose(ft.features_at(model, h4, "head", cache=True).x, stored.x)
+    assert len(list((tmp_cache / "features").glob("text-cut7-*.pt"))) == 2

@@ -281,16 +281,21 @@ def extract(model: nn.Module, data, cut: int | str | None = "auto", views=None, 
 
 @torch.no_grad()
 def features_at(model: nn.Module, feats: Features, cut: int | str | None = "head", batch_size: int = 256,
-                device: str | torch.device = "auto") -> Features:
+                device: str | torch.device = "auto", cache: bool = False) -> Features:
     """Cached activations moved up to a later cut: run the groups between ``feats.cut`` and ``cut`` (eval mode).
 
     Extract once at the lowest cut you need, then get the later ones cheaply: e.g. the maps below
     ``blocks.6`` for partial fine-tuning and, from them, the pooled head input for a linear probe
-    (lesson 08). The groups in between are run with the model's current weights: freeze them first
-    if the result should stay the frozen network's features. Views are kept.
+    (lesson 08), or a text encoder's token states at ``layer.4`` and, from them, its sentence
+    vectors (lesson 06). The groups in between are run with the model's current weights: freeze
+    them first if the result should stay the frozen network's features. Views are kept.
+
+    Args:
+        cache: also keep the result in ``<ftlab cache>/features/`` (keyed by ``feats`` and the weights in
+            between), for when moving up costs a while (a transformer's layers).
 
     Returns:
-        :class:`Features` at ``cut`` (not cached on disk: this is the cheap part).
+        :class:`Features` at ``cut``.
     """
     index, groups = resolve_cut(model, cut), layer_groups(model)
     if index < feats.cut:
@@ -298,18 +303,42 @@ def features_at(model: nn.Module, feats: Features, cut: int | str | None = "head
                          "it: extract at the lower cut instead.")
     if index == feats.cut:
         return feats
+    between = [v for g in groups[feats.cut:index] for m in g.modules for v in m.state_dict().values()]
+    key = stable_hash(feats.key, index, *between)
+    path = cache_file("features", f"{feats.kind}-cut{index}-x{feats.views}-{key}.pt")
+    if cache and path.is_file():
+        s = torch.load(path, weights_only=True)
+        return replace(feats, x=s["x"], cut=index, key=key, lengths=s.get("lengths"))
     adapter = adapter_named(feats.kind)
     dev = prepare(model, device)
+    with eval_mode(model):
+        x, lengths = (_advance_ragged(model, adapter, feats, index, batch_size, dev) if feats.lengths is not None else
+                      (_advance(model, adapter, feats, index, batch_size, dev), None))
+    if cache:
+        atomic_save({"x": x, "lengths": lengths}, path)
+    return replace(feats, x=x, cut=index, key=key, lengths=lengths)
+
+
+def _advance(model, adapter: CacheAdapter, feats: Features, index: int, batch_size: int, dev):
     flat = _each(feats.x, lambda t: t.flatten(0, 1)) if feats.views > 1 else feats.x
     n = len(flat[0] if isinstance(flat, tuple) else flat)
-    with eval_mode(model):
-        out = [_cpu(adapter.advance(model, to_device(_rows(flat, slice(i, i + batch_size)), dev), feats.cut, index))
-               for i in range(0, n, batch_size)]
+    out = [_cpu(adapter.advance(model, to_device(_rows(flat, slice(i, i + batch_size)), dev), feats.cut, index))
+           for i in range(0, n, batch_size)]
     x = tuple(torch.cat(p) for p in zip(*out)) if isinstance(out[0], tuple) else torch.cat(out)
     if feats.views > 1:
         x = _each(x, lambda t: t.view(len(feats.y), feats.views, *t.shape[1:]))
-    between = [v for g in groups[feats.cut:index] for m in g.modules for v in m.state_dict().values()]
-    return replace(feats, x=x, cut=index, key=stable_hash(feats.key, index, *between))
+    return x
+
+
+def _advance_ragged(model, adapter: CacheAdapter, feats: Features, index: int, batch_size: int, dev):
+    """Token states moved up, ``batch_size`` examples at a time (of similar length), back in the examples' order."""
+    loader = by_length(_Items(feats, "plain"), feats.lengths.tolist(), max(1, batch_size // 8),
+                       lambda items: adapter.collate(items, feats.cut))
+    rows: list = [None] * len(feats)
+    for ids, batch in zip(loader.batch_sampler, loader):
+        for i, r in zip(ids, adapter.advance(model, to_device(batch, dev), feats.cut, index)):
+            rows[i] = _cpu(r)
+    return _stack(rows, rows[0].ndim == 2)
 
 
 class ViewAverage(nn.Module):
@@ -359,10 +388,28 @@ def _scored(model: nn.Module, feats: Features):
 
 
 def cached_loader(model: nn.Module, feats: Features, batch_size: int = 128):
-    """``(module, loader)``: the part of ``model`` above ``feats.cut`` and the cached examples in order, to score."""
+    """``(module, loader)``: the part of ``model`` above ``feats.cut`` and the cached examples, to score.
+
+    Ragged activations (token states) come in batches of similar length, shortest first, so that
+    little is padded; the loader's ``ftlab_order`` lists the examples in the order they come, and
+    ``ft.predict`` puts its outputs back in the examples' own order. Otherwise they come in order.
+    """
     top, adapter, mode = _scored(model, feats)
     bs = max(1, batch_size // feats.views) if mode == "stacked" else batch_size
-    return top, DataLoader(_Items(feats, mode), batch_size=bs, collate_fn=lambda items: adapter.collate(items, feats.cut))
+    collate = lambda items: adapter.collate(items, feats.cut)         # noqa: E731
+    if feats.lengths is None:
+        return top, DataLoader(_Items(feats, mode), batch_size=bs, collate_fn=collate)
+    return top, by_length(_Items(feats, mode), feats.lengths.tolist(), bs, collate)
+
+
+def by_length(dataset, lengths, batch_size: int, collate) -> DataLoader:
+    """A loader over ``dataset`` in batches of similar ``lengths``, shortest first (for scoring: little padding).
+    Its ``ftlab_order`` is the order the examples come in: ``ft.predict`` restores the data set's order from it."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    loader = DataLoader(dataset, batch_sampler=[order[i:i + batch_size] for i in range(0, len(order), batch_size)],
+                        collate_fn=collate)
+    loader.ftlab_order = order
+    return loader
 
 
 def _pair(model: nn.Module, data, cut, device) -> tuple[Features, Features | None, int | None]:
@@ -383,12 +430,17 @@ def _pair(model: nn.Module, data, cut, device) -> tuple[Features, Features | Non
             train.batch_size or getattr(train.batch_sampler, "batch_size", None))
 
 
+def trainable_below(model: nn.Module, cut: int) -> list[str]:
+    """The names of the layer groups below ``cut`` that have a trainable parameter (cached activations cannot be theirs
+    once they trained)."""
+    return [g.name for g in layer_groups(model)[:cut] if any(p.requires_grad for p in g.parameters())]
+
+
 def _check_trainable(model: nn.Module, train: Features, val: Features | None) -> None:
     if val is not None and (val.cut, val.kind) != (train.cut, train.kind):
         raise UsageError(f"Train features are cut at group {train.cut}, val features at {val.cut}: extract both the "
                          "same way.")
-    groups = layer_groups(model)
-    below = [g.name for g in groups[:train.cut] if any(p.requires_grad for p in g.parameters())]
+    groups, below = layer_groups(model), trainable_below(model, train.cut)
     if below:
         raise UsageError(f"Groups {', '.join(below)} lie below the cut ({groups[train.cut].name}) but are trainable: "
                          "cached activations cannot train them. Freeze them (ft.freeze_to(model, "

@@ -96,24 +96,58 @@ def _batches(data, batch_size: int) -> Iterable:
         yield from data
 
 
+def _cached_batches(model, feats, batch_size: int, dev) -> Iterable:
+    """``(raw head maps, targets, input size)`` per batch of cached maps (``ft.extract(detector, tiles, cut)``):
+    the part of the detector above the cut runs, in each tile's first view (the tile as it is)."""
+    from ..batches import to_device
+    from ..caching.engine import trainable_below
+    from ..groups import layer_groups
+    from .caching import DetectorTop
+
+    if getattr(feats, "kind", None) != "detection":
+        raise UsageError(f"These cached activations are {getattr(feats, 'kind', None)!r}, not a detector's maps: "
+                         "score a detector on tiles, or on ft.extract(detector, tiles, cut=...).")
+    groups, below = layer_groups(model), trainable_below(model, feats.cut)
+    if below:
+        raise UsageError(f"Groups {', '.join(below)} lie below the maps' cut ({groups[feats.cut].name}) but are "
+                         "trainable: if they were trained, these maps are not theirs. Score the detector on the tiles "
+                         f"(ft.detection.evaluate(model, tiles)), or freeze them (ft.freeze_to(model, "
+                         f"'{groups[feats.cut].name}')) if they are the frozen ones that made the maps.")
+    top = DetectorTop(model, feats.cut)
+    for i in range(0, len(feats), batch_size):
+        ids = range(i, min(len(feats), i + batch_size))
+        parts = [feats.example(j, 0) if feats.views > 1 else feats.example(j) for j in ids]
+        state = tuple(torch.stack(p) for p in zip(*parts)) if isinstance(parts[0], tuple) else torch.stack(parts)
+        raw = top.raw(to_device(state, dev))
+        yield raw, [feats.target(j, 0) for j in ids], tuple(32 * s for s in raw["p5"].shape[-2:])
+
+
 @torch.no_grad()
 def _run(model, data, batch_size: int, device: str) -> tuple[list[dict], list[dict], float]:
     """Detections and targets per image, and the summed YOLO loss of the batches (weighted by images)."""
+    from ..caching.engine import Features
     from .yolo import yolo_loss
 
     dev = resolve_device(device)
     model.to(dev)
     preds, targets, loss = [], [], 0.0
-    with eval_mode(model):
+
+    def raw_batches():
+        if isinstance(data, Features):
+            yield from _cached_batches(model, data, batch_size, dev)
+            return
         for images, tg in _batches(data, batch_size):
             x = torch.stack([torch.as_tensor(im).as_subclass(torch.Tensor) for im in images]).to(dev)
-            raw = model.raw(x)
-            preds += [{k: v.cpu() for k, v in d.items()} for d in model.decode(raw, x.shape[-2:])]
+            yield model.raw(x), tg, tuple(x.shape[-2:])
+
+    with eval_mode(model):
+        for raw, tg, size in raw_batches():
+            preds += [{k: v.cpu() for k, v in d.items()} for d in model.decode(raw, size)]
             tg = [{"boxes": torch.as_tensor(t["boxes"]).as_subclass(torch.Tensor).float().reshape(-1, 4),
                    "labels": torch.as_tensor(t["labels"]).long()} for t in tg]
             parts = yolo_loss(raw, [{k: v.to(dev) for k, v in t.items()} for t in tg], model.anchors,
-                              model.num_classes, x.shape[-2:], anchor_t=model.anchor_t)
-            loss += float(sum(parts.values())) * len(images)
+                              model.num_classes, size, anchor_t=model.anchor_t)
+            loss += float(sum(parts.values())) * len(tg)
             targets += [{k: v.cpu() for k, v in t.items()} for t in tg]
     return preds, targets, loss
 

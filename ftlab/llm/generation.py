@@ -14,11 +14,12 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.rnn import pad_sequence
 
 from ..batches import StepOutput, prepare, to_device
 from ..errors import DataError, UsageError
 from ..freezing import eval_mode
-from .caching import run_layers
+from .caching import DecoderTop, run_layers
 from .data import IGNORE, InstructionSet, answer_states, chat_prompt
 from .models import check_decoder
 
@@ -104,11 +105,18 @@ def choice_scores(model: nn.Module, tok, prompts: Sequence[str], choices: Sequen
 
 @torch.no_grad()
 def perplexity(model: nn.Module, tok, texts: Sequence[str], max_length: int = 256, per_text: bool = False,
-               batch_size: int = 16, device: str | torch.device = "auto") -> float | torch.Tensor:
+               batch_size: int = 16, device: str | torch.device = "auto", cut: int | str | None = None
+               ) -> float | torch.Tensor:
     """``exp`` of the mean next-token loss over every token of ``texts`` (each cut at ``max_length``).
 
     With ``per_text`` the ``[N]`` mean token losses of each text (log-perplexities), for a paired
     comparison of two models over the same texts (``ft.lab.paired``).
+
+    ``cut``: the first layer group that may differ between the models you score (e.g. the cut they
+    were fine-tuned above). The texts' token states below it are computed once and cached on disk,
+    keyed by those layers' weights (as :func:`ftlab.extract` does), and each model runs only its
+    layers from the cut up: the same values, far less work when many fine-tuned copies of one model
+    are scored. A model whose layers below the cut differ gets its own states, never another's.
     """
     check_decoder(model)
     if max_length < 2:
@@ -122,10 +130,15 @@ def perplexity(model: nn.Module, tok, texts: Sequence[str], max_length: int = 25
                         f"{len(rows[short[0]])}.")
     sums, counts = torch.zeros(len(rows)), torch.zeros(len(rows))
     with eval_mode(model):
+        below, index = (None, 0) if cut is None else _states_below(model, rows, cut, tok, batch_size, dev)
         for start in range(0, len(rows), batch_size):
             chunk = rows[start:start + batch_size]
             ids, mask = _padded(chunk, tok)
-            states, _, head = answer_states(model, {"input_ids": ids.to(dev), "attention_mask": mask.to(dev)})
+            if below is None:
+                states, _, head = answer_states(model, {"input_ids": ids.to(dev), "attention_mask": mask.to(dev)})
+            else:
+                h = pad_sequence(below[start:start + batch_size], batch_first=True)
+                states, _, head = DecoderTop(model, index, share=False).token_states(h.to(dev), mask.to(dev))
             keep = mask[:, 1:].bool()
             # the output layer (49,152 words) only where a next token is predicted, not on the padding
             loss = torch.zeros(keep.shape)
@@ -135,6 +148,31 @@ def perplexity(model: nn.Module, tok, texts: Sequence[str], max_length: int = 25
     if per_text:
         return sums / counts
     return math.exp(sums.sum().item() / counts.sum().item())
+
+
+def _states_below(model: nn.Module, rows: list[list[int]], cut, tok, batch_size: int, dev):
+    """Each text's token states at group ``cut`` (one ``[tokens, D]`` tensor a text) and the cut's index,
+    from the features cache when the layers below it and the texts are the same."""
+    from ..caching.engine import resolve_cut
+    from ..files import atomic_save, cache_file, stable_hash
+    from ..groups import layer_groups
+
+    index, groups = resolve_cut(model, cut), layer_groups(model)
+    if not 1 <= index < len(groups) - 1 or not groups[index].name.startswith("layers."):
+        raise UsageError(f"perplexity's cut names a decoder layer (e.g. 'layers.26'), not {cut!r}.")
+    bottom = [v for g in groups[:index] for m in g.modules for v in m.state_dict().values()]
+    key = stable_hash("perplexity", type(model).__name__, index, *bottom, rows)
+    path = cache_file("features", f"decoder-texts-cut{index}-{key}.pt")
+    if path.is_file():
+        return torch.load(path, weights_only=True)["states"], index
+    states = []
+    for start in range(0, len(rows), batch_size):
+        ids, mask = _padded(rows[start:start + batch_size], tok)
+        ids, mask = ids.to(dev), mask.to(dev)
+        h = run_layers(model, model.model.embed_tokens(ids), mask, 0, index - 1)
+        states += [s[m.bool()].float().cpu() for s, m in zip(h, mask)]
+    atomic_save({"states": states}, path)
+    return states, index
 
 
 def _padded(rows: list[list[int]], tok) -> tuple[torch.Tensor, torch.Tensor]:
@@ -213,6 +251,7 @@ def predict_choices(model: nn.Module, data, tok, choices: Sequence[str], device:
     system turn and worked examples, runs once per batch: :class:`Prefixed`) or the decoder's cached
     token states (``ft.extract``: the layers above the cut run).
     """
+    from ..caching.engine import by_length
     from ..train import predict
 
     step = _choice_step(choice_tokens(tok, choices))
@@ -222,6 +261,9 @@ def predict_choices(model: nn.Module, data, tok, choices: Sequence[str], device:
         prefix = ds.shared_prefix()
         if len(prefix) >= PREFIX_MIN:
             model = Prefixed(model, prefix)
+        # batches of similar length (little padding); predict gives the predictions back in the set's order
+        size = getattr(data, "batch_size", None) or getattr(getattr(data, "batch_sampler", None), "batch_size", None) or 16
+        data = by_length(ds, [len(it["input_ids"]) for it in ds.items], size, data.collate_fn)
     return predict(model, data, device=device, step=step)
 
 

@@ -132,5 +132,20 @@ class TextAdapter(CacheAdapter):
     def batch_sampler(self, feats, batch_size, generator):
         return None if feats.lengths is None else LengthGroupedBatches(feats.lengths, batch_size, generator)
 
+    def advance(self, model, batch, start, stop):
+        """A collated batch of token states at group ``start`` moved up to ``stop``: one row of token states per
+        text, or its sentence vector (mean pooling) when ``stop`` is the head."""
+        groups = layer_groups(model)
+        h, mask = batch["hidden_states"], batch["attention_mask"]
+        if start < len(groups) - 1:
+            ext = _mask(model.config, h, mask)
+            _layers(model, start, groups)                                    # BERT layers up to the head
+            for g in groups[start:min(stop, len(groups) - 1)]:
+                for layer in g.modules:
+                    h = layer(h, ext)
+        if self._head(model, stop):
+            return list(mean_pool(h, mask).unbind(0))
+        return [row[m.bool()] for row, m in zip(h, mask)]
+
 
 register_cache_adapter(TextAdapter())

@@ -183,13 +183,17 @@ print(f"paraphrases: at least {paraphrase:.2f}; 'A great film.' vs 'A terrible f
 # ## 4. Pretrained features against random ones: a linear probe
 #
 # A **linear probe** (lesson 01) fits logistic regression on frozen sentence vectors. The same
-# architecture with random weights is the no-transfer baseline. `ft.extract(...,
-# cut="head")` runs the encoder once and keeps the pooled vectors (cached on disk).
+# architecture with random weights is the no-transfer baseline. `ft.extract(..., cut="head")` runs an encoder
+# once and keeps the pooled vectors (cached on disk). For the pretrained encoder they come in two steps that
+# section 6 reuses: `ft.extract` at `cut="layer.4"` keeps every token's state below the top two layers, and
+# `ft.features_at` runs those two layers on them and pools (lesson 08 does the same with images). The four
+# lower layers run once for both.
 
 # %%
 t0 = time.perf_counter()
 ft.train_top(base, 1)
-pooled = {s: ft.extract(base, getattr(L, s), cut="head", device=dev) for s in ("train", "val", "test")}
+below_top2 = {s: ft.extract(base, getattr(L, s), cut="layer.4", device=dev) for s in ("train", "val", "test")}
+pooled = {s: ft.features_at(base, f, "head", cache=True, device=dev) for s, f in below_top2.items()}
 ft.seed_everything(0)                    # the random weights of the no-transfer baseline, repeatable
 scratch = ft.text.pretrained(num_classes=2, weights=None)
 ft.train_top(scratch, 1)
@@ -269,7 +273,9 @@ ft.widgets.FreezeExplorer(copy.deepcopy(base), trainable_groups=3)
 draws = {seed: L.train if seed == 0 else
          ft.text.loaders(splits, tok, max_length=MAX_LENGTH, batch_size=32, subset=SUBSET, seed=seed).train
          for seed in range(SEEDS)}                     # each seed's training snippets
-train_pooled = {seed: ft.extract(base, draws[seed], cut="head", device=dev) for seed in range(SEEDS)}
+train_pooled = {seed: pooled["train"] if seed == 0 else     # as in section 4: the states below layer.4, then pooled
+                ft.features_at(base, ft.extract(base, draws[seed], cut="layer.4", device=dev), "head", cache=True,
+                               device=dev) for seed in range(SEEDS)}
 
 
 def fresh(seed):
@@ -315,7 +321,8 @@ print("head only, test:", ft.lab.spread(results["head"]))
 # within 2 points of each other, with no winner, at its settings (its section 7), so this lesson keeps the
 # recipe's order and asks a different question, how much to unfreeze. The layers below do not change, so their
 # output is computed **once** (`ft.extract`, the same call as for images): the hidden state of every real token
-# at the cut, stored with each snippet's length. Training re-pads batches from it and rebuilds the attention
+# at the cut, stored with each snippet's length. (Sections 4 and 5 already computed them on the way to the
+# sentence vectors, so here they come from the cache.) Training re-pads batches from it and rebuilds the attention
 # mask. Because a frozen part runs with its dropout off, this gives the same losses as running the whole model
 # on every batch (`benchmarks/bench_text_cut_point.py` checks it and measures the speed-up).
 

@@ -230,12 +230,15 @@ ft.plot.boxes([x for x, _ in views] + [x for x, _ in crops], targets=[{"boxes": 
 # (on the neck's outputs, computed once from the cached maps), or the neck and head together. It is
 # the cut-point caching of lesson 02, the same `ft.extract` and `ft.fit_cached` (here with
 # `cut="neck"`: the neck is the first group that trains); a test checks that it learns what end-to-end training learns on
-# the same views. Each training tile is cached in `VIEWS` views.
+# the same views. Each training tile is cached in `VIEWS` views. The validation and test tiles are cached too, as
+# they are: every trained detector below is scored from these maps (`ft.detection.evaluate(model, maps)` runs only
+# the neck and the head, and gives the same boxes as on the tiles, because the backbone under them is frozen).
 
 # %%
 t0 = time.perf_counter()
 train_maps = ft.extract(base, trees.train, cut="neck", views=VIEWS, device=dev)  # the neck and the head train on these
 train_neck = ft.features_at(base, train_maps, "head", device=dev)      # the head alone trains on these
+val_maps, test_maps = (ft.extract(base, tiles, cut="neck", device=dev) for tiles in (trees.val, trees.test))
 print(f"{time.perf_counter() - t0:.1f} s to cache", train_maps, train_neck, sep="\n")
 
 
@@ -257,12 +260,13 @@ print(f"{time.perf_counter() - t0:.1f} s to cache", train_maps, train_neck, sep=
 
 # %%
 def scores(model):
-    """Test predictions matched per tile (for the paired comparison), test / validation / training mAP."""
-    preds, targets = ft.detection.detect(model, trees.test, device=dev)
+    """Test predictions matched per tile (for the paired comparison), test / validation / training mAP.
+    From the cached maps of section 6 (the training tiles in their first view, as they are)."""
+    preds, targets = ft.detection.detect(model, test_maps, device=dev)
     return {"test": ft.detection.evaluate(predictions=(preds, targets), device=dev),
             "matches": ft.detection.image_matches(preds, targets),
-            "val": ft.detection.evaluate(model, trees.val, device=dev)["map_50"],
-            "train": ft.detection.evaluate(model, trees.train, device=dev)["map_50"]}
+            "val": ft.detection.evaluate(model, val_maps, device=dev)["map_50"],
+            "train": ft.detection.evaluate(model, train_maps, device=dev)["map_50"]}
 
 
 runs = {"head only": [], "neck + head": []}
