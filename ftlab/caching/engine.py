@@ -41,7 +41,8 @@ from ..history import History
 from ..train import fit
 from .adapter import CacheAdapter, adapter_for, adapter_named
 
-__all__ = ["Features", "ViewAverage", "extract", "features_at", "fit_cached", "resolve_cut", "cached_loader", "cache_key"]
+__all__ = ["Features", "ViewAverage", "extract", "features_at", "fit_cached", "resolve_cut", "cached_loader", "cache_key",
+           "group_weights", "by_length"]
 
 
 def _rows(x, index):
@@ -180,10 +181,20 @@ def _stack(states: list, ragged: bool):
     return torch.stack(states), None
 
 
+def group_weights(model: nn.Module, start: int, stop: int) -> list[torch.Tensor]:
+    """The weights and buffers of layer groups ``start`` to ``stop - 1``: what a cache key of activations computed by
+    those groups must cover."""
+    return [v for g in layer_groups(model)[start:stop] for m in g.modules for v in m.state_dict().values()]
+
+
+def loader_batch_size(loader) -> int | None:
+    """A DataLoader's batch size, also when it batches with a ``batch_sampler`` (None where neither says)."""
+    return getattr(loader, "batch_size", None) or getattr(getattr(loader, "batch_sampler", None), "batch_size", None)
+
+
 def cache_key(model: nn.Module, adapter: CacheAdapter, data, index: int, views: list) -> str:
     """The key of cached activations: the adapter, the model, the cut, the views, the weights below the cut and the inputs."""
-    groups = layer_groups(model)
-    bottom = [v for g in groups[:index] for m in g.modules for v in m.state_dict().values()]
+    bottom = group_weights(model, 0, index)
     names = [getattr(v, "__name__", None) or repr(v) for v in views]
     return stable_hash(adapter.kind, type(model).__name__, getattr(model, "ftlab_name", None), index, names,
                        *bottom, *adapter.content(data))
@@ -303,8 +314,7 @@ def features_at(model: nn.Module, feats: Features, cut: int | str | None = "head
                          "it: extract at the lower cut instead.")
     if index == feats.cut:
         return feats
-    between = [v for g in groups[feats.cut:index] for m in g.modules for v in m.state_dict().values()]
-    key = stable_hash(feats.key, index, *between)
+    key = stable_hash(feats.key, index, *group_weights(model, feats.cut, index))
     path = cache_file("features", f"{feats.kind}-cut{index}-x{feats.views}-{key}.pt")
     if cache and path.is_file():
         s = torch.load(path, weights_only=True)
@@ -332,6 +342,7 @@ def _advance(model, adapter: CacheAdapter, feats: Features, index: int, batch_si
 
 def _advance_ragged(model, adapter: CacheAdapter, feats: Features, index: int, batch_size: int, dev):
     """Token states moved up, ``batch_size`` examples at a time (of similar length), back in the examples' order."""
+    # batch_size counts rows of fixed-size activations; a text's row is many tokens, so a batch holds 1/8 as many texts
     loader = by_length(_Items(feats, "plain"), feats.lengths.tolist(), max(1, batch_size // 8),
                        lambda items: adapter.collate(items, feats.cut))
     rows: list = [None] * len(feats)
@@ -427,7 +438,7 @@ def _pair(model: nn.Module, data, cut, device) -> tuple[Features, Features | Non
     index = resolve_cut(model, cut)
     return (extract(model, train, index, device=device),
             None if val is None else extract(model, val, index, device=device),
-            train.batch_size or getattr(train.batch_sampler, "batch_size", None))
+            loader_batch_size(train))
 
 
 def trainable_below(model: nn.Module, cut: int) -> list[str]:

@@ -131,6 +131,7 @@ def perplexity(model: nn.Module, tok, texts: Sequence[str], max_length: int = 25
     sums, counts = torch.zeros(len(rows)), torch.zeros(len(rows))
     with eval_mode(model):
         below, index = (None, 0) if cut is None else _states_below(model, rows, cut, tok, batch_size, dev)
+        top = None if below is None else DecoderTop(model, index, share=False)      # the layers from the cut up
         for start in range(0, len(rows), batch_size):
             chunk = rows[start:start + batch_size]
             ids, mask = _padded(chunk, tok)
@@ -138,7 +139,7 @@ def perplexity(model: nn.Module, tok, texts: Sequence[str], max_length: int = 25
                 states, _, head = answer_states(model, {"input_ids": ids.to(dev), "attention_mask": mask.to(dev)})
             else:
                 h = pad_sequence(below[start:start + batch_size], batch_first=True)
-                states, _, head = DecoderTop(model, index, share=False).token_states(h.to(dev), mask.to(dev))
+                states, _, head = top.token_states(h.to(dev), mask.to(dev))
             keep = mask[:, 1:].bool()
             # the output layer (49,152 words) only where a next token is predicted, not on the padding
             loss = torch.zeros(keep.shape)
@@ -153,15 +154,14 @@ def perplexity(model: nn.Module, tok, texts: Sequence[str], max_length: int = 25
 def _states_below(model: nn.Module, rows: list[list[int]], cut, tok, batch_size: int, dev):
     """Each text's token states at group ``cut`` (one ``[tokens, D]`` tensor a text) and the cut's index,
     from the features cache when the layers below it and the texts are the same."""
-    from ..caching.engine import resolve_cut
+    from ..caching.engine import group_weights, resolve_cut
     from ..files import atomic_save, cache_file, stable_hash
     from ..groups import layer_groups
 
     index, groups = resolve_cut(model, cut), layer_groups(model)
     if not 1 <= index < len(groups) - 1 or not groups[index].name.startswith("layers."):
         raise UsageError(f"perplexity's cut names a decoder layer (e.g. 'layers.26'), not {cut!r}.")
-    bottom = [v for g in groups[:index] for m in g.modules for v in m.state_dict().values()]
-    key = stable_hash("perplexity", type(model).__name__, index, *bottom, rows)
+    key = stable_hash("perplexity", type(model).__name__, index, *group_weights(model, 0, index), rows)
     path = cache_file("features", f"decoder-texts-cut{index}-{key}.pt")
     if path.is_file():
         return torch.load(path, weights_only=True)["states"], index
@@ -251,7 +251,7 @@ def predict_choices(model: nn.Module, data, tok, choices: Sequence[str], device:
     system turn and worked examples, runs once per batch: :class:`Prefixed`) or the decoder's cached
     token states (``ft.extract``: the layers above the cut run).
     """
-    from ..caching.engine import by_length
+    from ..caching.engine import by_length, loader_batch_size
     from ..train import predict
 
     step = _choice_step(choice_tokens(tok, choices))
@@ -262,8 +262,7 @@ def predict_choices(model: nn.Module, data, tok, choices: Sequence[str], device:
         if len(prefix) >= PREFIX_MIN:
             model = Prefixed(model, prefix)
         # batches of similar length (little padding); predict gives the predictions back in the set's order
-        size = getattr(data, "batch_size", None) or getattr(getattr(data, "batch_sampler", None), "batch_size", None) or 16
-        data = by_length(ds, [len(it["input_ids"]) for it in ds.items], size, data.collate_fn)
+        data = by_length(ds, [len(it["input_ids"]) for it in ds.items], loader_batch_size(data) or 16, data.collate_fn)
     return predict(model, data, device=device, step=step)
 
 
