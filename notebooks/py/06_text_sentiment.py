@@ -186,8 +186,8 @@ print(f"paraphrases: at least {paraphrase:.2f}; 'A great film.' vs 'A terrible f
 # architecture with random weights is the no-transfer baseline. `ft.extract(..., cut="head")` runs an encoder
 # once and keeps the pooled vectors (cached on disk). For the pretrained encoder they come in two steps that
 # section 6 reuses: `ft.extract` at `cut="layer.4"` keeps every token's state below the top two layers, and
-# `ft.features_at` runs those two layers on them and pools (lesson 08 does the same with images). The four
-# lower layers run once for both.
+# `ft.features_at` runs those two layers on them and pools. The embeddings and `layer.0`–`layer.3` run once:
+# sections 4, 5 and 6 all start from their stored output.
 
 # %%
 t0 = time.perf_counter()
@@ -215,7 +215,8 @@ def probe(name, feats, train=None):
 probe_right, random_right = probe("pretrained", pooled), probe("random init", rpooled)
 probe_test, random_probe_test = probe_right.mean().item(), random_right.mean().item()
 print(f"linear probe, test: pretrained {probe_test:.1%} (C={choices[0].best}), random init {random_probe_test:.1%} "
-      f"(C={choices[1].best}), majority {majority:.1%}   ({seconds_pooled:.0f} s for the vectors)")
+      f"(C={choices[1].best}), majority {majority:.1%}\n({seconds_pooled:.0f} s wall clock for both encoders' vectors; "
+      "read back where the cache already held them)")
 
 # %% [markdown]
 # Does the advantage hold with fewer training snippets? The same probes on stratified subsets
@@ -335,7 +336,7 @@ hidden_train = {seed: ft.extract(top_model, draws[seed], cut="layer.4", device=d
 seconds_extract_top = time.perf_counter() - t0
 h = hidden_train[0]
 print(f"{len(h)} snippets, {h.x.shape[0]:,} token states of {h.x.shape[1]} numbers "
-      f"({h.x.numel() * 4 / 1e6:.0f} MB), {seconds_extract_top:.0f} s")
+      f"({h.x.numel() * 4 / 1e6:.0f} MB), {seconds_extract_top:.0f} s (stored in sections 4-5, read back here)")
 ft.trainable_summary(top_model)
 
 # %%
@@ -356,10 +357,11 @@ print("top 2 layers + head, test:", ft.lab.spread(results["top2"]))
 ft.plot.history(history_top)
 
 # %% [markdown]
-# The top-2 runs trained `EPOCHS` more epochs than the head-only runs. Is their gain the unfrozen
-# layers, or only the extra training? The control differs from them in that one thing: each seed's
-# trained head trains on alone, for the same `EPOCHS` epochs at the same rate `LR_TOP`, on the cached
-# sentence vectors. Section 9 compares the top two layers with this control.
+# The top-2 runs trained up to `EPOCHS` more epochs than the head-only runs. (Every run in this lesson keeps its
+# epoch with the lowest validation loss, `ft.fit`'s `restore_best`: a choice made on validation. The star in the
+# figure above marks the epoch the last seed kept.) Is their gain the unfrozen layers, or only the extra training?
+# The control differs from them in that one thing: each seed's trained head trains on alone, for the same `EPOCHS`
+# epochs at the same rate `LR_TOP`, keeping its epoch by the same rule, on the cached sentence vectors. Section 9 compares the top two layers with this control.
 
 # %%
 for seed in range(SEEDS):
@@ -659,11 +661,11 @@ with ft.lab.exercise("06.2", "an optimizer over the unfrozen layers with layer-w
 # %% [markdown]
 # ## Exercises
 #
-# 1. Set `SUBSET = 1000` (2,000 snippets) and rerun sections 5–9: which strategy gains most from more data?
+# 1. Set `SUBSET = 1000` (2,000 snippets) and run the whole notebook again (sections 1 and 4 draw seed 0's snippets): which strategy gains most from more data?
 # 2. Put the pooler back: build `transformers.AutoModelForSequenceClassification.from_pretrained(ft.text.model_dir(), num_labels=2)`
 #    (it reads the `[CLS]` token through a pooler this model never trained), train its head only and compare with section 5.
 # 3. LoRA's rank: try `LORA_RANK = 2` and `32`. How do the trainable count and the accuracy move?
-# 4. `ft.freeze_to(model, "layer.2")` trains four layers: extract at that cut and compare time and accuracy with section 6.
+# 4. `ft.freeze_to(model, "layer.2")` trains four layers: extract at that cut and compare accuracy with section 6, and time with section 4 (section 6 read its states back from the cache).
 # 5. Find a snippet where occlusion and gradient × input disagree most. Which one would you trust, and why?
 #
 # ## Summary: the five steps, in text and in images
