@@ -15,11 +15,11 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader
 
-from .errors import DataError
+from .errors import DataError, UsageError
 from .tables import Table
 
-__all__ = ["Splits", "Loaders", "DATASETS", "register_dataset", "dataset", "stratified_split", "stratified_subset",
-           "subset_parts"]
+__all__ = ["Splits", "Loaders", "Draws", "DATASETS", "register_dataset", "dataset", "stratified_split",
+           "stratified_subset", "subset_parts", "class_share_draw"]
 
 DATASETS: dict[str, tuple[str, Callable[..., "Splits"]]] = {}
 """Every data set ftlab knows by name: ``{name: (modality, function giving its Splits)}``."""
@@ -125,6 +125,76 @@ def stratified_subset(data, subset: int | float, seed: int = 0):
         take = {c: subset for c in range(len(counts))}
     chosen = [rng.permutation(np.flatnonzero(targets == c))[:k] for c, k in take.items()]
     return data.subset(np.sort(np.concatenate(chosen)))
+
+
+def class_share_draw(targets, n: int, seed: int = 0) -> np.ndarray:
+    """Sorted positions of ``n`` of ``targets`` drawn with ``seed``, every class in its share (stratified, nested).
+
+    Each class gets ``round(n * its share)`` items (at least one); for one seed a smaller draw is the start
+    of a larger one, so a curve over training-set sizes adds examples rather than drawing new ones.
+
+    Raises:
+        UsageError: ``n`` is not between the number of classes and the number of items.
+    """
+    y = np.asarray(targets)
+    classes, counts = np.unique(y, return_counts=True)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not len(classes) <= n <= len(y):
+        raise UsageError(f"Cannot draw {n!r} of {len(y)} items with every one of the {len(classes)} classes: "
+                         f"ask for an int from {len(classes)} to {len(y)}, or draw from more items.")
+    take = np.maximum(1, np.round(n * counts / len(y)).astype(int))
+    rng = np.random.default_rng(seed)
+    order = {c: rng.permutation(np.flatnonzero(y == c)) for c in classes}
+    return np.sort(np.concatenate([order[c][:k] for c, k in zip(classes, take)]))
+
+
+class Draws:
+    """Training sets drawn per seed from one whole split, and the union of them to extract once.
+
+    Each seed draws its own ``sizes`` items from ``data`` (:func:`class_share_draw`: every class in its
+    share, nested over sizes), so runs on different seeds see different training sets, as a new
+    collection of data would give. Only the union of the draws (:attr:`pool`) needs features:
+    extract ``pool`` in its order, and :meth:`take` gives one seed's draw of them.
+
+    Example::
+
+        draws = ft.lab.Draws(splits.train, [40, 300], seeds=[0, 1, 2])
+        f = ft.extract(model, loader_over(draws.pool), cut=...)
+        draws.take(f, 300, seed=1)          # seed 1's 300 training items, as features
+    """
+
+    def __init__(self, data, sizes, seeds):
+        if getattr(data, "targets", None) is None:
+            raise UsageError("Draws draws by class: the data need one class label per item (.targets).")
+        self.data, self.sizes, self.seeds = data, sorted(sizes), list(seeds)
+        if not self.sizes or not self.seeds:
+            raise UsageError("Draws needs at least one size and one seed.")
+        y = np.asarray(data.targets)
+        self.index = {(n, s): class_share_draw(y, n, s) for n in self.sizes for s in self.seeds}
+        self.positions = np.unique(np.concatenate(list(self.index.values())))    # sorted indices into ``data``
+        self.pool = data.subset(self.positions)
+        self._at = {int(i): k for k, i in enumerate(self.positions)}
+
+    def take(self, features, n: int, seed: int):
+        """Seed ``seed``'s draw of ``n`` items from ``features`` extracted over :attr:`pool`, in pool order."""
+        if (n, seed) not in self.index:
+            raise UsageError(f"No draw of {n} items for seed {seed}: these Draws have sizes {self.sizes} and "
+                             f"seeds {self.seeds}.")
+        if len(features.y) != len(self.positions):
+            raise UsageError(f"The features hold {len(features.y)} items, the pool {len(self.positions)}: extract "
+                             "them from Draws.pool, in its order.")
+        return features.subset([self._at[int(i)] for i in self.index[n, seed]])
+
+    def shared(self, n: int) -> tuple[int, int]:
+        """The fewest and the most items that two seeds' draws of ``n`` have in common."""
+        if len(self.seeds) < 2:
+            return (0, 0)
+        sets = [set(self.index[n, s].tolist()) for s in self.seeds]
+        common = [len(a & b) for i, a in enumerate(sets) for b in sets[i + 1:]]
+        return min(common), max(common)
+
+    def __repr__(self) -> str:
+        return (f"Draws({len(self.seeds)} seeds x sizes {self.sizes} from {len(self.data)} items; "
+                f"pool of {len(self.positions)} to extract)")
 
 
 def subset_parts(splits: Splits, subset: int | float | None, eval_subset: int | float | None, seed: int) -> dict:

@@ -66,6 +66,29 @@ def test_features_sample_is_stratified_seeded_and_nested(small):
         f.sample(31)
 
 
+def test_draws_vary_per_seed_and_take_from_the_extracted_pool(small):
+    model, L = small
+    data = L.train.dataset                                                # 20 cells of each class
+    draws = ft.lab.Draws(data, [4, 10], seeds=[0, 1, 2])
+    assert all(len(draws.index[10, s]) == 10 and set(draws.index[4, s]) <= set(draws.index[10, s]) for s in draws.seeds)
+    assert len({tuple(draws.index[10, s]) for s in draws.seeds}) == 3     # each seed its own training set
+    assert sorted(set().union(*(draws.index[10, s].tolist() for s in draws.seeds))) == draws.positions.tolist()
+    assert len(draws.pool) == len(draws.positions) < len(data)
+    pooled = ft.extract(model, torch.utils.data.DataLoader(draws.pool, batch_size=8), cut="head", cache=False)
+    whole = ft.extract(model, torch.utils.data.DataLoader(data, batch_size=8), cut="head", cache=False)
+    for s in draws.seeds:                                                 # the same cells as drawing from the whole split
+        got, want = draws.take(pooled, 10, s), whole.subset(draws.index[10, s])
+        assert torch.allclose(got.x, want.x) and torch.equal(got.y, want.y) and got.y.bincount().tolist() == [5, 5]
+    low, high = draws.shared(10)
+    assert 0 <= low <= high < 10
+    with pytest.raises(ft.FtlabError, match="No draw of 7"):
+        draws.take(pooled, 7, 0)
+    with pytest.raises(ft.FtlabError, match="extract them from Draws.pool"):
+        draws.take(whole, 10, 0)
+    with pytest.raises(ft.FtlabError, match="Cannot draw 41 of 40"):
+        ft.lab.Draws(data, [41], seeds=[0])
+
+
 def test_model_facts_and_speed():
     rows = model_facts(["efficientnet_lite0", "efficientnet_lite2"], image_size=64, repeats=1)
     lite0, lite2 = rows
@@ -89,3 +112,22 @@ def test_tradeoff_figure():
     assert len(styles) == 12                                   # no two settings look alike once the palette repeats
     with pytest.raises(ft.FtlabError, match="at least one value"):
         ft.plot.tradeoff({"a": (1.0, [])})
+
+
+def test_step_seconds_times_side_by_side_and_leaves_the_models_as_they_were(small):
+    model, L = small                                         # blocks.6 and up train; BatchNorm keeps statistics
+    head_only = ft.vision.pretrained(num_classes=2)
+    ft.train_top(head_only, 1)
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = next(iter(L.train))
+    rng = torch.get_rng_state()
+    took = ft.lab.step_seconds({"from blocks.6": model, "head": head_only}, (x, y), repeats=2, device="cpu")
+    assert set(took) == {"from blocks.6", "head"} and all(t > 0 for t in took.values())
+    assert torch.equal(torch.get_rng_state(), rng)                        # dropout drew from a forked generator
+    assert not model.training and all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())   # running statistics too
+    frozen = ft.vision.pretrained(num_classes=2)
+    ft.freeze(frozen)
+    with pytest.raises(ft.FtlabError, match="nothing trainable"):
+        ft.lab.step_seconds({"frozen": frozen}, (x, y), repeats=1)

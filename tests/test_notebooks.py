@@ -24,7 +24,7 @@ TINY = {
                            "MAX_LENGTH": 24},
                           {"SEEDS": 2, "LORA_RANK": 2}),
     "07_detection": ({"VIEWS": 1, "EPOCHS": 1, "SEEDS": 1}, {"SEEDS": 2}),
-    "08_choosing_a_model": ({"MODELS": ["efficientnet_lite0", "efficientnet_lite1"], "IMAGE_SIZES": [32, 48], "POOL": 0.05,
+    "08_choosing_a_model": ({"MODELS": ["efficientnet_lite0", "efficientnet_lite1"], "IMAGE_SIZES": [32, 48],
                              "TRAIN_SIZES": [20, 60], "SEEDS": [0, 1], "FT_STEPS": 4, "SPEED_REPEATS": 1,
                              "OWN_SIZES": {"efficientnet_lite0": 40, "efficientnet_lite1": 56}},
                             {"CLASSES": 4}),

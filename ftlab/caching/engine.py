@@ -27,7 +27,6 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -38,6 +37,7 @@ from ..files import atomic_save, cache_file, stable_hash
 from ..freezing import eval_mode
 from ..groups import group_index, layer_groups
 from ..history import History
+from ..splits import class_share_draw
 from ..train import fit
 from .adapter import CacheAdapter, adapter_for, adapter_named
 
@@ -129,15 +129,7 @@ class Features:
         if not isinstance(self.y, torch.Tensor) or self.y.ndim != 1:
             raise UsageError("Features.sample draws by class: it needs one class label per example "
                              "(detection targets are boxes; use .subset with positions instead).")
-        y = self.y.numpy()
-        classes, counts = np.unique(y, return_counts=True)
-        if not len(classes) <= n <= len(y):
-            raise UsageError(f"Cannot draw {n} of {len(y)} cached inputs with every one of the {len(classes)} classes: "
-                             f"ask for {len(classes)} to {len(y)}, or extract from a larger pool.")
-        take = np.maximum(1, np.round(n * counts / len(y)).astype(int))
-        rng = np.random.default_rng(seed)
-        order = {c: rng.permutation(np.flatnonzero(y == c)) for c in classes}
-        return self.subset(np.sort(np.concatenate([order[c][:k] for c, k in zip(classes, take)])))
+        return self.subset(class_share_draw(self.y.numpy(), n, seed))
 
     def ftlab_scoring(self, model: nn.Module):
         """``(module, loader)`` with which ``ft.evaluate`` and ``ft.predict`` score ``model`` on these features."""

@@ -9,6 +9,8 @@ torchvision keeps its training references outside the package:
   test), :func:`check_claims`, :func:`record`, :func:`read_metrics` (:mod:`ftlab.lab.claims`);
   paired differences with bootstrap intervals over test examples and seeds (:func:`paired`,
   :func:`estimate`, :mod:`ftlab.lab.evidence`); the spread over seeds (:func:`spread`, :func:`aggregate`);
+  costs timed side by side, as ratios that hold on a shared machine (:func:`step_seconds`); training
+  sets drawn anew for each seed from the whole split, extracted once (:class:`~ftlab.splits.Draws`);
 * graded exercises: :func:`exercise` checks what a student wrote; student copies and grading
   (``ftlab student``, ``ftlab grade``, :mod:`ftlab.lab.grading`);
 * strategies of fine-tuning and one run of each: :data:`STRATEGIES`, :func:`run_strategy`, and the
@@ -21,6 +23,7 @@ torchvision keeps its training references outside the package:
 
 Use it as ``ft.lab.<name>`` (``import ftlab as ft``; it loads on first use).
 """
+from ..splits import Draws
 from ..summary import Spread, spread
 from .claims import (
     BORDERLINE,
@@ -45,12 +48,14 @@ from .full_text import TEXT_FULL, format_text_full, text_full_run
 from .grading import exercise
 from .strategies import STRATEGIES, run_strategy, strategy_top
 from .sweep import aggregate, collect_results, load_config, read_results, run_sweep, save_sweep_figures
+from .timing import step_seconds
 
 __all__ = ["STRICT_ENV", "VERDICTS", "BORDERLINE", "Choice", "choose", "Claim", "ClaimNotHeld", "check_claims", "claim",
            "claims_table", "exercise",
            "read_metrics", "record", "Estimate", "estimate", "paired", "paired_metric", "unpaired", "majority_baseline",
            "STRATEGIES", "run_strategy", "strategy_top", "run_experiment", "experiment_data", "TASKS", "correct_from_text",
            "TrainPanel",
+           "step_seconds", "Draws",
            "Spread", "spread", "aggregate", "collect_results", "load_config", "read_results", "run_sweep", "save_sweep_figures",
            "FULL", "coarsen", "format_full", "full_run", "load_full", "save_full", "select_full",
            "TEXT_FULL", "format_text_full", "text_full_run", "DETECTION_FULL", "detection_full_run", "format_detection_full",
