@@ -177,8 +177,9 @@ print(f"COCO detector, any class counted as a tree: mAP@0.5 {coco_map['map_50']:
 #   overlap by more than an IoU of 0.45, only the higher-scoring one is kept.
 #
 # So for each anchor of each cell the output has 4 box numbers, 1 objectness and 80 class scores.
-# The class scores are tied to COCO's classes; objectness too has learnt what counts as a COCO object
-# (section 3: it fires on no crown), but its rows are a useful start and they train with the head.
+# The class scores are tied to COCO's classes; objectness too was trained only on what counts as a COCO
+# object (section 3 shows only the product, objectness × class, staying under 0.1 on the crowns: which of
+# the two is low, it does not separate), but its rows are a useful start and they train with the head.
 # `pretrained(num_classes=1)` keeps **every** COCO tensor and replaces only the two output
 # convolutions, copying their box and objectness rows: only the class rows start fresh.
 
@@ -371,12 +372,15 @@ ft.plot.boxes([trees.test[i][0] for i in shown], found_trees, [trees.test[i][1] 
 # ## 9. Overfitting, with 36 tiles of one photo
 #
 # Compare the train and test columns of the table: the same model scores clearly higher on the tiles
-# it trained on (section 11 checks by how much). Part of that gap is the difference between two
-# photos, not memorisation alone: the head only, with 13,860 parameters and little room to memorise,
-# drops from train to test too. Its drop is a rough measure of what the change of photo costs; the
-# neck + head's gap is larger than the head only's by far more than that on every seed (section 11 checks
-# that it is larger by more than 0.1). That extra part is the neck's 2.4 million parameters learning the training tiles
-# themselves. (A rough split, not an exact one: the head only's drop is itself part photo, part fit.) What this lesson already uses against it: the
+# it trained on (section 11 checks: by more than 0.5 mAP@0.5 on every seed). Part of that gap is the
+# difference between two photos, not memorisation alone: the head only, with 13,860 parameters and little
+# room to memorise, drops from train to test too, by less than a tenth. Its drop is a loose measure of what
+# the change of photo costs: the head only scores little on its own training tiles (the train column), so
+# it has little to lose, and a detector that finds crowns well may lose more to a new photo. So these runs
+# cannot split the neck + head's gap into photo and memorisation. What they do show: the neck + head's gap
+# is larger than the head only's by more than 0.5 on every seed (section 11), far more than the head only
+# lost; the neck's 2.4 million parameters fitting the training tiles themselves is the usual reading of that
+# excess, and a likely one, but not one these runs isolate. What this lesson already uses against it: the
 # views (each tile in `VIEWS` of its eight symmetric forms) and weight decay (AdamW's default 0.01 in
 # `fit`). What it does not use, to fit the classroom budget: early stopping on the validation plots
 # (they come from other sites, see exercise 5), and *random* crops and colour changes every epoch
@@ -423,12 +427,11 @@ claims = [
     ft.lab.claim("neck + head beats head only on the validation tiles too, on every seed (what the choice rests on)",
                  all(a["val"] > b["val"] for a, b in zip(runs["neck + head"], runs["head only"])),
                  val_neck_head=[r["val"] for r in runs["neck + head"]], val_head=[r["val"] for r in runs["head only"]]),
-    ft.lab.claim("neck + head scores higher on its training tiles than on the test tiles, by more than 0.1 mAP@0.5 on every seed",
-             min(a - b for a, b in zip(train_scores["neck + head"], results["neck + head"])) > 0.1,
+    ft.lab.claim("neck + head scores higher on its training tiles than on the test tiles, by more than 0.5 mAP@0.5 on every seed",
+             min(a - b for a, b in zip(train_scores["neck + head"], results["neck + head"])) > 0.5,
              train=train_scores["neck + head"], test=results["neck + head"]),
-    ft.lab.claim("the train - test gap of neck + head is larger than the head only's, by more than 0.1 mAP@0.5 on every "
-                 "seed (the part of the gap the change of photo does not explain)",
-                 min(gaps["neck + head"][i] - gaps["head only"][i] for i in range(SEEDS)) > 0.1, **gaps),
+    ft.lab.claim("the train - test gap of neck + head is larger than the head only's, by more than 0.5 mAP@0.5 on every seed",
+                 min(gaps["neck + head"][i] - gaps["head only"][i] for i in range(SEEDS)) > 0.5, **gaps),
     ft.lab.claim("the head alone is under 1 % of the detector's parameters, neck + head over 25 %",
              trainable["head only"] < 0.01 * total_params < 0.25 * total_params < trainable["neck + head"],
              total=total_params, **trainable),

@@ -243,16 +243,17 @@ def train(name, build, lr):
         right.setdefault(name, []).append((p.preds == p.targets).float())
         seconds.setdefault(name, []).append(sum(r["seconds"] for r in history.to_list()))
         after.setdefault(name, []).append(costs(m))           # section 9, for every seed's model
-        histories[name], trained[name] = history, m          # the last seed's, for the figures and section 8
+        histories.setdefault(name, []).append(history)
+        trained[name] = m                                    # the last seed's, for section 8
     print(f"{name}: test", ft.lab.spread([r.mean().item() for r in right[name]]),
           f"({ft.trainable_count(m):,} trainable, {sum(seconds[name]) / SEEDS:.0f} s a seed)")
 
 
 train("top layers", top_layers, LR_TOP)
-ft.plot.history(histories["top layers"])
+ft.plot.history(histories["top layers"], labels=[f"seed {s}" for s in range(SEEDS)])
 
 # %% [markdown]
-# Read the figure's accuracy with care: it is `ft.evaluate`'s **next-token accuracy over every answer
+# One line per seed (each its own draw of training snippets). Read the figure's accuracy with care: it is `ft.evaluate`'s **next-token accuracy over every answer
 # token** — the word, the end-of-turn token, and `ten` after `rot` — and most of those are easy once the
 # format is learnt. The fresh-or-rotten accuracy (the first answer token alone, printed above and in
 # section 8) is much lower.
@@ -290,7 +291,7 @@ ft.Table(["", "trainable", "test accuracy"],
 # %%
 compared = [("zero-shot, calibrated", "zero-shot"), (f"{SHOTS}-shot, calibrated", "zero-shot, calibrated"),
             ("top layers", "zero-shot, calibrated"), ("top layers", f"{SHOTS}-shot, calibrated"),
-            ("LoRA", f"{SHOTS}-shot, calibrated"), ("LoRA", "top layers")]
+            ("LoRA", "zero-shot, calibrated"), ("LoRA", f"{SHOTS}-shot, calibrated"), ("LoRA", "top layers")]
 def seeded(arm, like):
     # a one-run arm (a tensor) repeated for each seed of the arm it is compared with
     return [arm] * len(like) if torch.is_tensor(arm) and not torch.is_tensor(like) else arm
@@ -352,8 +353,10 @@ ft.Table(["prompt", *answers], [[p, *(answers[n][i] for n in answers)] for i, p 
 # - worked examples in the prompt do not help this 135M model: the calibrated few-shot prompt does
 #   *worse* than the calibrated zero-shot one, and its interval only just excludes 0 (read it as likely,
 #   not settled). Prompting is no substitute for training at this size;
-# - training the top four layers on 160 snippets, with the loss on the answer only, beats the best
-#   prompt; LoRA in the same layers beats the calibrated few-shot prompt (itself no better than a coin flip here). LoRA trains under 1 % of what the top
+# - training the top four layers on 160 snippets, with the loss on the answer only, beats both calibrated
+#   prompts (intervals above 0). LoRA in the same layers beats the calibrated few-shot prompt (itself no
+#   better than a coin flip here), but is **not shown** to beat the calibrated zero-shot prompt: that
+#   difference is within the noise, so here LoRA is not shown to do better than asking well. LoRA trains under 1 % of what the top
 #   layers train and scores lower on average at these rates and epochs, but the two are **not ranked**:
 #   which 160 snippets a seed draws moves both by several points (the spread in section 6), and with that
 #   in the noise the interval of the difference reaches past 0 (undecided, checked). An earlier version
@@ -390,6 +393,8 @@ claims = [
                  differences[("top layers", "zero-shot, calibrated")], above=0.0),
     ft.lab.claim(f"the fine-tuned top layers beat the calibrated {SHOTS}-shot prompt by more than 5 points",
                  differences[("top layers", f"{SHOTS}-shot, calibrated")], above=0.05),
+    ft.lab.claim("LoRA beats the calibrated zero-shot prompt", differences[("LoRA", "zero-shot, calibrated")],
+                 above=0.0, expect="undecided"),
     ft.lab.claim(f"LoRA beats the calibrated {SHOTS}-shot prompt", differences[("LoRA", f"{SHOTS}-shot, calibrated")],
                  above=0.0),
     ft.lab.claim("LoRA trains under 1 % of the parameters the top layers train",
