@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from matplotlib.collections import PathCollection
 from matplotlib.colors import to_hex
 from sklearn.decomposition import PCA
 from tiny import Tiny, tiny_loaders
@@ -323,3 +324,16 @@ def test_intervals_draw_each_estimate_with_its_interval_and_colour_only_the_clea
     assert "points" in ax.get_xlabel()
     with pytest.raises(ft.UsageError, match="value, low and high"):
         plot.intervals({"x": 0.5})
+
+
+def test_tradeoff_draws_points_of_one_cost_apart_and_scaling_names_its_lines():
+    fig = plot.tradeoff({"a probe": (100.0, [0.7, 0.8]), "a partial": (100.0, [0.75, 0.85]), "b": (50.0, [0.6])})
+    ax = fig.axes[0]
+    xs = [c.get_offsets()[:, 0] for c in ax.collections if isinstance(c, PathCollection)]   # each label's seeds
+    assert xs[0][0] == 100.0 and xs[1][0] == pytest.approx(104.0) and xs[2][0] == 50.0
+    assert "1 std over seeds" in ax.get_title()
+    rows = [{"strategy": s, "train_images": n, "seed": k, "test_acc": 0.6 + n / 1000 + k / 100}
+            for s in ("lite0 64 px", "lite0 128 px") for n in (40, 300) for k in range(2)]
+    ax = plot.scaling(rows, legend="model, input", unit="training cells", baseline=0.688).axes[0]
+    assert ax.get_legend().get_title().get_text() == "model, input" and ax.get_xlabel() == "training cells (log scale)"
+    assert any(list(line.get_ydata()) == [0.688, 0.688] for line in ax.get_lines())          # the majority line

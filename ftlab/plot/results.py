@@ -107,14 +107,18 @@ def intervals(estimates: Mapping[str, Any], reference: float | None = 0.0, xlabe
 
 
 @styled
-def scaling(rows: Sequence[dict[str, Any]], value: str = "test_acc", ax=None):
-    """Accuracy (mean ± std over seeds) against training images, one line per strategy.
+def scaling(rows: Sequence[dict[str, Any]], value: str = "test_acc", ax=None, legend: str = "strategy",
+            unit: str = "training images", baseline: float | None = None, baseline_label: str = "majority class"):
+    """Accuracy (mean ± std over seeds, the bars) against training images, one line per strategy.
 
     Args:
         rows: experiment results (``results.csv`` rows or ``run_experiment`` dicts) with
             ``strategy``, ``train_images`` and ``value``.
         value: the column to plot.
         ax: draw into this axes.
+        legend: the legend's title (what the lines are: strategies, or e.g. "model, input").
+        unit: what the x-axis counts ("training images", "training cells" ...).
+        baseline, baseline_label: a horizontal reference line (e.g. always answering the majority class).
 
     Returns:
         The Figure.
@@ -125,13 +129,15 @@ def scaling(rows: Sequence[dict[str, Any]], value: str = "test_acc", ax=None):
         pts = sorted((r for r in agg if r["strategy"] == strategy), key=lambda r: float(r["train_images"]))
         x = [float(r["train_images"]) for r in pts]
         a.errorbar(x, [r["mean"] for r in pts], yerr=[r["std"] for r in pts], marker="o", capsize=3, label=strategy)
+    if baseline is not None:
+        a.axhline(baseline, color="grey", linestyle=":", label=baseline_label)
     a.set_xscale("log")
     sizes = sorted({float(r["train_images"]) for r in agg})
     a.set_xticks(sizes, [f"{x:,.0f}" for x in sizes])       # the sizes that were run, not powers of ten
     a.xaxis.set_minor_formatter(NullFormatter())
-    a.set(xlabel="training images (log scale)", ylabel=value.replace("_", " "),
-          title="Accuracy against training-set size")
-    a.legend(title="strategy", loc="lower right")
+    a.set(xlabel=f"{unit} (log scale)", ylabel=value.replace("_", " "),
+          title="Accuracy against training-set size (bars: ± 1 std over seeds)")
+    a.legend(title=legend, loc="lower right")
     return fig
 
 
@@ -140,7 +146,8 @@ def tradeoff(points: Mapping[str, tuple[float, Sequence[float]]], xlabel: str = 
              ylabel: str = "test accuracy", title: str | None = None, logx: bool = True, ax=None):
     """Accuracy against a cost, one labelled point per model or setting: mean ± std over seeds, every seed a dot.
 
-    Read it as a trade-off: up is better, and (for a speed on the x-axis) right is cheaper.
+    Read it as a trade-off: up is better, and (for a speed on the x-axis) right is cheaper. Points with
+    the same cost are drawn a little apart (4 % on a log axis) so that none hides another.
 
     Args:
         points: ``{label: (x, [value per seed])}`` (x: images/s, parameters, seconds ...).
@@ -154,7 +161,10 @@ def tradeoff(points: Mapping[str, tuple[float, Sequence[float]]], xlabel: str = 
     if not points or any(len(v) == 0 for _, v in points.values()):
         raise UsageError("tradeoff() needs {label: (x, [one value per seed, ...])} with at least one value each.")
     fig, (a,) = axes_row(ax, 1, (8.5, 4.2))
+    same_x: dict[float, int] = {}
     for i, (label, (x, values)) in enumerate(points.items()):
+        k = same_x[x] = same_x.get(x, -1) + 1                # points that share a cost sit side by side, not on top
+        x = x * 1.04 ** k if logx else x + 0.02 * k * abs(x or 1)
         s = mean_std(values)
         colour, marker = PALETTE[i % len(PALETTE)], MARKERS[i // len(PALETTE) % len(MARKERS)]   # every label its own
         a.scatter([x] * len(values), values, s=14, alpha=0.5, color=colour, marker=marker, zorder=2)
@@ -162,7 +172,8 @@ def tradeoff(points: Mapping[str, tuple[float, Sequence[float]]], xlabel: str = 
     if logx:
         a.set_xscale("log")
     a.yaxis.set_major_formatter(PercentFormatter(1.0))
-    a.set(xlabel=xlabel, ylabel=ylabel, title=title or f"{ylabel.capitalize()} against {xlabel}")
+    title = (title or f"{ylabel.capitalize()} against {xlabel}") + "\n(bars: ± 1 std over seeds)"
+    a.set(xlabel=xlabel, ylabel=ylabel, title=title)
     a.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))       # beside the points, not on them
     return fig
 
