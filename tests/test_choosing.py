@@ -78,7 +78,8 @@ def test_draws_vary_per_seed_and_take_from_the_extracted_pool(small):
     whole = ft.extract(model, torch.utils.data.DataLoader(data, batch_size=8), cut="head", cache=False)
     for s in draws.seeds:                                                 # the same cells as drawing from the whole split
         got, want = draws.take(pooled, 10, s), whole.subset(draws.index[10, s])
-        assert torch.allclose(got.x, want.x) and torch.equal(got.y, want.y) and got.y.bincount().tolist() == [5, 5]
+        # other batch neighbours, other float rounding (up to ~2e-5 on values up to 6 at one thread): equal to 1e-4
+        assert torch.allclose(got.x, want.x, atol=1e-4) and torch.equal(got.y, want.y) and got.y.bincount().tolist() == [5, 5]
     low, high = draws.shared(10)
     assert 0 <= low <= high < 10
     with pytest.raises(ft.FtlabError, match="No draw of 7"):
