@@ -75,7 +75,8 @@ dev
 # every snippet about one movie is in one split, so a model cannot score by remembering a title.
 # The classroom run trains on a balanced subset (`SUBSET` snippets of each class), chooses on a balanced
 # subset of the validation split (`EVAL_SUBSET` of each class) and scores on the **whole test split** (`TEST_SUBSET =
-# None`): predicting is cheap, and every extra test snippet narrows the intervals of section 9. The test split keeps its own mix of
+# None`): predicting is cheap, and every extra test snippet narrows the part of section 9's intervals that
+# comes from the test snippets (the part from the seeds stays). The test split keeps its own mix of
 # the classes (printed below: always answering the majority class scores that share).
 
 # %%
@@ -235,8 +236,8 @@ print(f"{len(edges)} of {len(choices)} probes chose a C at an end of C_GRID" + (
 
 # %% [markdown]
 # The last line counts the probes whose `C` sits at an end of `C_GRID`. At the defaults they are probes on
-# the smaller training sets (50 and 132 snippets) choosing the strongest penalty. Going further that way changes little: as `C`
-# shrinks, the direction of a logistic regression's weights tends to the difference between the two
+# the smaller training sets (50 and 132 snippets) choosing the strongest penalty. Going further that way should change little (a known property, not
+# tested here: no smaller `C` was tried): as `C` shrinks, the direction of a logistic regression's weights tends to the difference between the two
 # classes' mean vectors (of the standardised features), and with balanced classes that direction is what
 # decides. A probe at the weak end (`C = 10`) would be the one to widen the grid for.
 
