@@ -25,7 +25,7 @@
 # | | lesson 06: encoder | this lesson: decoder |
 # |---|---|---|
 # | the network | MiniLM, 6 layers, 22.6M | SmolLM2-135M-Instruct, 30 layers, 134.5M |
-# | the answer | a new head, 384 → 2 | the next token: the model's own output layer (49,152 words) |
+# | the answer | a new head, 384 → 2 | the next token: the model's own output layer (49,152 tokens) |
 # | the loss | cross-entropy on the head's 2 outputs | cross-entropy on the **answer tokens only** |
 # | before any training | nothing: the head is random | it can already be *asked*: zero-shot and few-shot prompting |
 #
@@ -164,7 +164,7 @@ print(f"zero-shot, test: {zero_right.mean():.1%} right; it answers 'fresh' to {z
 ft.llm.generate(model, tok, [q for q, _ in pairs["val"][:3]], max_new_tokens=14, device=dev)
 
 # %% [markdown]
-# So the two tokens' scores are compared where the model would rather write "This". They may still
+# So the two tokens' scores are compared where the model would rather start a sentence ("I'm", "This"). They may still
 # *rank* the snippets: a rotten snippet may make `rot` less unlikely than a fresh one does. Moving the
 # boundary between the answers reads that ranking (**calibration**). The boundary is a choice, so it is
 # made on the validation snippets (`ft.llm.margin_threshold`) and applied once to the test snippets:
@@ -261,7 +261,8 @@ ft.plot.history(histories["top layers"], labels=[f"seed {s}" for s in range(SEED
 # %% [markdown]
 # ## 7. LoRA in the same layers
 #
-# LoRA (lesson 06) freezes every weight and adds a trainable low-rank update `B @ A` (rank `LORA_RANK`)
+# LoRA (lesson 06) freezes every pretrained weight (but the final norm, the 576-parameter "head" row that
+# trains in section 6 too) and adds a trainable low-rank update `B @ A` (rank `LORA_RANK`)
 # beside the attention's four projections — here in the same four top layers, so it trains on the same
 # cached states and differs from section 6 in *how* those layers may change (and in its own rate, `LR_LORA`).
 
@@ -273,12 +274,14 @@ train("LoRA", lambda: ft.llm.add_lora(copy.deepcopy(model), r=LORA_RANK, layers=
 # %% [markdown]
 # ## 8. Side by side
 #
-# The prompting rows are single runs (nothing in them is random); the fine-tuned rows are means over
+# The prompting rows are single runs (nothing random happens when they run; but the 4-shot prompt's worked
+# examples come from seed 0's draw of training snippets, so its interval leaves out which examples were
+# drawn); the fine-tuned rows are means over
 # `SEEDS` seeds. The paired differences below are over the same test snippets, and over the seeds where
 # an arm has seeds (a prompt's one run is paired with every seed): an interval that contains 0 does not
 # rank the two. A seed here fixes its own draw of 160 training snippets, the order of the batches and
 # LoRA's random start, and both strategies of a seed train on the same draw: so the intervals include
-# what another draw of training snippets would change (over 3 draws: a borderline one is still undecided).
+# what another draw of training snippets would change. Three seeds make that part of each interval coarse.
 
 # %%
 arms = {"zero-shot": zero_right, "zero-shot, calibrated": zero_cal_right, f"{SHOTS}-shot": few_right,
@@ -347,22 +350,24 @@ ft.Table(["prompt", *answers], [[p, *(answers[n][i] for n in answers)] for i, p 
 #
 # - asked as it is, the model gives the same first answer token, `fresh`, to all or nearly all of the snippets
 #   (the share is printed in section 4):
-#   scored by its likelier answer token it is a coin flip. Its scores may carry a little of the
+#   scored by its likelier answer token it scores the share of fresh snippets in the test split (a constant
+#   answer, as good as a coin flip on these balanced snippets). Its scores may carry a little of the
 #   sentiment: with the boundary moved on validation it scores higher on average, but the interval of
 #   that gain (printed in section 8) contains 0: within the noise on 200 test snippets;
-# - worked examples in the prompt do not help this 135M model: the calibrated few-shot prompt does
-#   *worse* than the calibrated zero-shot one, and its interval only just excludes 0 (read it as likely,
-#   not settled). Prompting is no substitute for training at this size;
+# - these 4 worked examples (the shortest of seed 0's draw, in one wording) do not help this 135M model:
+#   the calibrated few-shot prompt does *worse* than the calibrated zero-shot one, and its interval only
+#   just excludes 0 (declared borderline: read it as likely, not settled). Other examples or wordings were
+#   not tried;
 # - training the top four layers on 160 snippets, with the loss on the answer only, beats both calibrated
 #   prompts (intervals above 0). LoRA in the same layers beats the calibrated few-shot prompt (itself no
 #   better than a coin flip here), but is **not shown** to beat the calibrated zero-shot prompt: that
 #   difference is within the noise, so here LoRA is not shown to do better than asking well. LoRA trains under 1 % of what the top
 #   layers train and scores lower on average at these rates and epochs, but the two are **not ranked**:
-#   which 160 snippets a seed draws moves both by several points (the spread in section 6), and with that
-#   in the noise the interval of the difference reaches past 0 (undecided, checked). An earlier version
-#   of this lesson trained every seed on one draw and found LoRA lower beyond the noise: its intervals
-#   left out the draw, which moves a seed's accuracy by several points here (the spreads in sections 6
-#   and 7);
+#   what a seed changes (its draw of 160 snippets, the batch order, LoRA's start) moves both by several
+#   points (the spread in section 6), and with that in the noise the interval of the difference reaches
+#   past 0 (undecided, checked). (**Another run**, not shown here: an earlier version of this lesson trained
+#   every seed on one draw and found LoRA lower beyond the noise; its intervals could not include what
+#   another draw changes.)
 # - **what it costs**: training the four layers fully made the model forget how to write. Its
 #   log-perplexity on the headlines rose by several nats per headline (about 4.8 at the defaults; the numbers
 #   are printed in section 9), and it answers unrelated prompts with a review's verdict. LoRA, whose update is small and
