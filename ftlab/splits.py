@@ -99,13 +99,19 @@ def stratified_split(n_items: int, strata, fraction: float, seed: int):
                         f"({err}): give more items per class, or a larger held-out fraction.") from None
 
 
+def _per_class(targets: np.ndarray, take, seed: int) -> np.ndarray:
+    """Sorted positions: ``k`` items of each class ``c`` of ``take`` (``(c, k)`` pairs, in that order), each
+    class shuffled with one generator seeded ``seed`` (what both stratified draws share)."""
+    rng = np.random.default_rng(seed)
+    return np.sort(np.concatenate([rng.permutation(np.flatnonzero(targets == c))[:k] for c, k in take]))
+
+
 def stratified_subset(data, subset: int | float, seed: int = 0):
     """A stratified, seeded subset: ``int`` = items per class, ``float`` in (0, 1] = fraction per class.
 
     Raises:
         DataError: more items per class than a class has, or a fraction outside (0, 1].
     """
-    rng = np.random.default_rng(seed)
     if getattr(data, "targets", None) is None:               # no class per item (tiles with boxes): one stratum
         counts, targets = {"items": len(data)}, np.zeros(len(data), dtype=np.int64)
     else:
@@ -123,8 +129,7 @@ def stratified_subset(data, subset: int | float, seed: int = 0):
             raise DataError(f"subset={subset} items per class is more than {data.name} has: "
                             f"{small or counts}. Use at most {min(counts.values())} or a fraction like 0.1.")
         take = {c: subset for c in range(len(counts))}
-    chosen = [rng.permutation(np.flatnonzero(targets == c))[:k] for c, k in take.items()]
-    return data.subset(np.sort(np.concatenate(chosen)))
+    return data.subset(_per_class(targets, take.items(), seed))
 
 
 def class_share_draw(targets, n: int, seed: int = 0) -> np.ndarray:
@@ -142,9 +147,7 @@ def class_share_draw(targets, n: int, seed: int = 0) -> np.ndarray:
         raise UsageError(f"Cannot draw {n!r} of {len(y)} items with every one of the {len(classes)} classes: "
                          f"ask for an int from {len(classes)} to {len(y)}, or draw from more items.")
     take = np.maximum(1, np.round(n * counts / len(y)).astype(int))
-    rng = np.random.default_rng(seed)
-    order = {c: rng.permutation(np.flatnonzero(y == c)) for c in classes}
-    return np.sort(np.concatenate([order[c][:k] for c, k in zip(classes, take)]))
+    return _per_class(y, zip(classes, take), seed)
 
 
 class Draws:
