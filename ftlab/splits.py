@@ -161,7 +161,8 @@ class Draws:
     Example::
 
         draws = ft.lab.Draws(splits.train, [40, 300], seeds=[0, 1, 2])
-        f = ft.extract(model, loader_over(draws.pool), cut=...)
+        pool = ft.Splits(draws.pool, splits.val, splits.test, splits.name)   # train: only the drawn items
+        f = ft.extract(model, ft.vision.loaders(pool, model).train, cut="head")
         draws.take(f, 300, seed=1)          # seed 1's 300 training items, as features
     """
 
